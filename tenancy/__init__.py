@@ -1,0 +1,47 @@
+"""tenancy: multi-tenant data access for a Wix app's self-hosted Python backend.
+
+Tenant-scoped SQLAlchemy sessions enforced twice (ORM criteria and PostgreSQL row-level
+security), Alembic migrations that put every tenant table under isolation, a Wix client
+with a token resolver, and a sync job that keeps the ``tenants`` table fresh.
+"""
+
+from __future__ import annotations
+
+from tenancy.errors import (
+    ConfigurationError,
+    CrossTenantAccess,
+    CrossTenantWrite,
+    InvalidInstanceId,
+    InvalidToken,
+    TenancyError,
+    TenancyWarning,
+    WixAuthError,
+    WixError,
+    WixRateLimited,
+    WixUnavailable,
+)
+from tenancy.isolation import disable_isolation, enable_isolation
+from tenancy.models import Base, Tenant, TenantScoped, mark_tenant_table, tenant_foreign_key
+from tenancy.settings import Settings
+
+__all__ = [
+    "Base",
+    "ConfigurationError",
+    "CrossTenantAccess",
+    "CrossTenantWrite",
+    "InvalidInstanceId",
+    "InvalidToken",
+    "Settings",
+    "TenancyError",
+    "TenancyWarning",
+    "Tenant",
+    "TenantScoped",
+    "WixAuthError",
+    "WixError",
+    "WixRateLimited",
+    "WixUnavailable",
+    "disable_isolation",
+    "enable_isolation",
+    "mark_tenant_table",
+    "tenant_foreign_key",
+]

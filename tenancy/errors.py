@@ -1,0 +1,110 @@
+"""Errors raised by tenancy.
+
+Every error derives from one root, so ``except tenancy.TenancyError`` catches all
+of them. Messages name the problem and never contain a secret or a token::
+
+    TenancyError
+     ├─ ConfigurationError          settings, engines or roles are unusable
+     ├─ InvalidInstanceId           not a UUID (before any SQL runs)
+     ├─ InvalidToken                Wix refused the token, or it is malformed
+     ├─ CrossTenantAccess           a row of another tenant reached a tenant session
+     │   └─ CrossTenantWrite        a write would touch another tenant's rows
+     └─ WixError (.status, .request_id)
+         ├─ WixUnavailable          unreachable, timed out or 5xx after retries
+         ├─ WixRateLimited          429 after retries
+         └─ WixAuthError            401/403 from the token endpoint or an API call
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "CrossTenantAccess",
+    "CrossTenantWrite",
+    "InvalidInstanceId",
+    "InvalidToken",
+    "TenancyError",
+    "TenancyWarning",
+    "WixAuthError",
+    "WixError",
+    "WixRateLimited",
+    "WixUnavailable",
+]
+
+
+class TenancyError(Exception):
+    """Base class for every error tenancy raises."""
+
+    __module__ = "tenancy"
+
+
+class TenancyWarning(UserWarning):
+    """A configuration that works but protects less than it could (e.g. no RLS on SQLite)."""
+
+    __module__ = "tenancy"
+
+
+class ConfigurationError(TenancyError):
+    """Settings, engines or database roles cannot give the promised isolation."""
+
+    __module__ = "tenancy"
+
+
+class InvalidInstanceId(TenancyError, ValueError):
+    """An instance id that is not a UUID; raised before anything is opened."""
+
+    __module__ = "tenancy"
+
+
+class InvalidToken(TenancyError):
+    """A request token that Wix does not accept for this app, or that is malformed.
+
+    Every refusal reason gets this one error so callers answer uniformly (401).
+    """
+
+    __module__ = "tenancy"
+
+
+class CrossTenantAccess(TenancyError):
+    """A row of another tenant reached a tenant session; the operation was stopped."""
+
+    __module__ = "tenancy"
+
+
+class CrossTenantWrite(CrossTenantAccess):
+    """A write would create, change or touch another tenant's rows."""
+
+    __module__ = "tenancy"
+
+
+class WixError(TenancyError):
+    """A Wix API call failed.
+
+    ``status`` is the HTTP status (``None`` when no response came) and
+    ``request_id`` Wix's ``x-wix-request-id`` header, for Wix support.
+    """
+
+    __module__ = "tenancy"
+
+    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.request_id = request_id
+
+
+class WixUnavailable(WixError):
+    """Wix could not be reached, timed out or answered 5xx, after retries."""
+
+    __module__ = "tenancy"
+
+
+class WixRateLimited(WixError):
+    """Wix answered 429 (rate limited), after retries."""
+
+    __module__ = "tenancy"
+
+
+class WixAuthError(WixError):
+    """Wix refused the app's credentials or app token (401/403)."""
+
+    __module__ = "tenancy"

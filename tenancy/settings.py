@@ -1,0 +1,78 @@
+"""Settings: the one place that knows which environment variables tenancy reads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from tenancy.errors import ConfigurationError
+
+__all__ = ["DEFAULT_DATABASE_URL", "DEFAULT_WIX_API_BASE_URL", "Settings"]
+
+DEFAULT_DATABASE_URL = "sqlite:///tenancy.db"
+DEFAULT_WIX_API_BASE_URL = "https://www.wixapis.com"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Connection and Wix settings; build it with :meth:`from_env` at the edge of a program.
+
+    ``database_url`` is the runtime role's URL (tenant sessions);
+    ``admin_database_url`` the owner role's (migrations, sync, ``admin()`` sessions).
+    """
+
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
+    admin_database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
+    wix_app_id: str | None = None
+    wix_app_secret: str | None = field(default=None, repr=False)  # never printed
+    wix_api_base_url: str = DEFAULT_WIX_API_BASE_URL
+
+    def __post_init__(self) -> None:
+        for name in ("database_url", "admin_database_url"):
+            value = getattr(self, name)
+            try:
+                make_url(value)
+            except ArgumentError:
+                # The URL may hold a password: name the setting, not the value.
+                raise ConfigurationError(f"{name} is not a database URL") from None
+        if not self.wix_api_base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"wix_api_base_url must start with http:// or https://, got {self.wix_api_base_url!r}"
+            )
+
+    def __repr__(self) -> str:
+        # URLs are shown with their password masked; the secret is never shown.
+        return (
+            f"Settings(database_url={_safe_url(self.database_url)!r}, "
+            f"admin_database_url={_safe_url(self.admin_database_url)!r}, "
+            f"wix_app_id={self.wix_app_id!r}, "
+            f"wix_app_secret={'***' if self.wix_app_secret else None!r}, "
+            f"wix_api_base_url={self.wix_api_base_url!r})"
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read ``DATABASE_URL``, ``TENANCY_ADMIN_DATABASE_URL``, ``WIX_APP_ID``,
+        ``WIX_APP_SECRET`` and ``WIX_API_BASE_URL``; empty values count as unset."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        database_url = get("DATABASE_URL") or DEFAULT_DATABASE_URL
+        return cls(
+            database_url=database_url,
+            admin_database_url=get("TENANCY_ADMIN_DATABASE_URL") or database_url,
+            wix_app_id=get("WIX_APP_ID"),
+            wix_app_secret=get("WIX_APP_SECRET"),
+            wix_api_base_url=(get("WIX_API_BASE_URL") or DEFAULT_WIX_API_BASE_URL).rstrip("/"),
+        )
+
+
+def _safe_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
