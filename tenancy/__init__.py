@@ -22,6 +22,7 @@ from tenancy.errors import (
 )
 from tenancy.isolation import disable_isolation, enable_isolation
 from tenancy.models import Base, Tenant, TenantScoped, mark_tenant_table, tenant_foreign_key
+from tenancy.sessions import TenantSession, TenantSessionFactory
 from tenancy.settings import Settings
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "TenancyWarning",
     "Tenant",
     "TenantScoped",
+    "TenantSession",
+    "TenantSessionFactory",
     "WixAuthError",
     "WixError",
     "WixRateLimited",

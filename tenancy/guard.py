@@ -1,0 +1,235 @@
+"""The ORM layer of isolation: what a :class:`~tenancy.sessions.TenantSession` enforces itself.
+
+Listeners are registered once, on the ``TenantSession`` class and the ``TenantScoped`` mixin,
+never per session: nothing accumulates on engines, pools or connections, and nothing is left
+behind when a session closes (or raises).
+
+- Reads: every ORM SELECT, UPDATE and DELETE gets ``instance_id = :tenant`` for every
+  tenant-scoped entity, aliases, relationship and column loads included
+  (``with_loader_criteria``). A row of another tenant that still reaches the session (e.g. an
+  ORM query built on ``text()`` on SQLite) raises :class:`~tenancy.CrossTenantAccess` at load.
+- Writes: new objects without ``instance_id`` are stamped with the tenant; another tenant's id,
+  a changed ``instance_id`` and ORM ``insert()``/``update()`` statements that name another
+  tenant raise :class:`~tenancy.CrossTenantWrite` before anything reaches the database.
+- Core statements and ``text()`` are left to PostgreSQL row-level security.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import ORMExecuteState, QueryContext, Session, with_loader_criteria
+from sqlalchemy.orm.interfaces import ORMOption
+from sqlalchemy.sql.elements import BindParameter
+
+from tenancy.errors import CrossTenantAccess, CrossTenantWrite
+from tenancy.models import TENANT_COLUMN, TenantScoped
+
+if TYPE_CHECKING:
+    from tenancy.sessions import TenantSession
+
+__all__ = [
+    "as_uuid",
+    "check_flush",
+    "check_mappings",
+    "check_new_object",
+    "criteria_option",
+    "scope_statement",
+    "stamp_on_add",
+]
+
+
+def criteria_option(tenant: uuid.UUID) -> ORMOption:
+    """The loader criteria limiting every tenant-scoped entity to *tenant*.
+
+    Built once per session and reused by every statement: the lambda is cached by its code
+    location, and *tenant* travels as a bound parameter (closure variable tracking), so one
+    compiled statement serves every tenant.
+    """
+    return with_loader_criteria(
+        TenantScoped,
+        lambda cls: cls.instance_id == tenant,
+        include_aliases=True,
+        propagate_to_loaders=True,
+    )
+
+
+def _tenant_of(session: Session) -> uuid.UUID | None:
+    return getattr(session, "_tenancy_instance_id", None)
+
+
+def check_new_object(session: TenantSession, obj: object) -> None:
+    """Stamp a new tenant-scoped object with the session's tenant, or refuse another's."""
+    if not isinstance(obj, TenantScoped):
+        return
+    tenant = session.tenant_id
+    current = obj.instance_id
+    if current is None:
+        obj.instance_id = tenant
+    elif as_uuid(current) != tenant:
+        raise CrossTenantWrite(
+            f"{type(obj).__name__} belongs to instance {current}, not to this session's tenant"
+        )
+
+
+def check_mappings(
+    session: TenantSession, mappings: Iterable[Mapping[str, Any]], what: str
+) -> list[dict[str, Any]]:
+    """Stamp parameter dicts that lack ``instance_id``; refuse the whole batch if one names another tenant."""
+    tenant = session.tenant_id
+    stamped: list[dict[str, Any]] = []
+    for row in mappings:
+        value = row.get(TENANT_COLUMN)
+        if value is None:
+            stamped.append({**row, TENANT_COLUMN: tenant})
+        elif as_uuid(value) != tenant:
+            raise CrossTenantWrite(f"{what} names another tenant's instance_id; nothing was written")
+        else:
+            stamped.append(dict(row))
+    return stamped
+
+
+def as_uuid(value: Any) -> uuid.UUID | None:
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+def _mentions_tenant(statement: Any) -> bool:
+    entity = statement.entity_description.get("entity") if hasattr(statement, "entity_description") else None
+    return isinstance(entity, type) and issubclass(entity, TenantScoped)
+
+
+def _values_of(statement: Any) -> list[Mapping[Any, Any]]:
+    # Insert/Update keep .values() in private attributes; SQLAlchemy offers no public reader.
+    rows: list[Mapping[Any, Any]] = []
+    if getattr(statement, "_values", None):
+        rows.append(statement._values)
+    for group in getattr(statement, "_multi_values", ()) or ():
+        for row in group:
+            if not isinstance(row, Mapping):
+                raise CrossTenantWrite("multi-row values() given as tuples cannot be checked; pass dicts")
+            rows.append(row)
+    return rows
+
+
+def _key_name(key: Any) -> str:
+    return key if isinstance(key, str) else getattr(key, "key", str(key))
+
+
+def _check_statement_values(state: ORMExecuteState, tenant: uuid.UUID, *, is_insert: bool) -> bool:
+    """Raise if .values() names another tenant; return whether instance_id is given."""
+    rows = _values_of(state.statement)
+    given = False
+    for row in rows:
+        for key, value in row.items():
+            if _key_name(key) != TENANT_COLUMN:
+                continue
+            given = True
+            literal = value.value if isinstance(value, BindParameter) else value
+            if isinstance(value, BindParameter) and value.callable is not None:
+                literal = value.callable()
+            if as_uuid(literal) != tenant:
+                verb = "insert" if is_insert else "update"
+                raise CrossTenantWrite(f"ORM {verb}() sets instance_id to another tenant (or an expression)")
+    if not is_insert and given:
+        # Setting instance_id in an UPDATE is at best a no-op; refuse it outright.
+        raise CrossTenantWrite("ORM update() must not set instance_id")
+    return given
+
+
+def scope_statement(state: ORMExecuteState) -> Any:
+    """``do_orm_execute`` listener of tenant sessions: scope, stamp and check ORM statements."""
+    tenant = _tenant_of(state.session)
+    if tenant is None or not state.is_orm_statement:
+        # Not a tenant session, or Core / text(): row-level security's job.
+        return
+    session: TenantSession = state.session  # type: ignore[assignment]
+    if state.is_insert:
+        if not _mentions_tenant(state.statement):
+            return
+        given = _check_statement_values(state, tenant, is_insert=True)
+        if state.is_executemany or (isinstance(state.parameters, Mapping) and state.parameters):
+            params = state.parameters if state.is_executemany else [state.parameters]
+            stamped = check_mappings(session, params, "ORM insert()")  # type: ignore[arg-type]
+            if state.is_executemany:
+                return state.invoke_statement(params=stamped)
+            return state.invoke_statement(params=stamped[0])
+        if not given and not _values_of(state.statement):
+            return None
+        if not given:
+            if getattr(state.statement, "_multi_values", None):
+                raise CrossTenantWrite("multi-row ORM insert().values([...]) must name instance_id")
+            state.statement = state.statement.values({TENANT_COLUMN: tenant})  # type: ignore[attr-defined]
+        return None
+    if state.is_update:
+        _check_statement_values(state, tenant, is_insert=False)
+        if state.is_executemany:
+            # ORM bulk UPDATE by primary key: loader criteria do not apply, so every row must
+            # name this tenant in its (composite) primary key.
+            for row in state.parameters:  # type: ignore[union-attr]
+                if not isinstance(row, Mapping) or as_uuid(row.get(TENANT_COLUMN)) != tenant:
+                    raise CrossTenantWrite(
+                        "ORM bulk UPDATE by primary key names another tenant (or none); nothing was written"
+                    )
+            return None
+    state.statement = state.statement.options(session._tenancy_criteria)
+    return None
+
+
+@event.listens_for(TenantScoped, "load", propagate=True)
+def _check_loaded(target: TenantScoped, context: QueryContext) -> None:
+    _check_row_owner(target, context.session)
+
+
+@event.listens_for(TenantScoped, "refresh", propagate=True)
+def _check_refreshed(target: TenantScoped, context: QueryContext | None, attrs: Any) -> None:
+    # context is None when an ORM UPDATE writes its values into loaded objects.
+    if context is not None:
+        _check_row_owner(target, context.session)
+
+
+def _check_row_owner(target: TenantScoped, session: Session | None) -> None:
+    tenant = _tenant_of(session) if session is not None else None
+    if tenant is None:
+        return
+    owner = inspect(target).dict.get(TENANT_COLUMN)
+    if owner is not None and as_uuid(owner) != tenant:
+        raise CrossTenantAccess(
+            f"a {type(target).__name__} row of another tenant reached this tenant session; refused"
+        )
+
+
+def check_flush(session: Session, flush_context: Any, instances: Any) -> None:
+    """``before_flush`` listener: stamp new objects, refuse foreign or re-tenanted ones."""
+    if _tenant_of(session) is None:
+        return
+    tenant_session: TenantSession = session  # type: ignore[assignment]
+    for obj in session.new:
+        check_new_object(tenant_session, obj)
+    for obj in list(session.dirty) + list(session.deleted):
+        if not isinstance(obj, TenantScoped):
+            continue
+        history = inspect(obj).attrs[TENANT_COLUMN].history
+        if history.has_changes():
+            raise CrossTenantWrite(f"instance_id of a {type(obj).__name__} cannot change")
+        if as_uuid(obj.instance_id) != tenant_session.tenant_id:
+            raise CrossTenantWrite(f"{type(obj).__name__} belongs to another tenant")
+
+
+def stamp_on_add(session: Session, instance: object) -> None:
+    """``transient_to_pending`` listener: stamp or refuse an object as it is added."""
+    if _tenant_of(session) is None:
+        return
+    try:
+        check_new_object(session, instance)  # type: ignore[arg-type]
+    except CrossTenantWrite:
+        # add() already put the object in session.new; take it out so no later flush writes it.
+        session.expunge(instance)
+        raise

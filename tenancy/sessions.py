@@ -1,0 +1,246 @@
+"""Tenant-scoped sessions: one tenant per session, fixed at creation, enforced twice.
+
+>>> sessions = TenantSessionFactory(engine, admin_engine=admin)
+>>> with sessions.for_instance(instance_id) as session:
+...     session.add(Note(title="hi"))  # instance_id stamped
+...     session.commit()
+
+The ORM layer lives in :mod:`tenancy.guard`; the database layer is PostgreSQL row-level
+security (:mod:`tenancy.isolation`), fed by a transaction-local setting applied at the start
+of every transaction of the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy.orm import Mapper, Session, SessionTransaction
+
+from tenancy import guard
+from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite, TenancyWarning
+from tenancy.instance_ids import parse_instance_id
+from tenancy.isolation import SETTING_NAME
+from tenancy.registration import TenantRegistry
+
+__all__ = ["INFO_KEY", "InstanceResolver", "TenantSession", "TenantSessionFactory"]
+
+INFO_KEY = "tenancy.instance_id"
+
+log = logging.getLogger("tenancy.sessions")
+admin_log = logging.getLogger("tenancy.admin")
+
+# is_local=true: the setting dies with the transaction (commit, rollback, connection reuse).
+_SET_TENANT = text(f"SELECT set_config('{SETTING_NAME}', :tenant, true)")
+
+
+class InstanceResolver(Protocol):
+    """What :meth:`TenantSessionFactory.for_token` needs: ``resolve(token).instance_id``."""
+
+    def resolve(self, token: str) -> Any:  # returns tenancy.TokenInfo
+        """Return the token's info (with a UUID ``instance_id``) or raise InvalidToken."""
+        ...
+
+
+class TenantSession(Session):
+    """A :class:`~sqlalchemy.orm.Session` that can only read and write one tenant's rows.
+
+    Build it through :class:`TenantSessionFactory`. ``tenant_id`` (also
+    ``info["tenancy.instance_id"]``) is fixed for the session's life.
+    """
+
+    def __init__(self, bind: Engine | Connection, *, instance_id: uuid.UUID, **kw: Any) -> None:
+        super().__init__(bind=bind, **kw)
+        self._tenancy_instance_id = instance_id
+        self._tenancy_criteria = guard.criteria_option(instance_id)
+        self.info[INFO_KEY] = instance_id
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        """The tenant (app instance id) this session is bound to."""
+        return self._tenancy_instance_id
+
+    def __repr__(self) -> str:
+        return f"<TenantSession instance_id={self._tenancy_instance_id}>"
+
+    def add_all(self, instances: Iterable[object]) -> None:
+        """Add objects all-or-nothing: one of another tenant rejects the whole batch."""
+        batch = list(instances)
+        for obj in batch:
+            if _is_transient(obj):
+                guard.check_new_object(self, obj)
+        super().add_all(batch)
+
+    def bulk_save_objects(self, objects: Iterable[object], *args: Any, **kw: Any) -> None:
+        """Like :meth:`Session.bulk_save_objects`, after checking every object's tenant."""
+        batch = list(objects)
+        for obj in batch:
+            guard.check_new_object(self, obj)
+        super().bulk_save_objects(batch, *args, **kw)
+
+    def bulk_insert_mappings(
+        self, mapper: type[Any] | Mapper[Any], mappings: Iterable[dict[str, Any]], *args: Any, **kw: Any
+    ) -> None:
+        """Like :meth:`Session.bulk_insert_mappings`; rows are stamped or the batch refused."""
+        rows = guard.check_mappings(self, mappings, "bulk_insert_mappings")
+        super().bulk_insert_mappings(mapper, rows, *args, **kw)
+
+    def bulk_update_mappings(
+        self, mapper: type[Any] | Mapper[Any], mappings: Iterable[dict[str, Any]]
+    ) -> None:
+        """Like :meth:`Session.bulk_update_mappings`; every row must name this tenant."""
+        rows = list(mappings)
+        for row in rows:
+            if guard.as_uuid(row.get("instance_id")) != self._tenancy_instance_id:
+                raise CrossTenantWrite(
+                    "bulk_update_mappings row does not name this tenant's instance_id; nothing was written"
+                )
+        super().bulk_update_mappings(mapper, rows)
+
+
+def _is_transient(obj: object) -> bool:
+    state = inspect(obj, raiseerr=False)
+    return state is not None and getattr(state, "transient", False)
+
+
+def _apply_tenant_setting(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    tenant: uuid.UUID = session._tenancy_instance_id  # type: ignore[attr-defined]
+    if session.info.get(INFO_KEY) != tenant:
+        # Someone rewrote session.info: a session's tenant never changes.
+        raise CrossTenantAccess(
+            "session.info['tenancy.instance_id'] was changed; a session's tenant is fixed"
+        )
+    if connection.dialect.name != "postgresql":
+        return
+    if getattr(connection.connection.driver_connection, "autocommit", False):
+        # SET LOCAL / set_config(..., true) would last one statement: statements would run unscoped.
+        raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
+    connection.execute(_SET_TENANT, {"tenant": str(tenant)})
+
+
+event.listen(TenantSession, "after_begin", _apply_tenant_setting)
+event.listen(TenantSession, "do_orm_execute", guard.scope_statement)
+event.listen(TenantSession, "before_flush", guard.check_flush)
+event.listen(TenantSession, "transient_to_pending", guard.stamp_on_add)
+
+
+class TenantSessionFactory:
+    """Makes tenant sessions on the runtime *engine* and admin sessions on *admin_engine*.
+
+    On PostgreSQL the runtime role is checked once, before the first session: a superuser,
+    a BYPASSRLS role or the owner of a tenant table raises :class:`~tenancy.ConfigurationError`
+    (each would skip row-level security). On other databases only the ORM layer isolates
+    tenants, and a :class:`~tenancy.TenancyWarning` says so.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        resolver: InstanceResolver | None = None,
+        admin_engine: Engine | None = None,
+        session_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.admin_engine = admin_engine
+        self.resolver = resolver
+        self._options = dict(session_options or {})
+        self.registry = TenantRegistry()
+        self._role_checked = engine.dialect.name != "postgresql"
+        self._lock = threading.Lock()
+        if engine.dialect.name != "postgresql":
+            warnings.warn(
+                f"row-level security needs PostgreSQL; on {engine.dialect.name} only tenancy's ORM "
+                "layer isolates tenants (text() and Core statements are not filtered)",
+                TenancyWarning,
+                stacklevel=2,
+            )
+
+    def __repr__(self) -> str:
+        return f"<TenantSessionFactory engine={self.engine.url.render_as_string(hide_password=True)!r}>"
+
+    def for_instance(self, instance_id: uuid.UUID | str) -> TenantSession:
+        """A session that only sees and writes *instance_id*'s rows.
+
+        Raises :class:`~tenancy.InvalidInstanceId` for anything that is not a UUID, before
+        anything is opened.
+        """
+        tenant = parse_instance_id(instance_id)
+        if not self._role_checked:
+            self._check_runtime_role()
+        return self._session(tenant)
+
+    def for_token(self, token: str) -> TenantSession:
+        """Resolve a Wix access token (raw or ``Bearer <token>``) and open its tenant's session.
+
+        An instance never seen before is registered in ``tenants`` (status ``active``, due for
+        sync); a ``removed`` tenant presenting an active token is reactivated. A token that
+        does not resolve raises and opens nothing.
+        """
+        if self.resolver is None:
+            raise ConfigurationError(
+                "for_token() needs TenantSessionFactory(..., resolver=TokenResolver(...))"
+            )
+        info = self.resolver.resolve(token)
+        tenant = parse_instance_id(info.instance_id)
+        if not self._role_checked:
+            self._check_runtime_role()
+        self.registry.ensure(tenant, self._session, site_id=getattr(info, "site_id", None))
+        return self._session(tenant)
+
+    def _session(self, tenant: uuid.UUID) -> TenantSession:
+        return TenantSession(self.engine, instance_id=tenant, **self._options)
+
+    def admin(self, *, reason: str) -> Session:
+        """A cross-tenant session on the admin engine, for jobs and support tools; logged.
+
+        *reason* says why (it goes to the ``tenancy.admin`` log). Needs ``admin_engine``.
+        """
+        if not reason or not reason.strip():
+            raise ConfigurationError("admin() needs a reason")
+        if self.admin_engine is None:
+            raise ConfigurationError("admin() needs TenantSessionFactory(..., admin_engine=...)")
+        admin_log.info("admin session opened: %s", reason.strip()[:200])
+        session = Session(self.admin_engine, **self._options)
+        session.info["tenancy.admin_reason"] = reason
+        return session
+
+    def _check_runtime_role(self) -> None:
+        with self._lock:
+            if self._role_checked:
+                return
+            with self.engine.connect() as conn:
+                check_runtime_role(conn)
+            self._role_checked = True
+
+
+_ROLE_SQL = text(
+    """
+    SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+           ARRAY(SELECT c.relname::text FROM pg_class c
+                 WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')
+                   AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)
+                 ORDER BY 1) AS owned
+    FROM pg_roles r WHERE r.rolname = current_user
+    """
+)
+
+
+def check_runtime_role(connection: Connection) -> None:
+    """Raise :class:`~tenancy.ConfigurationError` if the connected role would skip RLS."""
+    name, superuser, bypass, owned = connection.execute(_ROLE_SQL).one()
+    problems: Sequence[str] = [
+        *(["is a superuser"] if superuser else []),
+        *(["has BYPASSRLS"] if bypass else []),
+        *([f"owns tenant tables ({', '.join(owned)})"] if owned else []),
+    ]
+    if problems:
+        raise ConfigurationError(
+            f"the runtime role {name!r} {' and '.join(problems)}: row-level security would not "
+            "apply. Connect tenant sessions as a plain role (see `tenancy grant`)."
+        )
