@@ -23,6 +23,7 @@ from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 
 from tenancy import guard
+from tenancy.db_errors import install_error_translation
 from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite, TenancyWarning
 from tenancy.instance_ids import parse_instance_id
 from tenancy.isolation import SETTING_NAME
@@ -151,6 +152,7 @@ class TenantSessionFactory:
         self.resolver = resolver
         self._options = dict(session_options or {})
         self.registry = TenantRegistry()
+        install_error_translation(engine)
         self._role_checked = engine.dialect.name != "postgresql"
         self._lock = threading.Lock()
         if engine.dialect.name != "postgresql":

@@ -97,3 +97,18 @@ def test_grant_command_gives_the_runtime_role_exactly_its_needs(
     assert main(["grant", empty_pg_database.owner]) == 2  # the owner would bypass RLS: refused
     runtime.dispose()
     admin.dispose()
+
+
+def test_rls_write_violation_surfaces_as_cross_tenant_write(runtime_engine, admin_engine) -> None:
+    """A raw INSERT of another tenant's row, refused by the policy (42501), raises CrossTenantWrite."""
+    sessions = tenancy.TenantSessionFactory(runtime_engine, admin_engine=admin_engine)
+    other = uuid.uuid4()
+    with sessions.for_instance(A) as session:
+        with pytest.raises(tenancy.CrossTenantWrite, match="tenants"):
+            session.execute(
+                text("INSERT INTO tenants (instance_id, status, first_seen_at) VALUES (:i, 'active', now())"),
+                {"i": other},
+            )
+        session.rollback()
+    with sessions.admin(reason="test") as s:
+        assert s.get(Tenant, other) is None
