@@ -29,7 +29,14 @@ from tenancy.instance_ids import parse_instance_id
 from tenancy.isolation import SETTING_NAME
 from tenancy.registration import TenantRegistry
 
-__all__ = ["INFO_KEY", "InstanceResolver", "TenantSession", "TenantSessionFactory"]
+__all__ = [
+    "INFO_KEY",
+    "InstanceResolver",
+    "RuntimeRoleCheck",
+    "TenantSession",
+    "TenantSessionFactory",
+    "check_runtime_role",
+]
 
 INFO_KEY = "tenancy.instance_id"
 
@@ -55,9 +62,17 @@ class TenantSession(Session):
     ``info["tenancy.instance_id"]``) is fixed for the session's life.
     """
 
-    def __init__(self, bind: Engine | Connection, *, instance_id: uuid.UUID, **kw: Any) -> None:
+    def __init__(
+        self,
+        bind: Engine | Connection,
+        *,
+        instance_id: uuid.UUID,
+        role_check: RuntimeRoleCheck | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(bind=bind, **kw)
         self._tenancy_instance_id = instance_id
+        self._tenancy_role_check = role_check
         self._tenancy_criteria = guard.criteria_option(instance_id)
         self.info[INFO_KEY] = instance_id
 
@@ -121,6 +136,9 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     if getattr(connection.connection.driver_connection, "autocommit", False):
         # SET LOCAL / set_config(..., true) would last one statement: statements would run unscoped.
         raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
+    role_check: RuntimeRoleCheck | None = session._tenancy_role_check  # type: ignore[attr-defined]
+    if role_check is not None and not role_check.done:
+        role_check.run(connection)
     connection.execute(_SET_TENANT, {"tenant": str(tenant)})
 
 
@@ -133,7 +151,7 @@ event.listen(TenantSession, "transient_to_pending", guard.stamp_on_add)
 class TenantSessionFactory:
     """Makes tenant sessions on the runtime *engine* and admin sessions on *admin_engine*.
 
-    On PostgreSQL the runtime role is checked once, before the first session: a superuser,
+    On PostgreSQL the runtime role is checked once, in the first tenant transaction: a superuser,
     a BYPASSRLS role or the owner of a tenant table raises :class:`~tenancy.ConfigurationError`
     (each would skip row-level security). On other databases only the ORM layer isolates
     tenants, and a :class:`~tenancy.TenancyWarning` says so.
@@ -153,8 +171,7 @@ class TenantSessionFactory:
         self._options = dict(session_options or {})
         self.registry = TenantRegistry()
         install_error_translation(engine)
-        self._role_checked = engine.dialect.name != "postgresql"
-        self._lock = threading.Lock()
+        self.role_check = RuntimeRoleCheck()
         if engine.dialect.name != "postgresql":
             warnings.warn(
                 f"row-level security needs PostgreSQL; on {engine.dialect.name} only tenancy's ORM "
@@ -172,10 +189,7 @@ class TenantSessionFactory:
         Raises :class:`~tenancy.InvalidInstanceId` for anything that is not a UUID, before
         anything is opened.
         """
-        tenant = parse_instance_id(instance_id)
-        if not self._role_checked:
-            self._check_runtime_role()
-        return self._session(tenant)
+        return self._session(parse_instance_id(instance_id))
 
     def for_token(self, token: str) -> TenantSession:
         """Resolve a Wix access token (raw or ``Bearer <token>``) and open its tenant's session.
@@ -190,13 +204,11 @@ class TenantSessionFactory:
             )
         info = self.resolver.resolve(token)
         tenant = parse_instance_id(info.instance_id)
-        if not self._role_checked:
-            self._check_runtime_role()
         self.registry.ensure(tenant, self._session, site_id=getattr(info, "site_id", None))
         return self._session(tenant)
 
     def _session(self, tenant: uuid.UUID) -> TenantSession:
-        return TenantSession(self.engine, instance_id=tenant, **self._options)
+        return TenantSession(self.engine, instance_id=tenant, role_check=self.role_check, **self._options)
 
     def admin(self, *, reason: str) -> Session:
         """A cross-tenant session on the admin engine, for jobs and support tools; logged.
@@ -212,14 +224,6 @@ class TenantSessionFactory:
         session.info["tenancy.admin_reason"] = reason
         return session
 
-    def _check_runtime_role(self) -> None:
-        with self._lock:
-            if self._role_checked:
-                return
-            with self.engine.connect() as conn:
-                check_runtime_role(conn)
-            self._role_checked = True
-
 
 _ROLE_SQL = text(
     """
@@ -231,6 +235,25 @@ _ROLE_SQL = text(
     FROM pg_roles r WHERE r.rolname = current_user
     """
 )
+
+
+class RuntimeRoleCheck:
+    """Checks the runtime role once, in the first transaction of the first tenant session.
+
+    Shared by the sessions of one factory; runs on the session's own connection, so it costs
+    one query once and works the same for sync and async sessions.
+    """
+
+    def __init__(self) -> None:
+        self.done = False
+        self._lock = threading.Lock()
+
+    def run(self, connection: Connection) -> None:
+        """Raise ConfigurationError if the role would skip RLS; remember a pass."""
+        with self._lock:
+            if not self.done:
+                check_runtime_role(connection)
+                self.done = True
 
 
 def check_runtime_role(connection: Connection) -> None:
