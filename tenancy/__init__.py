@@ -7,6 +7,7 @@ with a token resolver, and a sync job that keeps the ``tenants`` table fresh.
 
 from __future__ import annotations
 
+from tenancy.async_sessions import AsyncTenantSessionFactory
 from tenancy.errors import (
     ConfigurationError,
     CrossTenantAccess,
@@ -26,6 +27,7 @@ from tenancy.sessions import TenantSession, TenantSessionFactory
 from tenancy.settings import Settings
 
 __all__ = [
+    "AsyncTenantSessionFactory",
     "Base",
     "ConfigurationError",
     "CrossTenantAccess",

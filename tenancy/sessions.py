@@ -36,6 +36,7 @@ __all__ = [
     "TenantSession",
     "TenantSessionFactory",
     "check_runtime_role",
+    "warn_without_rls",
 ]
 
 INFO_KEY = "tenancy.instance_id"
@@ -119,6 +120,17 @@ class TenantSession(Session):
         super().bulk_update_mappings(mapper, rows)
 
 
+def warn_without_rls(dialect: str) -> None:
+    """Warn that only the ORM layer isolates tenants on a database other than PostgreSQL."""
+    if dialect != "postgresql":
+        warnings.warn(
+            f"row-level security needs PostgreSQL; on {dialect} only tenancy's ORM layer isolates "
+            "tenants (text() and Core statements are not filtered)",
+            TenancyWarning,
+            stacklevel=3,
+        )
+
+
 def _is_transient(obj: object) -> bool:
     state = inspect(obj, raiseerr=False)
     return state is not None and getattr(state, "transient", False)
@@ -172,13 +184,7 @@ class TenantSessionFactory:
         self.registry = TenantRegistry()
         install_error_translation(engine)
         self.role_check = RuntimeRoleCheck()
-        if engine.dialect.name != "postgresql":
-            warnings.warn(
-                f"row-level security needs PostgreSQL; on {engine.dialect.name} only tenancy's ORM "
-                "layer isolates tenants (text() and Core statements are not filtered)",
-                TenancyWarning,
-                stacklevel=2,
-            )
+        warn_without_rls(engine.dialect.name)
 
     def __repr__(self) -> str:
         return f"<TenantSessionFactory engine={self.engine.url.render_as_string(hide_password=True)!r}>"
