@@ -7,7 +7,7 @@ import re
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
 
-from tenancy.errors import CrossTenantWrite
+from tenancy.errors import CrossTenantWrite, DuplicateInTenant
 
 __all__ = ["install_error_translation"]
 
@@ -28,11 +28,23 @@ def _translate(context: ExceptionContext) -> BaseException | None:
         )
         error.__cause__ = context.sqlalchemy_exception
         return error
+    if getattr(orig, "sqlstate", None) == "23505":
+        constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
+        duplicate = DuplicateInTenant(
+            f"duplicate value for unique constraint {constraint or '(unknown)'} in this tenant",
+            constraint=constraint,
+        )
+        duplicate.__cause__ = context.sqlalchemy_exception
+        return duplicate
     return None
 
 
 def install_error_translation(engine: Engine) -> None:
-    """Make *engine* raise :class:`~tenancy.CrossTenantWrite` for RLS ``WITH CHECK`` violations.
+    """Make *engine* raise tenancy errors for what isolation causes in the database.
+
+    RLS ``WITH CHECK`` violations become :class:`~tenancy.CrossTenantWrite`; unique
+    violations :class:`~tenancy.DuplicateInTenant` (the runtime engine only serves tenant
+    sessions, whose uniques are per tenant).
 
     Idempotent: one listener per engine, however many factories use it.
     """

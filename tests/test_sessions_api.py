@@ -116,3 +116,16 @@ def test_rls_write_violation_surfaces_as_cross_tenant_write(runtime_engine, admi
         session.rollback()
     with sessions.admin(reason="test") as s:
         assert s.get(Tenant, other) is None
+
+
+def test_duplicate_in_tenant_is_a_domain_error(runtime_engine, admin_engine) -> None:
+    """Registering the same tenant row twice by hand raises DuplicateInTenant naming the constraint."""
+    sessions = tenancy.TenantSessionFactory(runtime_engine, admin_engine=admin_engine)
+    tenant = uuid.uuid4()
+    with sessions.for_instance(tenant) as session:
+        session.add(Tenant())
+        session.commit()
+        session.add(Tenant())
+        with pytest.raises(tenancy.DuplicateInTenant) as caught:
+            session.commit()
+        assert caught.value.constraint == "pk_tenants"
