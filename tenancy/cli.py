@@ -19,7 +19,7 @@ from tenancy.errors import ConfigurationError, TenancyError
 __all__ = ["COMMANDS", "main"]
 
 # Subcommand modules, in the order `tenancy --help` lists them.
-COMMANDS: tuple[str, ...] = ("tenancy.commands.grant",)
+COMMANDS: tuple[str, ...] = ("tenancy.commands.grant", "tenancy.commands.emulator")
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
