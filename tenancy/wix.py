@@ -23,6 +23,7 @@ import email.utils
 import json
 import logging
 import random
+import re
 import threading
 import time
 import uuid
@@ -58,6 +59,8 @@ _MAX_DETAIL = 200  # characters of a Wix error description kept in a message
 # OAuth error codes that mean "these app credentials are wrong" (RFC 6749 §5.2), as opposed
 # to "no token for this instance".
 _CREDENTIAL_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
+# Wix access tokens ("OauthNG.JWS.<jwt>") and bare JWTs, masked in error details.
+_TOKEN_LIKE = re.compile(r"OauthNG\.\S+|eyJ[\w-]+\.[\w-]+\.[\w-]*")
 
 
 def parse_instance_id(value: object) -> uuid.UUID:
@@ -273,15 +276,17 @@ class WixClient:
         ``status == 404``.
         """
         iid = parse_instance_id(instance_id)
+        used: list[str] = []  # every token sent, so an echo of any of them is masked
         for attempt in (1, 2):
             token = self.app_access_token(iid)
+            used.append(token)
             reply = self._send(
                 "GET",
                 "get_app_instance",
                 "/apps/v1/instance",
                 headers={"Authorization": token},  # bare token: what Wix's SDK sends
                 instance_id=iid,
-                secrets=(token,),
+                secrets=tuple(used),
             )
             if reply.status == 401 and attempt == 1:
                 log.info(
@@ -292,10 +297,9 @@ class WixClient:
                 )
                 self.forget_app_token(iid, token)
                 continue
-            if reply.status in (401, 403):
-                raise self._error(WixAuthError, "get_app_instance", reply, instance_id=iid)
             if reply.status != 200:
-                raise self._error(WixError, "get_app_instance", reply, instance_id=iid)
+                error_type = WixAuthError if reply.status in (401, 403) else WixError
+                raise self._error(error_type, "get_app_instance", reply, instance_id=iid, secrets=tuple(used))
             return AppInstance.from_json(self._json(reply, "get_app_instance", instance_id=iid))
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -415,10 +419,11 @@ class WixClient:
     ) -> WixError:
         code, description = _error_fields(reply.content)
         detail = ": ".join(part for part in (code, description) if part)
-        # Wix might echo what it was sent; never let a secret through.
+        # Wix might echo what it was sent; never let a secret or anything token-like through.
         for secret in (self._secret, *secrets):
             if secret:
                 detail = detail.replace(secret, "***")
+        detail = _TOKEN_LIKE.sub("***", detail)
         where = f" for instance {instance_id}" if instance_id is not None else ""
         message = f"Wix {endpoint}{where}: HTTP {reply.status}{suffix}"
         if detail:
