@@ -46,7 +46,7 @@ from tenancy.errors import (
     WixRateLimited,
     WixUnavailable,
 )
-from tenancy.settings import DEFAULT_WIX_API_BASE_URL
+from tenancy.settings import DEFAULT_WIX_API_BASE_URL, Settings
 from tenancy.wix_types import AppInstance, TokenInfo
 
 __all__ = ["DEFAULT_POOL_SIZE", "WixClient", "parse_instance_id"]
@@ -147,6 +147,16 @@ class WixClient:
         # instance id -> (app token, expires at on self._clock); LRU order.
         self._tokens: collections.OrderedDict[uuid.UUID, tuple[str, float]] = collections.OrderedDict()
         self._token_flights: SingleFlight[uuid.UUID, str] = SingleFlight()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **options: Any) -> WixClient:
+        """A client from :class:`~tenancy.Settings` (app id, secret, base URL); ``options``
+        are passed on (``http=``, ``timeout=``, ...). Missing credentials raise
+        :class:`~tenancy.ConfigurationError`."""
+        if not settings.wix_app_id or not settings.wix_app_secret:
+            raise ConfigurationError("set WIX_APP_ID and WIX_APP_SECRET to call Wix")
+        options.setdefault("base_url", settings.wix_api_base_url)
+        return cls(settings.wix_app_id, settings.wix_app_secret, **options)
 
     def __repr__(self) -> str:
         return f"WixClient(app_id={self._app_id!r}, base_url={self._base_url!r})"

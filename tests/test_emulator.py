@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from tenancy.cli import main
 from tenancy.emulator import EmulatedSite, Emulator
+from tenancy.errors import WixRateLimited
 from tenancy.wix import WixClient
 from tests.wix_helpers import client_for
 
@@ -248,3 +250,20 @@ def test_emulator_command_prints_a_working_base_url() -> None:
         out, err = process.communicate(timeout=10)
     assert process.returncode == 0, err
     assert "stopped" in out
+
+
+def test_rate_limit_per_instance() -> None:
+    """With rate_limit, Get App Instance answers 429 past that many calls a minute per instance."""
+    with Emulator(sites=2, rate_limit=3) as emu, client_for(emu, max_retries=0) as client:
+        a, b = emu.instance_ids
+        for _ in range(3):
+            client.get_app_instance(a)
+        with pytest.raises(WixRateLimited):
+            client.get_app_instance(a)
+        assert client.get_app_instance(b).instance is not None
+        assert emu.count("rate_limited") == 1
+
+
+def test_command_refuses_unknown_fault_kinds() -> None:
+    """A typo in --fault-kinds is a usage error (exit 2), not a silent default."""
+    assert main(["emulator", "--fault-rate", "0.1", "--fault-kinds", "meteor"]) == 2

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+import requests
 
 from tenancy.emulator import Emulator
 from tenancy.errors import (
@@ -494,3 +495,14 @@ def test_own_session_has_a_pool_for_many_threads(emu: Emulator) -> None:
     with client_for(emu) as client:
         adapter = client._http.get_adapter(emu.base_url)
         assert adapter._pool_maxsize == 64  # type: ignore[attr-defined]
+
+
+def test_injected_session_is_used_and_left_open(emu: Emulator) -> None:
+    """A caller's requests.Session carries the requests (its headers included) and stays open."""
+    session = requests.Session()
+    session.headers["User-Agent"] = "my-backend/1.0"
+    with WixClient(emu.app_id, emu.app_secret, base_url=emu.base_url, http=session) as client:
+        client.get_app_instance(emu.instance_ids[0])
+    assert emu.last_request("get_app_instance").headers["user-agent"] == "my-backend/1.0"
+    assert session.get(emu.base_url + "/_emulator/stats", timeout=5).ok  # not closed by the client
+    session.close()

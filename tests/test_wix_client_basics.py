@@ -7,6 +7,7 @@ import uuid
 import pytest
 
 from tenancy.errors import ConfigurationError, InvalidInstanceId
+from tenancy.settings import Settings
 from tenancy.wix import WixClient, parse_instance_id
 
 SECRET = "dummy-app-secret-0123456789abcdef"
@@ -50,3 +51,16 @@ def test_credentials_are_required() -> None:
         WixClient("", SECRET)
     with pytest.raises(ConfigurationError):
         WixClient("app", "")
+
+
+def test_from_settings_uses_credentials_and_base_url() -> None:
+    """from_settings takes the app id, secret and base URL from Settings."""
+    settings = Settings(wix_app_id="app", wix_app_secret=SECRET, wix_api_base_url="http://127.0.0.1:9")
+    client = WixClient.from_settings(settings, timeout=1.0)
+    assert (client.app_id, client.base_url) == ("app", "http://127.0.0.1:9")
+
+
+def test_from_settings_without_credentials_is_a_configuration_error() -> None:
+    """Missing WIX_APP_ID or WIX_APP_SECRET is reported as configuration, naming the variables."""
+    with pytest.raises(ConfigurationError, match="WIX_APP_ID and WIX_APP_SECRET"):
+        WixClient.from_settings(Settings(wix_app_id="app"))

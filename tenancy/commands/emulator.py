@@ -8,7 +8,7 @@ import sys
 import threading
 from types import FrameType
 
-from tenancy.emulator import Emulator
+from tenancy.emulator import FAULT_KINDS, Emulator
 from tenancy.errors import ConfigurationError
 
 NAME = "emulator"
@@ -26,6 +26,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sites-file", help="JSON file of sites to serve instead of generated ones")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail")
+    parser.add_argument(
+        "--fault-kinds",
+        default=",".join(FAULT_KINDS),
+        help="comma-separated fault kinds for --fault-rate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        help="Get App Instance calls per minute per instance before 429s (Wix: 200)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for generated sites and faults")
     parser.add_argument("--app-id", help="the app id (default: generated)")
     parser.add_argument("--app-secret", help="the app secret (default: generated)")
@@ -48,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
         "token_ttl": args.token_ttl,
         "host": args.host,
         "port": args.port,
+        "rate_limit": args.rate_limit,
     }
+    kinds = [kind.strip() for kind in args.fault_kinds.split(",") if kind.strip()]
+    if not kinds or set(kinds) - set(FAULT_KINDS):
+        raise ConfigurationError(f"--fault-kinds: choose from {', '.join(FAULT_KINDS)}")
     try:
         emulator = (
             Emulator.from_file(args.sites_file, **options)
@@ -65,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, on_signal)
     try:
         if args.fault_rate > 0:
-            emulator.set_faults(rate=args.fault_rate, seed=args.seed)
+            emulator.set_faults(rate=args.fault_rate, kinds=kinds, seed=args.seed)
         ids = emulator.instance_ids
         say(f"tenancy emulator: serving {emulator.base_url} with {len(ids)} sites for app {emulator.app_id}")
         # The emulator's own dummy credentials: printing them is the point.

@@ -105,7 +105,9 @@ class Emulator:
     ``app_id``/``app_secret`` are generated when not given. App tokens expire after
     ``token_ttl`` seconds. Faults: ``retry_after`` is the ``Retry-After`` value of the
     "429-retry-after" kind and ``timeout_delay`` how long a "timeout" fault stalls before
-    dropping the connection. Use as a context manager, or call :meth:`stop`.
+    dropping the connection. ``rate_limit`` (requests per minute per instance, Wix
+    documents 200) makes Get App Instance answer 429 past it, as Wix throttles; off by
+    default. Use as a context manager, or call :meth:`stop`.
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class Emulator:
         retry_after: float = 1,
         timeout_delay: float = 2.0,
         history: int = 500,
+        rate_limit: int | None = None,
     ) -> None:
         self._rng = random.Random(seed)
         self.app_id = app_id or str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
@@ -139,6 +142,8 @@ class Emulator:
         self._faults: _Faults | None = None
         self._overrides: list[_Override] = []
         self._request_number = 0
+        self.rate_limit = rate_limit
+        self._windows: dict[str, tuple[float, int]] = {}  # instance -> (window start, requests)
         if isinstance(sites, int):
             for number in range(1, sites + 1):
                 self._store(random_site(self._rng, number))
@@ -411,6 +416,8 @@ class Emulator:
                 RecordedRequest(endpoint, request.method, path, request.headers, request.body, iid)
             )
             fault = self._draw_fault(endpoint, iid)
+            if fault is None and endpoint == "get_app_instance" and self._throttled(iid):
+                fault = "429"
             override = self._take_override(endpoint, iid) if fault is None else None
         if self._latency > 0:
             time.sleep(self._latency)
@@ -458,6 +465,21 @@ class Emulator:
         self._counts["fault"] += 1
         self._counts[f"fault:{kind}"] += 1
         return kind
+
+    def _throttled(self, iid: str | None) -> bool:
+        """Wix's per-instance limit: a one-minute window from its first request (lock held)."""
+        if self.rate_limit is None or iid is None:
+            return False
+        now = time.monotonic()
+        start, used = self._windows.get(iid, (now, 0))
+        if now - start >= 60:
+            start, used = now, 0
+        used += 1
+        self._windows[iid] = (start, used)
+        if used <= self.rate_limit:
+            return False
+        self._counts["rate_limited"] += 1
+        return True
 
     def _take_override(self, endpoint: str, iid: str | None) -> _Override | None:
         for override in reversed(self._overrides):
