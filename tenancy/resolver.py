@@ -22,6 +22,7 @@ import hashlib
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from typing import Protocol
 
@@ -73,9 +74,14 @@ class TokenResolver:
         self._flights: SingleFlight[bytes, TokenInfo] = SingleFlight()
 
     def __repr__(self) -> str:
-        return f"TokenResolver(app_id={self._app_id!r}, entries={len(self)}, max_entries={self._max_entries})"
+        return (
+            f"TokenResolver(app_id={self._app_id!r}, cached={self.cached}, max_entries={self._max_entries})"
+        )
 
-    def __len__(self) -> int:
+    # Not __len__: an empty resolver must stay truthy in `if resolver:`.
+    @property
+    def cached(self) -> int:
+        """How many tokens are cached right now."""
         with self._lock:
             return len(self._cache)
 
@@ -99,6 +105,13 @@ class TokenResolver:
                 del self._cache[key]
         _check_shape(token)
         return self._flights.do(key, lambda: self._fetch(key, token))
+
+    def resolve_instance_id(self, token: str) -> uuid.UUID:
+        """Just the verified instance id of ``token`` (the tenant key); same rules as :meth:`resolve`."""
+        instance_id = self.resolve(token).instance_id
+        if instance_id is None:  # resolve() never returns one without; this satisfies the types
+            raise InvalidToken(reason="no instance id")
+        return instance_id
 
     def invalidate(self, token: str) -> None:
         """Forget the cached answer for ``token`` (e.g. after a logout)."""

@@ -36,6 +36,19 @@ def resolver(client: WixClient) -> TokenResolver:
     return TokenResolver(client)
 
 
+def test_resolve_instance_id_returns_the_tenant_key(emu: Emulator, resolver: TokenResolver) -> None:
+    """resolve_instance_id gives the verified instance id as a UUID, with the same refusals."""
+    iid = emu.instance_ids[1]
+    assert resolver.resolve_instance_id("Bearer " + emu.mint_token(iid)) == uuid.UUID(iid)
+    with pytest.raises(InvalidToken):
+        resolver.resolve_instance_id(emu.mint_token(iid, client_id="other"))
+
+
+def test_an_empty_resolver_is_truthy(resolver: TokenResolver) -> None:
+    """`if resolver:` must not mistake an empty cache for a missing resolver."""
+    assert resolver.cached == 0 and bool(resolver)
+
+
 def test_a_valid_token_resolves_to_its_instance(emu: Emulator, resolver: TokenResolver) -> None:
     """An active token of this app resolves to its instance id as a UUID."""
     iid = emu.instance_ids[0]
@@ -205,7 +218,7 @@ def test_token_already_past_exp_is_not_cached(emu: Emulator, client: WixClient) 
     token = emu.mint_token(emu.instance_ids[0], ttl=60)
     resolver.resolve(token)
     resolver.resolve(token)
-    assert emu.count("token_info") == 2 and len(resolver) == 0
+    assert emu.count("token_info") == 2 and resolver.cached == 0
 
 
 def test_cache_is_bounded_lru(emu: Emulator, client: WixClient) -> None:
@@ -214,7 +227,7 @@ def test_cache_is_bounded_lru(emu: Emulator, client: WixClient) -> None:
     tokens = [emu.mint_token(emu.instance_ids[n % 2]) for n in range(5)]
     for token in tokens:
         resolver.resolve(token)
-    assert len(resolver) == 3
+    assert resolver.cached == 3
     resolver.resolve(tokens[-1])
     assert emu.count("token_info") == 5
     resolver.resolve(tokens[0])
@@ -237,11 +250,11 @@ def test_invalidate_and_clear(emu: Emulator, resolver: TokenResolver) -> None:
     resolver.resolve(b)
     resolver.invalidate("Bearer " + a)
     resolver.invalidate("")  # malformed: nothing to forget, no error
-    assert len(resolver) == 1
+    assert resolver.cached == 1
     resolver.resolve(a)
     assert emu.count("token_info") == 3
     resolver.clear()
-    assert len(resolver) == 0
+    assert resolver.cached == 0
 
 
 def test_concurrent_first_resolutions_make_one_request(emu: Emulator, resolver: TokenResolver) -> None:

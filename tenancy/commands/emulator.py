@@ -20,6 +20,7 @@ _TOKENS_BY_DEFAULT = 10  # more sites than this print tokens only with --print-t
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the command's options."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
     parser.add_argument("--sites", type=int, default=3, help="generated sites (default: %(default)s)")
@@ -48,6 +49,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start the emulator, print how to use it, serve until SIGINT/SIGTERM; exit code 0."""
     if args.sites < 0 or not 0.0 <= args.fault_rate <= 1.0:
         raise ConfigurationError("--sites must be >= 0 and --fault-rate between 0 and 1")
     options = {
