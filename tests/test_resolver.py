@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from tenancy.emulator import Emulator
 from tenancy.errors import InvalidToken, WixError, WixRateLimited, WixUnavailable
 from tenancy.resolver import MAX_TOKEN_LENGTH, TokenResolver
 from tenancy.wix import WixClient
-from tests.wix_helpers import Clock, client_for
+from tests.wix_helpers import Clock, at_once, client_for
 
 
 @pytest.fixture
@@ -261,18 +260,7 @@ def test_concurrent_first_resolutions_make_one_request(emu: Emulator, resolver: 
     """64 threads resolving one new token at once make exactly one Token Info request."""
     emu.set_latency(0.05)
     token = emu.mint_token(emu.instance_ids[0])
-    barrier = threading.Barrier(64)
-    results: list[uuid.UUID | None] = []
-
-    def work() -> None:
-        barrier.wait()
-        results.append(resolver.resolve(token).instance_id)
-
-    threads = [threading.Thread(target=work) for _ in range(64)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = at_once(64, lambda: resolver.resolve(token).instance_id)
     assert results == [uuid.UUID(emu.instance_ids[0])] * 64
     assert emu.count("token_info") == 1
 
@@ -281,22 +269,9 @@ def test_concurrent_refusal_reaches_every_caller(emu: Emulator, resolver: TokenR
     """When the shared Token Info call refuses the token, every waiting caller gets InvalidToken."""
     emu.set_latency(0.05)
     token = emu.mint_token(emu.instance_ids[0], client_id="other-app")
-    barrier = threading.Barrier(16)
-    outcomes: list[str] = []
-
-    def work() -> None:
-        barrier.wait()
-        try:
-            resolver.resolve(token)
-        except InvalidToken as exc:
-            outcomes.append(exc.reason or "")
-
-    threads = [threading.Thread(target=work) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert outcomes == ["issued for another app"] * 16
+    outcomes = at_once(16, lambda: resolver.resolve(token))
+    assert [getattr(o, "reason", o) for o in outcomes] == ["issued for another app"] * 16
+    assert all(isinstance(o, InvalidToken) for o in outcomes)
     assert emu.count("token_info") <= 2  # one flight, or two if a thread arrived after it ended
 
 

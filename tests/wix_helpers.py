@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +59,23 @@ def sample_reply(name: str) -> dict[str, Any]:
     """``respond_with`` arguments that serve an error sample verbatim (status, body, headers)."""
     data = sample(name)
     return {"status": data["status"], "body": data["body"], "headers": dict(data["headers"])}
+
+
+def at_once(count: int, call: Callable[[], object]) -> list[object]:
+    """Run ``call`` in ``count`` threads released together; each result or raised exception."""
+    barrier = threading.Barrier(count)
+    outcomes: list[object] = []
+
+    def work() -> None:
+        barrier.wait()
+        try:
+            outcomes.append(call())
+        except Exception as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
