@@ -85,6 +85,11 @@ class _Reply:
     status: int
     content: bytes
     request_id: str | None
+    retry_after: str | None = None
+
+
+def _where(instance_id: uuid.UUID | None) -> str:
+    return f" for instance {instance_id}" if instance_id is not None else ""
 
 
 class WixClient:
@@ -327,71 +332,67 @@ class WixClient:
         secrets: tuple[str, ...] = (),
     ) -> _Reply:
         """One logical call: the HTTP request plus retries on transient failures."""
-        url = self._base_url + path
-        where = f" for instance {instance_id}" if instance_id is not None else ""
+        where = _where(instance_id)
         attempts = self._max_retries + 1
         for attempt in range(1, attempts + 1):
-            failure = ""
-            fatal = False
-            response: requests.Response | None = None
-            try:
-                response = self._http.request(
-                    method, url, json=json_body, headers=dict(headers or {}), timeout=self._timeout
+            reply, failure = self._attempt(method, self._base_url + path, json_body, headers, endpoint, where)
+            if reply is not None and reply.status != 429 and reply.status < 500:
+                return reply
+            if attempt == attempts:
+                if reply is None:
+                    raise WixUnavailable(f"Wix {endpoint}{where}: {failure} after {attempts} attempts")
+                error_type = WixRateLimited if reply.status == 429 else WixUnavailable
+                suffix = f" after {attempts} attempts"
+                raise self._error(
+                    error_type, endpoint, reply, instance_id=instance_id, secrets=secrets, suffix=suffix
                 )
-            except requests.Timeout:
-                failure = f"timed out after {self._timeout:g}s"
-            except requests.ConnectionError:
-                failure = "connection failed"
-            except requests.RequestException as exc:
-                # Not transient (e.g. an invalid URL). Translated outside this block so the
-                # foreign exception, which may hold the request body, is not chained.
-                failure = f"request failed ({type(exc).__name__})"
-                fatal = True
-            if response is not None:
-                reply = _Reply(
-                    response.status_code, response.content, response.headers.get("x-wix-request-id")
-                )
-                response.close()
-                if reply.status != 429 and reply.status < 500:
-                    return reply
-                if attempt >= attempts:
-                    error_type = WixRateLimited if reply.status == 429 else WixUnavailable
-                    raise self._error(
-                        error_type,
-                        endpoint,
-                        reply,
-                        instance_id=instance_id,
-                        secrets=secrets,
-                        suffix=f" after {attempts} attempts",
-                    )
-                delay = self._delay(attempt, response.headers.get("Retry-After"))
-                log.info(
-                    "Wix %s%s: HTTP %s (request id %s); retry %d of %d in %.2fs",
-                    endpoint,
-                    where,
-                    reply.status,
-                    reply.request_id,
-                    attempt,
-                    self._max_retries,
-                    delay,
-                )
-            else:
-                if fatal:
-                    raise WixError(f"Wix {endpoint}{where}: {failure}")
-                if attempt >= attempts:
-                    raise WixUnavailable(f"Wix {endpoint}{where}: {failure} after {attempt} attempts")
-                delay = self._delay(attempt, None)
-                log.info(
-                    "Wix %s%s: %s; retry %d of %d in %.2fs",
-                    endpoint,
-                    where,
-                    failure,
-                    attempt,
-                    self._max_retries,
-                    delay,
-                )
+            delay = self._delay(attempt, reply.retry_after if reply is not None else None)
+            if reply is not None:
+                failure = f"HTTP {reply.status} (request id {reply.request_id})"
+            log.info(
+                "Wix %s%s: %s; retry %d of %d in %.2fs",
+                endpoint,
+                where,
+                failure,
+                attempt,
+                self._max_retries,
+                delay,
+            )
             self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(
+        self,
+        method: str,
+        url: str,
+        json_body: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        endpoint: str,
+        where: str,
+    ) -> tuple[_Reply | None, str]:
+        """One HTTP request: the reply, or ``None`` and why it failed transiently."""
+        try:
+            response = self._http.request(
+                method, url, json=json_body, headers=dict(headers or {}), timeout=self._timeout
+            )
+        except requests.Timeout:
+            return None, f"timed out after {self._timeout:g}s"
+        except requests.ConnectionError:
+            return None, "connection failed"
+        except requests.RequestException as exc:
+            # Not transient (e.g. an invalid URL). Raised below, outside this block, so the
+            # foreign exception, which may hold the request body, is not chained.
+            kind = type(exc).__name__
+        else:
+            with response:
+                reply = _Reply(
+                    status=response.status_code,
+                    content=response.content,
+                    request_id=response.headers.get("x-wix-request-id"),
+                    retry_after=response.headers.get("Retry-After"),
+                )
+            return reply, ""
+        raise WixError(f"Wix {endpoint}{where}: request failed ({kind})")
 
     def _delay(self, attempt: int, retry_after: str | None) -> float:
         """Seconds to wait before retry ``attempt``: Retry-After if sent, else backoff."""
@@ -410,9 +411,8 @@ class WixClient:
             return json.loads(reply.content)
         except ValueError:
             pass  # raised below, outside the except block: the decode error holds the body
-        where = f" for instance {instance_id}" if instance_id is not None else ""
         raise WixError(
-            f"Wix {endpoint}{where}: HTTP {reply.status} with a body that is not JSON",
+            f"Wix {endpoint}{_where(instance_id)}: HTTP {reply.status} with a body that is not JSON",
             status=reply.status,
             request_id=reply.request_id,
         )
@@ -434,8 +434,7 @@ class WixClient:
             if secret:
                 detail = detail.replace(secret, "***")
         detail = _TOKEN_LIKE.sub("***", detail)
-        where = f" for instance {instance_id}" if instance_id is not None else ""
-        message = f"Wix {endpoint}{where}: HTTP {reply.status}{suffix}"
+        message = f"Wix {endpoint}{_where(instance_id)}: HTTP {reply.status}{suffix}"
         if detail:
             message += f" ({detail[:_MAX_DETAIL]})"
         if reply.request_id:

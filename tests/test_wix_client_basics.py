@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from tenancy.errors import ConfigurationError, InvalidInstanceId
+from tenancy.errors import ConfigurationError, InvalidInstanceId, WixError, WixUnavailable
 from tenancy.settings import Settings
 from tenancy.wix import WixClient, parse_instance_id
 
@@ -64,3 +64,14 @@ def test_from_settings_without_credentials_is_a_configuration_error() -> None:
     """Missing WIX_APP_ID or WIX_APP_SECRET is reported as configuration, naming the variables."""
     with pytest.raises(ConfigurationError, match="WIX_APP_ID and WIX_APP_SECRET"):
         WixClient.from_settings(Settings(wix_app_id="app"))
+
+
+def test_a_request_that_cannot_be_sent_is_a_wix_error_without_retries() -> None:
+    """A non-transient requests failure (no host in the URL) is a WixError at once, unchained."""
+    sleeps: list[float] = []
+    client = WixClient("app", SECRET, base_url="http://", sleep=sleeps.append)
+    with pytest.raises(WixError) as raised:
+        client.app_access_token("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+    assert "request failed (InvalidURL)" in str(raised.value)
+    assert not isinstance(raised.value, WixUnavailable)
+    assert raised.value.__context__ is None and sleeps == []
