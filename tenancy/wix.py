@@ -288,7 +288,8 @@ class WixClient:
 
         A 401 drops the cached token and retries once with a fresh one; 401/403 after
         that raise :class:`~tenancy.WixAuthError`, 404 a :class:`~tenancy.WixError` with
-        ``status == 404``.
+        ``status == 404``. An answer naming another instance id is a
+        :class:`~tenancy.WixError` too, never returned.
         """
         iid = parse_instance_id(instance_id)
         used: list[str] = []  # every token sent, so an echo of any of them is masked
@@ -315,7 +316,16 @@ class WixClient:
             if reply.status != 200:
                 error_type = WixAuthError if reply.status in (401, 403) else WixError
                 raise self._error(error_type, "get_app_instance", reply, instance_id=iid, secrets=tuple(used))
-            return AppInstance.from_json(self._json(reply, "get_app_instance", instance_id=iid))
+            parsed = AppInstance.from_json(self._json(reply, "get_app_instance", instance_id=iid))
+            answered = parsed.instance.instance_id if parsed.instance is not None else None
+            if answered is not None and answered != iid:
+                # Storing this answer would put one tenant's data in another's row.
+                raise WixError(
+                    f"Wix get_app_instance for instance {iid}: the answer is about instance {answered}",
+                    status=reply.status,
+                    request_id=reply.request_id,
+                )
+            return parsed
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- transport ----------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import uuid
 from collections.abc import Iterator
 
@@ -22,6 +24,7 @@ from tenancy.wix_types import AppInstance, TokenInfo
 from tests.wix_helpers import Clock, Sleeps, at_once, client_for, sample, sample_reply
 
 SAMPLE_REQUEST_ID = "1700000000.000000000000000000"
+SAMPLE_INSTANCE_ID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 
 
 @pytest.fixture
@@ -112,8 +115,17 @@ def test_token_info_parses_the_emulator_answer(emu: Emulator, client: WixClient)
 )
 def test_app_instance_samples_parse_over_http(emu: Emulator, client: WixClient, name: str) -> None:
     """Both Get App Instance samples, served verbatim, parse like the body itself."""
+    iid = emu.add_site(instance_id=SAMPLE_INSTANCE_ID)
     emu.respond_with("get_app_instance", status=200, body=sample(name))
-    assert client.get_app_instance(emu.instance_ids[0]) == AppInstance.from_json(sample(name))
+    assert client.get_app_instance(iid) == AppInstance.from_json(sample(name))
+
+
+def test_an_answer_about_another_instance_is_refused(emu: Emulator, client: WixClient) -> None:
+    """Get App Instance naming another instance id raises instead of returning its data."""
+    emu.respond_with("get_app_instance", status=200, body=sample("get-app-instance-response-full.json"))
+    with pytest.raises(WixError, match=f"the answer is about instance {SAMPLE_INSTANCE_ID}") as raised:
+        client.get_app_instance(emu.instance_ids[0])
+    assert raised.value.request_id
 
 
 @pytest.mark.parametrize("name", ["token-info-response.json", "token-info-response-inactive.json"])
@@ -376,6 +388,23 @@ def test_5xx_past_budget_is_unavailable(emu: Emulator) -> None:
         client.get_app_instance(emu.instance_ids[0])
     assert raised.value.status == 503
     assert emu.count("access_token") == 2
+
+
+def test_retry_after_as_an_http_date_is_honoured(emu: Emulator) -> None:
+    """Retry-After may also be an HTTP date; the wait is the time until then."""
+    when = email.utils.format_datetime(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=30), usegmt=True)
+    headers = {"Retry-After": when}
+    emu.respond_with(
+        "get_app_instance",
+        status=429,
+        body=sample("error-429-resource-exhausted.json")["body"],
+        headers=headers,
+        times=1,
+    )
+    sleeps = Sleeps()
+    with client_for(emu, sleep=sleeps, retry_after_max=60) as client:
+        client.get_app_instance(emu.instance_ids[0])
+    assert len(sleeps.calls) == 1 and 20 < sleeps.calls[0] <= 30
 
 
 def test_retry_after_is_honoured_and_capped(emu: Emulator) -> None:
