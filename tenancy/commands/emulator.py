@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -91,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
         if args.print_tokens or len(ids) <= _TOKENS_BY_DEFAULT:
             for iid in ids:
                 say(f"token {iid} {emulator.mint_token(iid)}")
+        else:
+            say(f"tokens: --print-tokens, or POST {emulator.base_url}/_emulator/tokens with an instance_id")
         say("ready (Ctrl-C to stop)")
         while not stop.wait(0.5):
             pass
@@ -105,5 +108,11 @@ def run(args: argparse.Namespace) -> int:
 
 def say(line: str) -> None:
     """Print one line at once: tests and scripts read it from a pipe."""
-    print(line, flush=True)
-    sys.stdout.flush()
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): keep serving, print nothing more. Pointing
+        # stdout at /dev/null also spares the interpreter a failing flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
