@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import logging
 import uuid
 from collections.abc import Iterator
 
@@ -511,3 +512,18 @@ def test_injected_session_is_used_and_left_open(emu: Emulator) -> None:
     assert emu.last_request("get_app_instance").headers["user-agent"] == "my-backend/1.0"
     assert session.get(emu.base_url + "/_emulator/stats", timeout=5).ok  # not closed by the client
     session.close()
+
+
+def test_retries_are_logged_with_status_and_request_id(
+    emu: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each retry logs the endpoint, the instance, the status and Wix's request id on tenancy.wix."""
+    caplog.set_level(logging.INFO, logger="tenancy.wix")
+    iid = emu.instance_ids[0]
+    emu.set_faults(rate=1.0, kinds=("503",), endpoints=["get_app_instance"], times=1)
+    with client_for(emu) as client:
+        client.get_app_instance(iid)
+    (record,) = [r for r in caplog.records if r.name == "tenancy.wix"]
+    message = record.getMessage()
+    assert f"get_app_instance for instance {iid}: HTTP 503 (request id " in message
+    assert "retry 1 of 3" in message
