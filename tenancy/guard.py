@@ -184,8 +184,11 @@ def scope_statement(state: ORMExecuteState) -> Any:
 
 
 @event.listens_for(TenantScoped, "load", propagate=True)
-def _check_loaded(target: TenantScoped, context: QueryContext) -> None:
-    _check_row_owner(target, context.session)
+def _check_loaded(target: TenantScoped, context: QueryContext | None) -> None:
+    # context is None for an object that Session.merge() builds; merge then add()s it, which
+    # stamps or refuses it like any new object.
+    if context is not None:
+        _check_row_owner(target, context.session)
 
 
 @event.listens_for(TenantScoped, "refresh", propagate=True)
