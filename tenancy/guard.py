@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "as_uuid",
+    "check_attach",
     "check_flush",
     "check_mappings",
     "check_new_object",
@@ -184,7 +185,13 @@ def scope_statement(state: ORMExecuteState) -> Any:
 
 
 @event.listens_for(TenantScoped, "load", propagate=True)
-def _check_loaded(target: TenantScoped, context: QueryContext) -> None:
+def _check_loaded(target: TenantScoped, context: QueryContext | None) -> None:
+    if context is None:
+        # merge() built the object from another one, without SQL: refuse it if it is foreign.
+        state = inspect(target)
+        if state.session is not None:
+            _refuse_foreign_attached(state.session, target)
+        return
     _check_row_owner(target, context.session)
 
 
@@ -204,6 +211,43 @@ def _check_row_owner(target: TenantScoped, session: Session | None) -> None:
         raise CrossTenantAccess(
             f"a {type(target).__name__} row of another tenant reached this tenant session; refused"
         )
+
+
+def _owner_of(target: TenantScoped) -> uuid.UUID | None:
+    """The tenant of *target* from its loaded value or, unloaded, from its identity key."""
+    state = inspect(target)
+    value = state.dict.get(TENANT_COLUMN)
+    if value is None and state.key is not None:
+        # The primary key's columns, in order; TenantScoped puts instance_id among them.
+        keys = [state.mapper.get_property_by_column(col).key for col in state.mapper.primary_key]
+        if TENANT_COLUMN in keys:
+            value = state.key[1][keys.index(TENANT_COLUMN)]
+    return as_uuid(value) if value is not None else None
+
+
+def _refuse_foreign_attached(session: Session, target: TenantScoped) -> None:
+    tenant = _tenant_of(session)
+    if tenant is None:
+        return
+    owner = _owner_of(target)
+    if owner is None or owner == tenant:
+        return
+    pending = inspect(target).pending
+    # Take it out again so that nothing (get(), lazy loads, flush) can reach it afterwards.
+    session.expunge(target)
+    error = CrossTenantWrite if pending else CrossTenantAccess
+    raise error(f"a {type(target).__name__} of another tenant cannot join this tenant session")
+
+
+def check_attach(session: Session, instance: object) -> None:
+    """``detached_to_persistent`` listener: an object of another tenant cannot join the session.
+
+    ``Session.add()`` of a detached object and ``merge(load=False)`` put objects straight into
+    the identity map, without SQL and so without loader criteria; ``get()`` and many-to-one
+    lazy loads would then return them from there.
+    """
+    if isinstance(instance, TenantScoped):
+        _refuse_foreign_attached(session, instance)
 
 
 def check_flush(session: Session, flush_context: Any, instances: Any) -> None:

@@ -127,6 +127,7 @@ event.listen(TenantSession, "after_begin", _apply_tenant_setting)
 event.listen(TenantSession, "do_orm_execute", guard.scope_statement)
 event.listen(TenantSession, "before_flush", guard.check_flush)
 event.listen(TenantSession, "transient_to_pending", guard.stamp_on_add)
+event.listen(TenantSession, "detached_to_persistent", guard.check_attach)
 
 
 class TenantSessionFactory:

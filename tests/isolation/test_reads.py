@@ -27,8 +27,6 @@ from tenancy import CrossTenantAccess
 from tests.isolation.models import Event, Folder, Item, Note, Tag, Task
 from tests.isolation.support import COUNTS, A, B, Env
 
-ATTACH_LEAK = "leak: a detached object of another tenant can join a tenant session"
-
 
 def rls_count(env: Env, tenant, sql: str) -> int:
     """Count rows of *sql* run raw as the runtime role with *tenant* set (RLS alone)."""
@@ -58,7 +56,6 @@ def test_s02_get_foreign_pk_on_fresh_session_returns_none(env: Env) -> None:
         assert rls_count(env, A, f"SELECT * FROM iso_notes WHERE instance_id = '{B}'") == 0
 
 
-@pytest.mark.xfail(strict=True, reason=ATTACH_LEAK)
 def test_s03_get_after_foreign_object_entered_session_never_returns_it(env: Env) -> None:
     """Scenario 3: B's object cannot enter A's identity map, so get(B's pk) never returns it."""
     with env.factory.admin(reason="test s03") as admin:
@@ -186,7 +183,6 @@ def test_s09_eager_loaders_return_only_own_children(env: Env, loader: str) -> No
         assert {n.instance_id for f in folders for n in f.loose_notes} == {A}
 
 
-@pytest.mark.xfail(strict=True, reason=ATTACH_LEAK)
 def test_s10_many_to_one_from_own_child_never_reaches_foreign_parent(env: Env) -> None:
     """Scenario 10: A's child resolves its parent within A; a B parent is never returned (nor can it join
     A's map).
@@ -208,7 +204,6 @@ def test_s10_many_to_one_from_own_child_never_reaches_foreign_parent(env: Env) -
         assert rls_count(env, A, "SELECT * FROM iso_folders WHERE id = 3") == 0
 
 
-@pytest.mark.xfail(strict=True, reason=ATTACH_LEAK)
 def test_s11_object_of_a_cannot_be_used_from_a_session_of_b(env: Env) -> None:
     """Scenario 11: A's object used from B's session raises (detached or foreign), never loads B-scoped or
     unscoped.

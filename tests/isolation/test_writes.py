@@ -300,7 +300,6 @@ def test_s36_upsert_colliding_with_other_tenant_row_neither_updates_nor_reveals_
     assert pg.owner_scalar("SELECT title FROM iso_notes WHERE instance_id = :b AND id = 4", b=B) == "Extra"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: merge() of a foreign object: AttributeError in guard")
 def test_s37_merge_cannot_overwrite_other_tenant_and_get_or_create_stays_in_tenant(env: Env) -> None:
     """Scenario 37: merge() of a detached B object never writes B's row; get-or-create finds A's or stamps
     A.
@@ -315,7 +314,8 @@ def test_s37_merge_cannot_overwrite_other_tenant_and_get_or_create_stays_in_tena
             session.merge(b_note)
             session.flush()
         session.rollback()
-        assert session.merge(Note(id=1, folder_id=1, title="merged")).instance_id == A
+        assert session.merge(Note(instance_id=A, id=1, folder_id=1, title="merged")).instance_id == A
+        assert session.merge(Note(id=99, folder_id=1, title="new via merge")).instance_id == A
         session.commit()
     assert stored(env, "SELECT title FROM iso_notes WHERE instance_id = :b AND id = 1", b=B) == "Hello"
     assert stored(env, "SELECT title FROM iso_notes WHERE instance_id = :a AND id = 1", a=A) == "merged"
