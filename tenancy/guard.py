@@ -11,7 +11,9 @@ behind when a session closes (or raises).
 - Writes: new objects without ``instance_id`` are stamped with the tenant; another tenant's id,
   a changed ``instance_id`` and ORM ``insert()``/``update()`` statements that name another
   tenant raise :class:`~tenancy.CrossTenantWrite` before anything reaches the database.
-- Core statements and ``text()`` are left to PostgreSQL row-level security.
+- Core statements and ``text()`` are left to PostgreSQL row-level security. A SELECT that is
+  Core only because its ORM entities sit in a subquery (``select(exists().where(Note.x == 1))``)
+  is run as the ORM statement it was written as, criteria included.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, inspect
+from sqlalchemy import Select, event, inspect
 from sqlalchemy.orm import ORMExecuteState, QueryContext, Session, with_loader_criteria
 from sqlalchemy.orm.interfaces import ORMOption
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 
 from tenancy.errors import CrossTenantAccess, CrossTenantWrite
@@ -145,13 +148,36 @@ def _check_statement_values(state: ORMExecuteState, tenant: uuid.UUID, *, is_ins
     return given
 
 
+def _orm_tenant_mapper(statement: Any) -> Any:
+    """A tenant-scoped mapper whose ORM attributes appear in a statement that is not ORM, or None."""
+    for element in visitors.iterate(statement):
+        entity = getattr(element, "_annotations", {}).get("parententity")
+        mapper = getattr(entity, "mapper", None)
+        if mapper is not None and issubclass(mapper.class_, TenantScoped):
+            return mapper
+    return None
+
+
 def scope_statement(state: ORMExecuteState) -> Any:
     """``do_orm_execute`` listener of tenant sessions: scope, stamp and check ORM statements."""
     tenant = _tenant_of(state.session)
-    if tenant is None or not state.is_orm_statement:
-        # Not a tenant session, or Core / text(): row-level security's job.
-        return
+    if tenant is None:
+        return None
     session: TenantSession = state.session  # type: ignore[assignment]
+    if not state.is_orm_statement:
+        if state.is_select and isinstance(state.statement, Select):
+            # A SELECT whose only ORM entities sit in a subquery, e.g.
+            # select(exists().where(Note.title == x)), compiles as Core and would skip the
+            # loader criteria; run it as the ORM statement it was written as.
+            mapper = _orm_tenant_mapper(state.statement)
+            if mapper is not None:
+                statement = state.statement.options(session._tenancy_criteria)
+                statement = statement._set_propagate_attrs(
+                    {"compile_state_plugin": "orm", "plugin_subject": mapper}
+                )
+                return state.invoke_statement(statement=statement)
+        # Core on tables / text(): row-level security's job.
+        return None
     if state.is_insert:
         if not _mentions_tenant(state.statement):
             return

@@ -306,20 +306,16 @@ def test_s15_subqueries_ctes_and_unions_are_filtered(env: Env) -> None:
         assert rls_count(env, A, sql) == 5
 
 
-def test_s16_counts_exists_and_aggregates_cover_only_own_rows(
-    env: Env, request: pytest.FixtureRequest
-) -> None:
+def test_s16_counts_exists_and_aggregates_cover_only_own_rows(env: Env) -> None:
     """Scenario 16: count(), func.count().select_from(), exists() and aggregates only cover A."""
-    if not env.rls:
-        request.applymarker(
-            pytest.mark.xfail(strict=True, reason="leak: select(exists().where(...)) skips ORM criteria")
-        )
     with env.factory.for_instance(A) as session:
         assert session.scalar(select(func.count()).select_from(Note)) == 3
         assert session.scalar(select(func.count(Note.id))) == 3
         assert session.query(Note).count() == 3
         assert session.scalar(select(func.max(Note.id))) == 3
         assert session.scalar(select(exists().where(Note.title == "Extra"))) is False
+        assert session.scalar(exists().where(Note.title == "Extra").select()) is False
+        assert session.scalar(select(exists(select(Note.id).where(Note.title == "Extra")))) is False
         assert session.scalar(select(exists().where(Note.title == "Hello"))) is True
         assert session.query(Folder).filter(Folder.slug == "b-only").count() == 0
     if env.rls:
