@@ -127,6 +127,10 @@ def _key_name(key: Any) -> str:
     return key if isinstance(key, str) else getattr(key, "key", str(key))
 
 
+def _names_tenant(row: Mapping[Any, Any]) -> bool:
+    return any(_key_name(key) == TENANT_COLUMN for key in row)
+
+
 def _check_statement_values(state: ORMExecuteState, tenant: uuid.UUID, *, is_insert: bool) -> bool:
     """Raise if .values() names another tenant; return whether instance_id is given."""
     rows = _values_of(state.statement)
@@ -188,11 +192,20 @@ def scope_statement(state: ORMExecuteState) -> Any:
             if state.is_executemany:
                 return state.invoke_statement(params=stamped)
             return state.invoke_statement(params=stamped[0])
+        multi = getattr(state.statement, "_multi_values", None)
+        if multi:
+            # insert().values([...]): stamp every row that does not name the tenant (the
+            # others were checked above). values() can only add rows, so replace them.
+            stamped_insert: Any = state.statement._generate()  # type: ignore[attr-defined]
+            stamped_insert._multi_values = tuple(
+                tuple(row if _names_tenant(row) else {**row, TENANT_COLUMN: tenant} for row in group)
+                for group in multi
+            )
+            state.statement = stamped_insert
+            return None
         if not given and not _values_of(state.statement):
             return None
         if not given:
-            if getattr(state.statement, "_multi_values", None):
-                raise CrossTenantWrite("multi-row ORM insert().values([...]) must name instance_id")
             state.statement = state.statement.values({TENANT_COLUMN: tenant})  # type: ignore[attr-defined]
         return None
     if state.is_update:

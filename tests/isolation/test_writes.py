@@ -66,7 +66,6 @@ def test_s26_adding_object_of_other_tenant_raises_before_flush(env: Env) -> None
         assert sqlstate(err.value) == "42501"
 
 
-@pytest.mark.xfail(strict=True, reason="multi-row insert().values([...]) is refused, not stamped")
 def test_s27_orm_insert_statements_are_stamped_or_rejected(env: Env) -> None:
     """Scenario 27: ORM insert().values() / executemany without instance_id get A's; with B's they are
     refused.
@@ -80,6 +79,14 @@ def test_s27_orm_insert_statements_are_stamped_or_rejected(env: Env) -> None:
         session.execute(
             insert(Note).values(
                 [{"id": 13, "folder_id": 1, "title": "v1"}, {"id": 14, "folder_id": 1, "title": "v2"}]
+            )
+        )
+        session.execute(
+            insert(Note).values(
+                [
+                    {Note.id: 15, Note.folder_id: 1, Note.title: "c1"},
+                    {Note.instance_id: A, Note.id: 16, Note.folder_id: 1, Note.title: "c2"},
+                ]
             )
         )
         for stmt, params in (
@@ -104,8 +111,8 @@ def test_s27_orm_insert_statements_are_stamped_or_rejected(env: Env) -> None:
             with pytest.raises(CrossTenantWrite):
                 session.execute(stmt, params)
         session.commit()
-    assert stored(env, "SELECT count(*) FROM iso_notes WHERE id >= 10 AND instance_id = :a", a=A) == 5
-    assert stored(env, "SELECT count(*) FROM iso_notes WHERE id >= 10") == 5
+    assert stored(env, "SELECT count(*) FROM iso_notes WHERE id >= 10 AND instance_id = :a", a=A) == 7
+    assert stored(env, "SELECT count(*) FROM iso_notes WHERE id >= 10") == 7
     if env.rls:
         with pytest.raises(DBAPIError) as err, env.tenant_connection(A) as conn:
             conn.execute(insert(Note.__table__).values(instance_id=B, id=30, folder_id=1, title="core"))
