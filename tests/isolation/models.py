@@ -99,6 +99,10 @@ class Note(TenantScoped, IsoBase):
         lazy="joined",
         primaryjoin=lambda: (Note.instance_id == Folder.instance_id) & (foreign(Note.folder_id) == Folder.id),
     )
+    # Joined on id alone, on purpose (see Folder.loose_notes): the many-to-one cannot use get().
+    loose_folder: Mapped[Folder | None] = relationship(
+        primaryjoin=lambda: foreign(Note.folder_id) == Folder.id, viewonly=True
+    )
     tags: Mapped[list[Tag]] = relationship(
         secondary=note_tags,
         primaryjoin=lambda: (Note.instance_id == note_tags.c.instance_id) & (Note.id == note_tags.c.note_id),

@@ -9,7 +9,7 @@ import pytest
 from alembic.autogenerate import produce_migrations, render_python_code
 from alembic.migration import MigrationContext
 from alembic.operations import Operations
-from sqlalchemy import Integer, MetaData, String, select, text
+from sqlalchemy import Integer, MetaData, String, create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -26,6 +26,7 @@ from tenancy.models import NAMING_CONVENTION, is_tenant_table
 from tenancy.registration import TenantRegistry
 from tests.isolation.models import TENANT_TABLES, Note
 from tests.isolation.support import COUNTS, A, B, Env, count_statements
+from tests.pgserver import sqlalchemy_url
 
 # What `tenancy check` will audit; the command is not in this tree yet, so the battery asks the
 # catalogs itself: every table with an instance_id column must have RLS enabled, forced and a policy.
@@ -65,6 +66,17 @@ def test_s22_odd_instance_ids_are_refused_before_any_sql(pg: Env, value: object)
         pg.factory.for_instance(value)  # type: ignore[arg-type]
     assert statements == []
     assert len(str(err.value)) < 200  # the message never echoes an attacker-sized value
+
+
+def test_s22_accepted_spellings_set_the_canonical_id(pg: Env) -> None:
+    """Scenario 22: upper case, braces or no hyphens select the same tenant; the setting holds the
+    canonical id.
+    """
+    for spelling in (str(A).upper(), "{" + str(A) + "}", A.hex, A):
+        with pg.factory.for_instance(spelling) as session:
+            setting = session.execute(text("SELECT current_setting('tenancy.instance_id')")).scalar_one()
+            assert setting == str(A)
+            assert session.scalar(select(func.count()).select_from(Note)) == COUNTS[A]["notes"]
 
 
 def test_s22_unsaved_tenant_has_no_id_and_opens_nothing(pg: Env) -> None:
@@ -134,6 +146,12 @@ def test_s53_factory_refuses_an_owner_or_bypassrls_runtime_role(pg: Env) -> None
     assert "owns tenant tables" in str(err.value)
     with pytest.raises(ConfigurationError):
         factory.for_instance(B)  # refused every time, not only the first
+    superuser = create_engine(sqlalchemy_url(pg.extra["database"].superuser_url))
+    try:
+        with pytest.raises(ConfigurationError, match="superuser"):
+            TenantSessionFactory(superuser).for_instance(A)
+    finally:
+        superuser.dispose()
 
 
 class _NewBase(DeclarativeBase):

@@ -196,6 +196,8 @@ def test_s10_many_to_one_from_own_child_never_reaches_foreign_parent(env: Env) -
         note = session.scalars(select(Note).where(Note.id == 1)).unique().one()
         session.expire(note, ["folder"])
         assert (note.folder.instance_id, note.folder.id) == (A, 1)
+        loose = note.loose_folder  # SQL on id alone: A's and B's folder 1 both match it
+        assert loose is not None and (loose.instance_id, loose.id) == (A, 1)
         child = session.get(Folder, (A, 2))
         assert child is not None and child.parent is not None
         assert (child.parent.instance_id, child.parent.id) == (A, 1)
@@ -364,6 +366,18 @@ def test_s19_raw_text_select_sees_only_own_rows(pg: Env) -> None:
         rows = session.execute(text("SELECT instance_id, id FROM iso_notes ORDER BY id")).all()
         assert [tuple(r) for r in rows] == [(A, 1), (A, 2), (A, 3)]
         assert session.execute(text("SELECT count(*) FROM iso_note_tags")).scalar_one() == 2
+
+
+def test_s19_orm_query_from_raw_text_refuses_rows_of_other_tenant(env: Env) -> None:
+    """Scenario 19: select(Note).from_statement(text(...)) in A's session never yields B's rows."""
+    raw = select(Note).from_statement(text("SELECT * FROM iso_notes ORDER BY instance_id, id"))
+    with env.factory.for_instance(A) as session:
+        if env.rls:
+            assert {n.instance_id for n in session.scalars(raw)} == {A}
+        else:  # no RLS: B's rows reach the session, and the guard refuses them at load
+            with pytest.raises(CrossTenantAccess):
+                session.scalars(raw).all()
+        assert all(obj.instance_id == A for obj in session.identity_map.values())
 
 
 def test_s20_core_select_and_driver_sql_see_only_own_rows(pg: Env) -> None:

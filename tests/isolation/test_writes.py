@@ -352,6 +352,10 @@ def test_s38_mixed_batches_are_rejected_whole(env: Env) -> None:
         assert not session.new
         with pytest.raises(CrossTenantWrite):
             session.bulk_save_objects([Tag(id=13, label="a3"), Tag(instance_id=B, id=14, label="b2")])
+        with pytest.raises(CrossTenantWrite):
+            session.bulk_insert_mappings(
+                Tag, [{"id": 15, "label": "a4"}, {"instance_id": B, "id": 16, "label": "b3"}]
+            )
         session.commit()
     assert stored(env, "SELECT count(*) FROM iso_tags WHERE id >= 10") == 0
 
