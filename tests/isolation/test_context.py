@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tenancy import ConfigurationError, TenantSession, TenantSessionFactory
@@ -109,6 +109,11 @@ def test_s45_autocommit_connections_are_refused(pg: Env) -> None:
             session.execute(select(Note))
     with pg.factory.for_instance(A) as session, pytest.raises(ConfigurationError):
         session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    with single_connection_engine(pg) as engine:
+        # Autocommit switched on behind SQLAlchemy's back, on the driver connection itself.
+        event.listen(engine, "connect", lambda dbapi_conn, record: setattr(dbapi_conn, "autocommit", True))
+        with TenantSessionFactory(engine).for_instance(A) as session, pytest.raises(ConfigurationError):
+            session.execute(text("SELECT count(*) FROM iso_notes"))
 
 
 def test_s46_two_tenants_through_one_backend_connection_in_turn(pg: Env) -> None:
@@ -306,3 +311,18 @@ def test_s52_runtime_connection_cannot_switch_on_an_escape(pg: Env, escape: str)
     assert pg.owner_scalar(
         "SELECT relrowsecurity AND relforcerowsecurity FROM pg_class WHERE relname = 'iso_notes'"
     )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="RLS trusts the connection's tenancy.instance_id: raw SQL in a tenant session can set "
+    "another tenant's id (transaction-local) and read its rows; closing it needs a design change "
+    "(e.g. a setting the runtime role cannot forge)",
+)
+def test_s52_raw_sql_in_a_tenant_session_cannot_switch_to_another_tenant(pg: Env) -> None:
+    """Scenario 52: raw SQL in A's session that sets the tenant setting to B still sees only A's rows."""
+    with pg.factory.for_instance(A) as session:
+        session.execute(text("SELECT set_config('tenancy.instance_id', :b, true)"), {"b": str(B)})
+        assert {n.instance_id for n in session.scalars(select(Note)).unique()} <= {A}  # the guard holds
+        raw = {r[0] for r in session.execute(text("SELECT instance_id FROM iso_notes"))}
+        assert raw <= {A}
