@@ -11,6 +11,8 @@ behind when a session closes (or raises).
 - Writes: new objects without ``instance_id`` are stamped with the tenant; another tenant's id,
   a changed ``instance_id`` and ORM ``insert()``/``update()`` statements that name another
   tenant raise :class:`~tenancy.CrossTenantWrite` before anything reaches the database.
+  ``insert().from_select()`` gets the criteria on its SELECT and must take ``instance_id``
+  from a tenant entity or this tenant's literal id.
 - Core statements and ``text()`` are left to PostgreSQL row-level security. A SELECT that is
   Core only because its ORM entities sit in a subquery (``select(exists().where(Note.x == 1))``)
   is run as the ORM statement it was written as, criteria included.
@@ -162,6 +164,39 @@ def _orm_tenant_mapper(statement: Any) -> Any:
     return None
 
 
+def _scope_insert_from_select(state: ORMExecuteState, session: TenantSession) -> None:
+    """``insert().from_select(names, select)``: scope the SELECT and check the tenant it writes."""
+    # An embedded ORM SELECT takes its loader criteria from the top-level statement's options
+    # (its own are not consulted when nested): without them it would copy every tenant's rows.
+    insert_stmt: Any = state.statement.options(session._tenancy_criteria)
+    source = insert_stmt.select
+    if _mentions_tenant(insert_stmt):
+        names = [_key_name(name) for name in insert_stmt._select_names or ()]
+        if TENANT_COLUMN not in names or not isinstance(source, Select):
+            raise CrossTenantWrite("ORM insert().from_select() must select instance_id from a tenant entity")
+        column = list(source.selected_columns)[names.index(TENANT_COLUMN)]
+        if not _is_tenant_expression(column, session.tenant_id):
+            raise CrossTenantWrite(
+                "ORM insert().from_select() must take instance_id from a tenant entity or this tenant's id"
+            )
+    state.statement = insert_stmt
+
+
+def _is_tenant_expression(column: Any, tenant: uuid.UUID) -> bool:
+    """Whether *column* can only be this tenant's id: its literal, or a scoped entity's instance_id."""
+    element = getattr(column, "element", column)  # unwrap a label
+    if isinstance(element, BindParameter):
+        value = element.callable() if element.callable is not None else element.value
+        return as_uuid(value) == tenant
+    entity = getattr(element, "_annotations", {}).get("parententity")
+    mapper = getattr(entity, "mapper", None)
+    return (
+        mapper is not None
+        and issubclass(mapper.class_, TenantScoped)
+        and getattr(element, "key", None) == TENANT_COLUMN
+    )
+
+
 def scope_statement(state: ORMExecuteState) -> Any:
     """``do_orm_execute`` listener of tenant sessions: scope, stamp and check ORM statements."""
     tenant = _tenant_of(state.session)
@@ -183,8 +218,10 @@ def scope_statement(state: ORMExecuteState) -> Any:
         # Core on tables / text(): row-level security's job.
         return None
     if state.is_insert:
+        if getattr(state.statement, "select", None) is not None:
+            return _scope_insert_from_select(state, session)
         if not _mentions_tenant(state.statement):
-            return
+            return None
         given = _check_statement_values(state, tenant, is_insert=True)
         if state.is_executemany or (isinstance(state.parameters, Mapping) and state.parameters):
             params = state.parameters if state.is_executemany else [state.parameters]

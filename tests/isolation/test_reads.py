@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import create_engine, exists, func, select, text, union_all, update
+from sqlalchemy import String, create_engine, delete, exists, func, select, text, union_all, update
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import (
     aliased,
@@ -306,6 +306,18 @@ def test_s15_subqueries_ctes_and_unions_are_filtered(env: Env) -> None:
     if env.rls:
         sql = "SELECT instance_id FROM iso_notes UNION ALL SELECT instance_id FROM iso_tags"
         assert rls_count(env, A, sql) == 5
+
+
+def test_s15_subqueries_inside_update_and_delete_are_filtered(env: Env) -> None:
+    """Scenario 15: subqueries in ORM update() values and delete() WHERE only see A's rows."""
+    with env.factory.for_instance(A) as session:
+        tag_count = select(func.count(Tag.id)).scalar_subquery()
+        assert session.execute(update(Note).values(body=func.cast(tag_count, String))).rowcount == 3
+        green = select(Tag.id).where(Tag.label == "green")  # B's tag 3; A's note 3 shares its id
+        assert session.execute(delete(Note).where(Note.id.in_(green))).rowcount == 0
+        session.commit()
+    assert env.owner_scalar("SELECT count(*) FROM iso_notes WHERE body = '2'") == COUNTS[A]["notes"]
+    assert env.owner_scalar("SELECT count(*) FROM iso_notes") == COUNTS[A]["notes"] + COUNTS[B]["notes"]
 
 
 def test_s16_counts_exists_and_aggregates_cover_only_own_rows(env: Env) -> None:

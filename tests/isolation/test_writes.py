@@ -10,7 +10,7 @@ import re
 
 import psycopg.errors
 import pytest
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, insert, literal, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
@@ -117,6 +117,28 @@ def test_s27_orm_insert_statements_are_stamped_or_rejected(env: Env) -> None:
         with pytest.raises(DBAPIError) as err, env.tenant_connection(A) as conn:
             conn.execute(insert(Note.__table__).values(instance_id=B, id=30, folder_id=1, title="core"))
         assert sqlstate(err.value) == "42501"
+
+
+def test_s27_insert_from_select_copies_only_own_rows_into_own_tenant(env: Env) -> None:
+    """Scenario 27: ORM insert().from_select() reads only A's rows and may only write A's instance_id."""
+    copy = select(Note.instance_id, Note.id + 100, Note.folder_id, Note.title, Note.body)
+    names = ["instance_id", "id", "folder_id", "title", "body"]
+    with env.factory.for_instance(A) as session:
+        session.execute(insert(Note).from_select(names, copy))
+        stamped = select(literal(A), Note.id + 200, Note.folder_id, Note.title, Note.body).where(
+            Note.id < 100
+        )
+        session.execute(insert(Note).from_select(names, stamped))
+        for source in (
+            select(literal(B), Note.id + 300, Note.folder_id, Note.title, Note.body),
+            select(Tag.id, Note.id + 300, Note.folder_id, Note.title, Note.body).join(Tag, Tag.id == Note.id),
+        ):
+            with pytest.raises(CrossTenantWrite):
+                session.execute(insert(Note).from_select(names, source))
+        session.commit()
+    assert stored(env, "SELECT count(*) FROM iso_notes WHERE id > 100 AND instance_id = :a", a=A) == 6
+    assert stored(env, "SELECT count(*) FROM iso_notes WHERE id > 100") == 6
+    assert stored(env, "SELECT count(*) FROM iso_notes WHERE body = 'b secret'") == 1
 
 
 def test_s28_insert_without_tenant_context_fails(pg: Env) -> None:
