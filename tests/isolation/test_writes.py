@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from tenancy import CrossTenantWrite
 from tests.isolation.models import Folder, Note, Tag, note_tags
-from tests.isolation.support import COUNTS, A, B, Env
+from tests.isolation.support import COUNTS, A, B, Env, count_statements
 
 
 def sqlstate(exc: DBAPIError) -> str | None:
@@ -48,9 +48,10 @@ def test_s26_adding_object_of_other_tenant_raises_before_flush(env: Env) -> None
     """Scenario 26: add(Note(instance_id=B)) in A's session raises at add(); a raw INSERT of B's id fails
     with 42501.
     """
-    with env.factory.for_instance(A) as session:
+    with env.factory.for_instance(A) as session, count_statements(env.engine) as statements:
         with pytest.raises(CrossTenantWrite):
             session.add(Note(instance_id=B, id=10, folder_id=1, title="sneaky"))
+        assert statements == []  # refused before anything reached the database
         assert not session.new
         session.commit()
     assert stored(env, "SELECT count(*) FROM iso_notes WHERE id = 10") == 0
