@@ -16,11 +16,13 @@ import logging
 import threading
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
+from sqlalchemy.pool import Pool
 
 from tenancy import guard
 from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite, TenancyWarning
@@ -120,7 +122,24 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     if getattr(connection.connection.driver_connection, "autocommit", False):
         # SET LOCAL / set_config(..., true) would last one statement: statements would run unscoped.
         raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
+    _ensure_runtime_role(connection)
     connection.execute(_SET_TENANT, {"tenant": str(tenant)})
+
+
+# Pools whose role passed check_runtime_role(): a session may reach an engine other than the
+# factory's (Session binds=, session.bind = ...), and each must be checked before it serves one.
+_checked_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+_checked_lock = threading.Lock()
+
+
+def _ensure_runtime_role(connection: Connection) -> None:
+    pool = connection.engine.pool
+    with _checked_lock:
+        if pool in _checked_pools:
+            return
+    check_runtime_role(connection)
+    with _checked_lock:
+        _checked_pools.add(pool)
 
 
 event.listen(TenantSession, "after_begin", _apply_tenant_setting)
@@ -135,8 +154,10 @@ class TenantSessionFactory:
 
     On PostgreSQL the runtime role is checked once, before the first session: a superuser,
     a BYPASSRLS role or the owner of a tenant table raises :class:`~tenancy.ConfigurationError`
-    (each would skip row-level security). On other databases only the ORM layer isolates
-    tenants, and a :class:`~tenancy.TenancyWarning` says so.
+    (each would skip row-level security). Any other engine a tenant session reaches (``binds``,
+    a reassigned ``session.bind``) is checked the same way before its first transaction. On
+    other databases only the ORM layer isolates tenants, and a :class:`~tenancy.TenancyWarning`
+    says so.
     """
 
     def __init__(
@@ -216,7 +237,7 @@ class TenantSessionFactory:
             if self._role_checked:
                 return
             with self.engine.connect() as conn:
-                check_runtime_role(conn)
+                _ensure_runtime_role(conn)
             self._role_checked = True
 
 

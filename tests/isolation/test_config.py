@@ -154,6 +154,17 @@ def test_s53_factory_refuses_an_owner_or_bypassrls_runtime_role(pg: Env) -> None
         superuser.dispose()
 
 
+def test_s53_a_tenant_session_never_runs_on_a_connection_that_skips_rls(pg: Env) -> None:
+    """Scenario 53: a tenant session re-bound (binds=, session.bind) to the owner's engine refuses to run."""
+    factory = TenantSessionFactory(pg.engine, session_options={"binds": {Note: pg.owner}})
+    with factory.for_instance(A) as session, pytest.raises(ConfigurationError, match="BYPASSRLS"):
+        session.execute(text("SELECT instance_id FROM iso_notes"), bind_arguments={"mapper": Note})
+    with pg.factory.for_instance(A) as session:
+        session.bind = pg.owner
+        with pytest.raises(ConfigurationError, match="BYPASSRLS"):
+            session.execute(text("SELECT instance_id FROM iso_notes"))
+
+
 class _NewBase(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
