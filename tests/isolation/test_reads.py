@@ -11,14 +11,16 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import String, create_engine, delete, exists, func, select, text, union_all, update
+from sqlalchemy import String, create_engine, delete, exists, func, select, text, true, union_all, update
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import (
     aliased,
+    contains_eager,
     joinedload,
     selectin_polymorphic,
     selectinload,
     subqueryload,
+    with_loader_criteria,
     with_polymorphic,
 )
 from sqlalchemy.orm.exc import DetachedInstanceError
@@ -41,6 +43,10 @@ def test_s01_select_returns_only_own_rows(env: Env) -> None:
             notes = session.scalars(select(Note)).unique().all()
             assert {n.instance_id for n in notes} == {tenant}
             assert len(notes) == COUNTS[tenant]["notes"]
+            # A caller's own loader criteria add to the tenant's, they never replace them.
+            widened = select(Note).options(with_loader_criteria(Note, true()))
+            assert len(session.scalars(widened).unique().all()) == COUNTS[tenant]["notes"]
+            assert session.query(Note).count() == COUNTS[tenant]["notes"]
     if env.rls:
         assert rls_count(env, A, "SELECT * FROM iso_notes") == COUNTS[A]["notes"]
         assert rls_count(env, B, "SELECT * FROM iso_notes") == COUNTS[B]["notes"]
@@ -181,6 +187,29 @@ def test_s09_eager_loaders_return_only_own_children(env: Env, loader: str) -> No
         assert [[n.id for n in f.loose_notes] for f in folders] == [[1, 2], [3]]
         assert [[n.id for n in f.notes] for f in folders] == [[1, 2], [3]]
         assert {n.instance_id for f in folders for n in f.loose_notes} == {A}
+        session.expunge_all()
+        narrowed = option(Folder.loose_notes.and_(Note.id > 0))  # a caller's extra ON criteria
+        folders = session.scalars(select(Folder).options(narrowed).order_by(Folder.id)).unique().all()
+        assert [[(n.instance_id, n.id) for n in f.loose_notes] for f in folders] == [
+            [(A, 1), (A, 2)],
+            [(A, 3)],
+        ]
+
+
+def test_s09_contains_eager_over_an_id_only_join_is_filtered(env: Env) -> None:
+    """Scenario 9: contains_eager() over a join on id alone fills A's folders with A's notes only."""
+    with env.factory.for_instance(A) as session:
+        stmt = (
+            select(Folder)
+            .join(Note, Note.folder_id == Folder.id)
+            .options(contains_eager(Folder.loose_notes))
+            .order_by(Folder.id, Note.id)
+        )
+        folders = session.scalars(stmt).unique().all()
+        assert [[(n.instance_id, n.id) for n in f.loose_notes] for f in folders] == [
+            [(A, 1), (A, 2)],
+            [(A, 3)],
+        ]
 
 
 def test_s10_many_to_one_from_own_child_never_reaches_foreign_parent(env: Env) -> None:
