@@ -42,6 +42,20 @@ UNPROTECTED_SQL = text(
 )
 
 
+# Views that run with their owner's rights, and SECURITY DEFINER functions, in our schema: owned
+# by the BYPASSRLS owner they would read past RLS. (Also for `tenancy check`, once it exists.)
+OWNER_RIGHTS_SQL = text(
+    """
+    SELECT relname FROM pg_class
+    WHERE relkind = 'v' AND relnamespace = 'public'::regnamespace
+      AND NOT coalesce('security_invoker=true' = ANY(reloptions), false)
+    UNION ALL
+    SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prosecdef
+    ORDER BY 1
+    """
+)
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -242,28 +256,28 @@ def test_s55_views_and_functions_do_not_bypass_rls(pg: Env) -> None:
     with pg.tenant_connection(None) as conn:
         assert conn.execute(text("SELECT count(*) FROM iso_note_titles")).scalar_one() == 0
         assert conn.execute(text("SELECT iso_note_count()")).scalar_one() == 0
-    # Audit our own schema: no view over a table runs with its owner's (BYPASSRLS) rights,
-    # and no function is SECURITY DEFINER.
     with pg.owner.connect() as conn:
-        definer_views = (
+        assert conn.execute(OWNER_RIGHTS_SQL).scalars().all() == []
+
+
+def test_s55_audit_finds_a_view_or_function_running_with_owner_rights(pg: Env) -> None:
+    """Scenario 55: a view without security_invoker or a SECURITY DEFINER function is reported."""
+    # Owned by the BYPASSRLS owner, either would show every tenant's rows to the runtime role.
+    try:
+        with pg.owner.begin() as conn:
+            conn.execute(text("CREATE VIEW iso_definer_view AS SELECT title FROM iso_notes"))
             conn.execute(
                 text(
-                    "SELECT relname FROM pg_class"
-                    " WHERE relkind = 'v' AND relnamespace = 'public'::regnamespace "
-                    "AND NOT coalesce('security_invoker=true' = ANY(reloptions), false)"
+                    "CREATE FUNCTION iso_definer_count() RETURNS bigint LANGUAGE sql SECURITY DEFINER"
+                    " AS $$ SELECT count(*) FROM iso_notes $$"
                 )
             )
-            .scalars()
-            .all()
-        )
-        definer_functions = (
-            conn.execute(
-                text("SELECT proname FROM pg_proc WHERE pronamespace = 'public'::regnamespace AND prosecdef")
-            )
-            .scalars()
-            .all()
-        )
-    assert (definer_views, definer_functions) == ([], [])
+            found = conn.execute(OWNER_RIGHTS_SQL).scalars().all()
+            assert found == ["iso_definer_count", "iso_definer_view"]
+    finally:
+        with pg.owner.begin() as conn:
+            conn.execute(text("DROP VIEW IF EXISTS iso_definer_view"))
+            conn.execute(text("DROP FUNCTION IF EXISTS iso_definer_count()"))
 
 
 @pytest.mark.parametrize("setting", [None, "", "not-a-uuid", "1 OR 1=1", "' OR ''='", str(uuid.uuid4())])
