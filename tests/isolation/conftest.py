@@ -101,3 +101,9 @@ def env(request: pytest.FixtureRequest) -> Env:
     """The ORM-layer scenarios run on both backends; on SQLite the ORM guard is all there is."""
     name = "pg" if request.param == "postgresql" else "lite"
     return request.getfixturevalue(name)
+
+
+@pytest.fixture
+def factory(pg: Env) -> TenantSessionFactory:
+    """``TenantSessionFactory(runtime_engine, admin_engine=owner_engine)`` on the seeded database."""
+    return pg.factory

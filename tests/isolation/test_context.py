@@ -14,11 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, select, text
+from sqlalchemy import Engine, create_engine, event, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tenancy import ConfigurationError, CrossTenantAccess, TenantSession, TenantSessionFactory
-from tests.isolation.models import Note
+from tests.isolation.models import Folder, Note
 from tests.isolation.support import COUNTS, A, B, Env
 
 SETTING = text("SELECT current_setting('tenancy.instance_id', true)")
@@ -138,38 +138,65 @@ def test_s46_two_tenants_through_one_backend_connection_in_turn(pg: Env) -> None
         assert len(pids) == 1
 
 
-def test_s47_threads_with_different_tenants_on_a_pool_of_two(pg: Env) -> None:
-    """Scenario 47: eight threads, four per tenant, on a pool of two connections each only ever see their
-    own rows.
+@pytest.fixture
+def eight_tenants(pg: Env) -> list[uuid.UUID]:
+    """A, B and six more tenants; tenant number k (from 3) holds k notes, so counts tell them apart."""
+    extra = [uuid.UUID(int=k) for k in range(3, 9)]
+    with pg.owner.begin() as conn:
+        for k, tenant in enumerate(extra, start=3):
+            conn.execute(
+                insert(Folder.__table__).values(instance_id=tenant, id=1, slug="inbox", name="Inbox")
+            )
+            conn.execute(
+                insert(Note.__table__),
+                [
+                    {"instance_id": tenant, "id": i, "folder_id": 1, "title": "Hello", "body": ""}
+                    for i in range(k)
+                ],
+            )
+    return [A, B, *extra]
+
+
+def expected_notes(tenant: uuid.UUID) -> int:
+    """How many notes *tenant* of ``eight_tenants`` holds."""
+    return COUNTS[tenant]["notes"] if tenant in COUNTS else tenant.int
+
+
+def test_s47_threads_with_different_tenants_on_a_pool_of_two(pg: Env, eight_tenants: list[uuid.UUID]) -> None:
+    """Scenario 47: eight threads, each with its own tenant, on a pool of two connections only ever see
+    their own rows.
     """
     assert pg.engine.pool.size() == 2
-    rounds, workers = 10, 8
-    start = threading.Barrier(workers)
-    bad: list[tuple[uuid.UUID, set]] = []
+    rounds = 10
+    start = threading.Barrier(len(eight_tenants))
+    bad: list[tuple[uuid.UUID, set, int]] = []
 
     def work(tenant: uuid.UUID) -> int:
         start.wait()
         for _ in range(rounds):
             with pg.factory.for_instance(tenant) as session:
                 seen = own_notes(session)
+                count = len(session.scalars(select(Note)).unique().all())
                 session.commit()
                 setting = session.execute(SETTING).scalar_one()  # maybe the other pooled connection
-                if seen != {tenant} or setting != str(tenant):
-                    bad.append((tenant, seen))
+                if seen != {tenant} or count != expected_notes(tenant) or setting != str(tenant):
+                    bad.append((tenant, seen, count))
         return rounds
 
-    with ThreadPoolExecutor(workers) as pool:
-        done = list(pool.map(work, [A, B] * (workers // 2)))
-    assert done == [rounds] * workers
+    with ThreadPoolExecutor(len(eight_tenants)) as pool:
+        done = list(pool.map(work, eight_tenants))
+    assert done == [rounds] * len(eight_tenants)
     assert bad == []
 
 
-def test_s47_asyncio_tasks_with_different_tenants_on_a_pool_of_two(pg: Env) -> None:
-    """Scenario 47: eight asyncio tasks, interleaving sync tenant sessions at every await, each see
-    only their own rows.
+def test_s47_asyncio_tasks_with_different_tenants_on_a_pool_of_two(
+    pg: Env, eight_tenants: list[uuid.UUID]
+) -> None:
+    """Scenario 47: eight asyncio tasks, each with its own tenant, interleaving sync sessions at every
+    await, only ever see their own rows.
     """
-    rounds, tasks = 5, 8
-    bad: list[tuple[uuid.UUID, set]] = []
+    rounds = 5
+    bad: list[tuple[uuid.UUID, set, int]] = []
     order: list[uuid.UUID] = []
 
     async def work(tenant: uuid.UUID) -> None:
@@ -178,19 +205,20 @@ def test_s47_asyncio_tasks_with_different_tenants_on_a_pool_of_two(pg: Env) -> N
         with pg.factory.for_instance(tenant) as session:
             for _ in range(rounds):
                 seen = own_notes(session)
+                count = len(session.scalars(select(Note)).unique().all())
                 session.commit()
                 order.append(tenant)
-                if seen != {tenant}:
-                    bad.append((tenant, seen))
+                if seen != {tenant} or count != expected_notes(tenant):
+                    bad.append((tenant, seen, count))
                 await asyncio.sleep(0)
 
     async def main() -> None:
-        await asyncio.gather(*(work(t) for t in [A, B] * (tasks // 2)))
+        await asyncio.gather(*(work(t) for t in eight_tenants))
 
     asyncio.run(main())
     assert bad == []
-    assert len(order) == rounds * tasks
-    assert order[:tasks] != [A] * tasks  # the tasks really interleaved
+    assert len(order) == rounds * len(eight_tenants)
+    assert order[: len(eight_tenants)] == eight_tenants  # the tasks really interleaved
 
 
 def test_s48_thread_spawned_from_a_session_has_no_tenant_unless_it_opens_one(pg: Env) -> None:
