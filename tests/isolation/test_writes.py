@@ -156,6 +156,10 @@ def test_s28_insert_without_tenant_context_fails(pg: Env) -> None:
         conn.execute(text("INSERT INTO iso_tags (id, label) VALUES (9, 'no tenant')"))
     assert sqlstate(err.value) in {"23502", "42501"}  # NOT NULL or WITH CHECK: never a default tenant
     assert pg.owner_scalar("SELECT count(*) FROM iso_tags WHERE id = 9") == 0
+    with pg.tenant_connection(None) as conn:  # UPDATE and DELETE find nothing to touch
+        assert conn.execute(text("UPDATE iso_notes SET body = 'no tenant'")).rowcount == 0
+        assert conn.execute(text("DELETE FROM iso_notes")).rowcount == 0
+    assert pg.owner_scalar("SELECT count(*) FROM iso_notes") == COUNTS[A]["notes"] + COUNTS[B]["notes"]
 
 
 def test_s29_changing_instance_id_raises(env: Env) -> None:
