@@ -31,7 +31,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 
 from tenancy.errors import CrossTenantAccess, CrossTenantWrite
-from tenancy.models import TENANT_COLUMN, TenantScoped
+from tenancy.models import TENANT_COLUMN, TenantScoped, is_tenant_table
 
 if TYPE_CHECKING:
     from tenancy.sessions import TenantSession
@@ -256,8 +256,37 @@ def scope_statement(state: ORMExecuteState) -> Any:
                         "ORM bulk UPDATE by primary key names another tenant (or none); nothing was written"
                     )
             return None
-    state.statement = state.statement.options(session._tenancy_criteria)
+    scoped: Any = state.statement.options(session._tenancy_criteria)
+    if state.is_update or state.is_delete:
+        for criterion in _extra_from_criteria(scoped, tenant):
+            scoped = scoped.where(criterion)
+    state.statement = scoped
     return None
+
+
+def _extra_from_criteria(statement: Any, tenant: uuid.UUID) -> list[Any]:
+    """``instance_id = :tenant`` for each tenant table an UPDATE/DELETE adds to its FROM list.
+
+    ``update(Note).where(Note.id == Tag.id)`` renders ``UPDATE ... FROM iso_tags``; the loader
+    criteria cover the target only, so Tag rows of every tenant would steer the statement.
+    Subqueries in the WHERE clause are not FROMs of the statement (they get the criteria).
+    """
+    target = statement.table._deannotate()
+    criteria: list[Any] = []
+    seen: set[Any] = set()
+    for clause in statement._where_criteria:
+        for item in clause._from_objects:
+            base = item._deannotate()
+            if base is target or base in seen:
+                continue
+            seen.add(base)
+            entity = item._annotations.get("parententity")
+            mapper = getattr(entity, "mapper", None)
+            tenant_scoped = mapper is not None and issubclass(mapper.class_, TenantScoped)
+            table = getattr(base, "element", base)  # an alias wraps its table
+            if (tenant_scoped or is_tenant_table(table)) and TENANT_COLUMN in item.c:
+                criteria.append(item.c[TENANT_COLUMN] == tenant)
+    return criteria
 
 
 @event.listens_for(TenantScoped, "load", propagate=True)

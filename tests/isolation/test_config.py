@@ -169,7 +169,9 @@ def test_s53_factory_refuses_an_owner_or_bypassrls_runtime_role(pg: Env) -> None
 
 
 def test_s53_a_tenant_session_never_runs_on_a_connection_that_skips_rls(pg: Env) -> None:
-    """Scenario 53: a tenant session re-bound (binds=, session.bind) to the owner's engine refuses to run."""
+    """Scenario 53: a tenant session re-bound (binds=, session.bind) to the owner's engine refuses to
+    run.
+    """
     factory = TenantSessionFactory(pg.engine, session_options={"binds": {Note: pg.owner}})
     with factory.for_instance(A) as session, pytest.raises(ConfigurationError, match="BYPASSRLS"):
         session.execute(text("SELECT instance_id FROM iso_notes"), bind_arguments={"mapper": Note})

@@ -230,6 +230,38 @@ def test_s31_orm_update_without_where_updates_only_own_rows(env: Env) -> None:
         assert stored(env, "SELECT count(*) FROM iso_notes WHERE body = 'mass'") == COUNTS[A]["notes"]
 
 
+def test_s31_update_from_another_table_is_steered_only_by_own_rows(env: Env) -> None:
+    """Scenario 31: update(Note).where(Note.id == Tag.id) (UPDATE ... FROM) only matches A's tags and
+    notes.
+    """
+    with env.factory.for_instance(A) as session:
+        green = update(Note).where(Note.id == Tag.id).where(Tag.label == "green").values(body="green")
+        green = green.execution_options(synchronize_session=False)
+        assert session.execute(green).rowcount == 0  # only B has a green tag (id 3); A has a note 3
+        link = (
+            update(Note)
+            .where(Note.id == note_tags.c.note_id)
+            .where(note_tags.c.tag_id == 3)
+            .values(body="linked")
+            .execution_options(synchronize_session=False)
+        )
+        assert session.execute(link).rowcount == 0  # B's link (4, 3): the Core table is scoped too
+        red = update(Note).where(Note.id == Tag.id).where(Tag.label == "red").values(body="red")
+        assert session.execute(red.execution_options(synchronize_session=False)).rowcount == 1
+        session.commit()
+    assert stored(env, "SELECT count(*) FROM iso_notes WHERE body IN ('green', 'linked')") == 0
+    assert stored(env, "SELECT count(*) FROM iso_notes WHERE body = 'red'") == 1
+
+
+def test_s32_delete_using_another_table_is_steered_only_by_own_rows(pg: Env) -> None:
+    """Scenario 32: delete(Note).where(Note.id == Tag.id) (DELETE ... USING) only matches A's rows."""
+    with pg.factory.for_instance(A) as session:
+        green = delete(Note).where(Note.id == Tag.id).where(Tag.label == "green")
+        assert session.execute(green.execution_options(synchronize_session=False)).rowcount == 0
+        session.commit()
+    assert stored(pg, "SELECT count(*) FROM iso_notes") == COUNTS[A]["notes"] + COUNTS[B]["notes"]
+
+
 def test_s32_orm_delete_without_where_deletes_only_own_rows(env: Env) -> None:
     """Scenario 32: delete(Note) with no WHERE deletes A's rows only."""
     with env.factory.for_instance(A) as session:
