@@ -318,24 +318,25 @@ def _check_row_owner(target: TenantScoped, session: Session | None) -> None:
         )
 
 
-def _owner_of(target: TenantScoped) -> uuid.UUID | None:
-    """The tenant of *target* from its loaded value or, unloaded, from its identity key."""
+def _owners_of(target: TenantScoped) -> set[uuid.UUID | None]:
+    """The tenants *target* names: its ``instance_id`` value (if loaded) and its identity key's."""
     state = inspect(target)
-    value = state.dict.get(TENANT_COLUMN)
-    if value is None and state.key is not None:
+    owners: set[uuid.UUID | None] = set()
+    if TENANT_COLUMN in state.dict:
+        owners.add(as_uuid(state.dict[TENANT_COLUMN]))
+    if state.key is not None:
         # The primary key's columns, in order; TenantScoped puts instance_id among them.
         keys = [state.mapper.get_property_by_column(col).key for col in state.mapper.primary_key]
         if TENANT_COLUMN in keys:
-            value = state.key[1][keys.index(TENANT_COLUMN)]
-    return as_uuid(value) if value is not None else None
+            owners.add(as_uuid(state.key[1][keys.index(TENANT_COLUMN)]))
+    return owners
 
 
 def _refuse_foreign_attached(session: Session, target: TenantScoped) -> None:
     tenant = _tenant_of(session)
     if tenant is None:
         return
-    owner = _owner_of(target)
-    if owner is None or owner == tenant:
+    if _owners_of(target) <= {tenant}:
         return
     pending = inspect(target).pending
     # Take it out again so that nothing (get(), lazy loads, flush) can reach it afterwards.

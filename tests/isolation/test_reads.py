@@ -250,6 +250,11 @@ def test_s11_object_of_a_cannot_be_used_from_a_session_of_b(env: Env) -> None:
         assert folder not in session_b
     with pytest.raises(DetachedInstanceError):
         _ = folder.notes
+    folder.instance_id = B  # re-tenanted while detached: its identity key still says A
+    with env.factory.for_instance(B) as session_b:
+        with pytest.raises(CrossTenantAccess):
+            session_b.add(folder)
+        assert session_b.get(Folder, (A, 1)) is None
 
 
 def test_s12_many_to_many_association_rows_are_scoped(env: Env) -> None:
