@@ -57,25 +57,21 @@ class TokenBucket:
         while (wait := self.try_acquire()) > 0:
             self._sleep(wait)
 
-    def idle_full(self, now: float) -> bool:
-        """Whether the bucket would be full at ``now`` (forgetting it then loses nothing)."""
-        with self._lock:
-            return self._tokens + (now - self._updated) * self.rate >= self.burst
-
 
 class KeyedRateLimiter:
-    """One :class:`TokenBucket` per key (e.g. per app instance), bounded in memory.
+    """One :class:`TokenBucket` per key (e.g. per app instance), at most ``max_keys`` of them.
 
-    Buckets that have refilled completely are interchangeable with new ones, so they are
-    dropped when more than ``max_keys`` exist; if all are busy the oldest is dropped
-    anyway (a sync touches each instance a few times per run, far below the limit).
+    The least recently used bucket is dropped beyond ``max_keys``. That cannot let an
+    instance exceed its limit in practice: for its bucket to be dropped, ``max_keys`` other
+    instances must have been used since, i.e. at the sync's global rate (at most a few
+    thousand requests a minute) far more than a minute must have passed.
     """
 
     def __init__(
         self,
         per_minute: int = 200,
         *,
-        max_keys: int = 10_000,
+        max_keys: int = 1024,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -100,21 +96,10 @@ class KeyedRateLimiter:
                     self.per_minute / 60.0, burst=self.per_minute, clock=self._clock, sleep=self._sleep
                 )
                 self._buckets[key] = bucket
-                self._evict()
+                while len(self._buckets) > self._max:
+                    self._buckets.popitem(last=False)
             self._buckets.move_to_end(key)
             return bucket
-
-    def _evict(self) -> None:
-        # Lock held. Oldest first: the least recently used buckets are the likeliest full.
-        now = self._clock()
-        while len(self._buckets) > self._max:
-            oldest_key, oldest = next(iter(self._buckets.items()))
-            if not oldest.idle_full(now):
-                full = [k for k, b in self._buckets.items() if b.idle_full(now)]
-                if full:
-                    del self._buckets[full[0]]
-                    continue
-            del self._buckets[oldest_key]
 
     def acquire(self, key: Hashable) -> None:
         """Take a permit for ``key``, waiting if its bucket is empty."""

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
+import pty
 import signal
+import struct
+import subprocess
+import sys
+import termios
 import time
 import uuid
 import warnings
@@ -220,3 +227,67 @@ def test_every_keeps_running_until_sigterm(db) -> None:
     reports = [json.loads(line) for line in lines + out.splitlines() if line.strip()]
     assert len(reports) >= 3 and reports[0]["changed"] == 3
     assert all(r["synced"] == 3 for r in reports[:3])
+
+
+def test_an_unmigrated_or_unreachable_database_exits_2(empty_pg_database, monkeypatch, capsys) -> None:
+    """No tenants table, or no database server: exit 2 with a hint, not a traceback."""
+    with Emulator(sites=1) as emu:
+        _use(monkeypatch, emu, empty_pg_database.admin_url)
+        assert main(["sync"]) == 2
+        assert "alembic upgrade head" in capsys.readouterr().err
+        _use(monkeypatch, emu, "postgresql+psycopg://nobody@127.0.0.1:1/none")
+        assert main(["sync"]) == 2
+        assert "database error" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_plain_log_lines_without_a_terminal_and_no_secrets_even_verbose(db) -> None:
+    """Piped stderr gets progress log lines (no bar); -v output holds neither the app secret nor tokens."""
+    with Emulator(sites=20, seed=16) as emu:
+        seed(db.engine, emu.instance_ids)
+        emu.set_faults(rate=0.3, kinds=("500", "429"), seed=1)
+        emu.respond_with(
+            "get_app_instance",
+            status=403,
+            body={"message": f"denied {emu.app_secret}", "details": {}},
+            instance_id=emu.instance_ids[0],
+        )
+        proc = start_sync(emu, db.url, "--concurrency", "2")
+        out, err = proc.communicate(timeout=120)
+        verbose = subprocess.run(
+            [sys.executable, "-m", "tenancy.cli", "-v", "sync", "--all"],
+            env=env_for(emu, db.url),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert "tenant(s) to do" in err and "/20 done" in err and "\r" not in err
+    everything = out + err + verbose.stdout + verbose.stderr
+    assert emu.app_secret not in everything
+    assert "OauthNG" not in everything
+
+
+@pytest.mark.slow
+def test_a_progress_bar_on_a_terminal(db) -> None:
+    """With stderr on a terminal the run draws a tqdm bar there; stdout keeps only the report."""
+    with Emulator(sites=10, seed=17) as emu:
+        seed(db.engine, emu.instance_ids)
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tenancy.cli", "sync", "--json"],
+            env=env_for(emu, db.url),
+            stdout=subprocess.PIPE,
+            stderr=follower,
+            text=True,
+        )
+        os.close(follower)
+        out, _ = proc.communicate(timeout=120)
+        screen = b""
+        with contextlib.suppress(OSError):  # EIO once the terminal's other end is closed
+            while chunk := os.read(leader, 65536):
+                screen += chunk
+        os.close(leader)
+    assert proc.returncode == 0
+    assert json.loads(out)["synced"] == 10
+    assert b"10/10" in screen and b"tenant" in screen

@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.instance_ids import parse_instance_id
@@ -178,6 +179,11 @@ def run(args: argparse.Namespace) -> int:
     except WixAuthError as exc:  # sync() handles per-instance refusals itself
         message = f"Wix refused the app credentials (WIX_APP_ID/WIX_APP_SECRET): {exc}"
         raise ConfigurationError(message) from None
+    except (OperationalError, ProgrammingError) as exc:
+        # Unreachable database, or no tenants table: the setup is wrong, not a tenant.
+        first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        hint = " (run `alembic upgrade head` first?)" if isinstance(exc, ProgrammingError) else ""
+        raise ConfigurationError(f"database error: {first_line}{hint}") from None
     finally:
         client.close()
         engine.dispose()
@@ -236,7 +242,14 @@ def _progress() -> Iterator[tuple[Callable[[int], None], Callable[[SyncReport], 
                 )
 
     try:
-        yield on_start, on_progress
+        if tty:
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            # Log lines go through tqdm.write, above the bar instead of through it.
+            with logging_redirect_tqdm():
+                yield on_start, on_progress
+        else:
+            yield on_start, on_progress
     finally:
         if state["bar"] is not None:
             state["bar"].close()
