@@ -187,6 +187,7 @@ class _Job:
         self.on_progress = on_progress
         self.fatal: WixAuthError | None = None
         self.crash: Exception | None = None
+        self.exhausted: set[int] = set()  # claim phases found empty in this run
         self._fatal_lock = threading.Lock()
 
     def work(self) -> None:
@@ -207,7 +208,7 @@ class _Job:
     def _one(self, conn: Connection) -> bool:
         """Sync the next tenant in its own transaction; ``False`` when none is left."""
         with conn.begin() as transaction:
-            row = claim_next(conn, self.selection())
+            row = claim_next(conn, self.selection(), exhausted=self.exhausted)
             if row is None:
                 return False
             iid: uuid.UUID = row.instance_id

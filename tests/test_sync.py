@@ -9,12 +9,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, event, update
+from sqlalchemy import create_engine, event, text, update
 
 from tenancy.emulator import Emulator
 from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.models import Tenant
 from tenancy.sync import Backoff, sync
+from tenancy.sync_store import Selection
 from tenancy.wix import WixClient
 from tests.conftest import migrate
 from tests.pgserver import fresh_database
@@ -301,3 +302,19 @@ def test_a_database_refusing_a_value_fails_only_that_tenant(db, emu, client) -> 
     assert (report.failed, report.synced) == (1, len(emu.instance_ids) - 1)
     row = rows(db.engine)[uuid.UUID(odd)]
     assert "database refused" in row["last_sync_error"] and row["raw"] is None
+
+
+@pytest.mark.parametrize("mode", ["due", "all"])
+def test_every_claim_query_has_an_index(db, mode) -> None:
+    """Each claim phase can be answered by an index scan (no sort, no full scan per claim)."""
+    now = dt.datetime.now(dt.UTC)
+    selection = Selection(mode=mode, since=now, now=now, stale_before=now - dt.timedelta(days=1))
+    with db.engine.connect() as conn:
+        # On a tiny table any plan is cheap; forbid the others to see whether an index serves.
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            conn.execute(text(f"SET LOCAL {setting} = off"))
+        for query in selection.phases():
+            stmt = query.limit(1).with_for_update(skip_locked=True)
+            sql = str(stmt.compile(db.engine, compile_kwargs={"literal_binds": True}))
+            plan = "\n".join(conn.execute(text(f"EXPLAIN {sql}")).scalars())
+            assert "Index Scan using ix_tenants_" in plan and "Sort" not in plan, plan
