@@ -99,8 +99,8 @@ def sync(
     if concurrency < 1 or remove_after < 1:
         raise ConfigurationError("concurrency and remove_after must be at least 1")
     ids = tuple(dict.fromkeys(parse_instance_id(i) for i in instances))
-    if mode == "instances" and not ids:
-        raise ConfigurationError("mode 'instances' needs at least one instance id")
+    if (mode == "instances") != bool(ids):
+        raise ConfigurationError("instance ids go with mode='instances', and it needs at least one")
     if engine.dialect.name == "sqlite" and concurrency > 1:
         log.info("SQLite has no row locks: syncing with one worker")
         concurrency = 1

@@ -14,13 +14,13 @@ from sqlalchemy import create_engine, event, text, update
 from tenancy.emulator import Emulator
 from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.models import Tenant
-from tenancy.sync import Backoff, sync
+from tenancy.sync import Backoff, SyncReport, sync
 from tenancy.sync_store import Selection
 from tenancy.wix import WixClient
 from tests.conftest import migrate
 from tests.pgserver import fresh_database
 from tests.sync_helpers import SyncDb, consistent, rows, seed
-from tests.wix_helpers import client_for, sample
+from tests.wix_helpers import at_once, client_for, sample
 
 pytestmark = pytest.mark.postgres
 
@@ -171,7 +171,9 @@ def test_a_failure_between_refusals_does_not_reset_the_count(db, emu, client) ->
 
 def test_twenty_percent_faults_lose_nothing(db) -> None:
     """With 20% of requests failing (429, 5xx, timeouts, drops), every tenant is synced by the second run."""
-    with Emulator(sites=40, seed=11, timeout_delay=0.3) as emu, client_for(emu, timeout=0.2) as client:
+    # Timeout faults stall 1.5 s against a 1 s client timeout: real timeouts, with room to
+    # spare for normal answers on a loaded machine.
+    with Emulator(sites=40, seed=11, timeout_delay=1.5) as emu, client_for(emu, timeout=1.0) as client:
         seed(db.engine, emu.instance_ids)
         emu.set_faults(rate=0.2, kinds=("429", "500", "503", "timeout", "drop"), seed=5)
         later = Later()
@@ -211,18 +213,9 @@ def test_concurrent_all_runs_fetch_each_tenant_once(db) -> None:
         sync(db.engine, client, mode="all", concurrency=6)
         emu.reset_counts()
         since = dt.datetime.now(dt.UTC)
-        barrier = threading.Barrier(3)
-        reports = []
-
-        def one() -> None:
-            barrier.wait()
-            reports.append(sync(db.engine, client, mode="all", since=since, concurrency=3))
-
-        threads = [threading.Thread(target=one) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        outcomes = at_once(3, lambda: sync(db.engine, client, mode="all", since=since, concurrency=3))
+        reports = [o for o in outcomes if isinstance(o, SyncReport)]
+        assert len(reports) == 3, outcomes
         assert sum(r.synced for r in reports) == 36
         assert all(emu.count("get_app_instance", iid) == 1 for iid in emu.instance_ids)
 
@@ -259,6 +252,8 @@ def test_instances_registers_new_ids_and_rejects_invalid_ones(db, emu, client) -
     assert rows(db.engine) == {}
     with pytest.raises(ConfigurationError):
         sync(db.engine, client, mode="instances", instances=[])
+    with pytest.raises(ConfigurationError):
+        sync(db.engine, client, mode="all", instances=emu.instance_ids[:1])
     report = sync(db.engine, client, mode="instances", instances=emu.instance_ids[:2])
     assert report.synced == 2 and set(rows(db.engine)) == {uuid.UUID(i) for i in emu.instance_ids[:2]}
 
