@@ -1,4 +1,4 @@
-"""Sync bookkeeping: consecutive token refusals, and the indexes the sync's claims use.
+"""Sync bookkeeping: consecutive token refusals, and an index for claiming oldest first.
 
 Revision ID: 0002
 Revises: 0001
@@ -25,20 +25,10 @@ def upgrade() -> None:
         "tenants",
         sa.Column("consecutive_refusals", sa.Integer(), server_default="0", nullable=False),
     )
-    # Tenants not in backoff, by last sync (partial: failing and removed tenants, which
-    # keep an old last_synced_at, would otherwise be scanned past by every claim).
-    op.create_index(
-        "ix_tenants_sync_order",
-        "tenants",
-        ["last_synced_at"],
-        postgresql_where=sa.text("next_attempt_at IS NULL"),
-        sqlite_where=sa.text("next_attempt_at IS NULL"),
-    )
-    op.create_index(op.f("ix_tenants_next_attempt_at"), "tenants", ["next_attempt_at"])
+    op.create_index(op.f("ix_tenants_last_synced_at"), "tenants", ["last_synced_at"])
 
 
 def downgrade() -> None:
-    op.drop_index(op.f("ix_tenants_next_attempt_at"), table_name="tenants")
-    op.drop_index("ix_tenants_sync_order", table_name="tenants")
+    op.drop_index(op.f("ix_tenants_last_synced_at"), table_name="tenants")
     with op.batch_alter_table("tenants") as batch:
         batch.drop_column("consecutive_refusals")
