@@ -242,14 +242,17 @@ def record_failure(
     """Record a failed attempt on the row; tenant data is never touched.
 
     ``refused`` (the token endpoint refused the instance): after ``remove_after``
-    consecutive refusals the row becomes ``removed`` (``"removed"``) and is retried only
-    every ``recheck_removed_after``. Otherwise ``"failed"``, retried after ``backoff``.
+    consecutive refusals, or at once if it is already ``removed``, the row is ``removed``
+    (``"removed"``) and retried only every ``recheck_removed_after``. Otherwise
+    ``"failed"``, retried after ``backoff``.
     """
     current = row._mapping
     failures = int(current["consecutive_failures"]) + 1
     # Only a success resets the refusal count: a timeout between two refusals says nothing.
     refusals = int(current["consecutive_refusals"]) + (1 if refused else 0)
-    removed = refused and refusals >= remove_after
+    # A refusal of a tenant already removed (by earlier runs, or by an AppRemoved webhook)
+    # confirms it: it stays removed and waits for the next recheck.
+    removed = refused and (refusals >= remove_after or current["status"] == "removed")
     wait = recheck_removed_after if removed else backoff.delay(failures, rng)
     values: dict[str, Any] = {
         "last_attempt_at": now,

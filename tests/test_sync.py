@@ -313,3 +313,25 @@ def test_every_claim_query_has_an_index(db, mode) -> None:
             sql = str(stmt.compile(db.engine, compile_kwargs={"literal_binds": True}))
             plan = "\n".join(conn.execute(text(f"EXPLAIN {sql}")).scalars())
             assert "Index Scan using ix_tenants_" in plan and "Sort" not in plan, plan
+
+
+def test_the_sync_order_index_is_partial(db) -> None:
+    """The migrated claim index leaves out tenants in backoff (alembic check does not compare predicates)."""
+    with db.engine.connect() as conn:
+        definition = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tenants_sync_order'")
+        ).scalar_one()
+    assert definition.endswith("(last_synced_at) WHERE (next_attempt_at IS NULL)")
+
+
+def test_a_refused_tenant_already_marked_removed_stays_removed_without_failing(db, emu, client) -> None:
+    """A tenant already marked removed (e.g. by a webhook) that Wix refuses counts as removed, not failed."""
+    iid = emu.instance_ids[5]
+    seed(db.engine, [iid])
+    with db.engine.begin() as conn:
+        conn.execute(update(Tenant).where(Tenant.instance_id == uuid.UUID(iid)).values(status="removed"))
+    emu.remove_app(iid)
+    report = sync(db.engine, client, mode="all")
+    row = rows(db.engine)[uuid.UUID(iid)]
+    assert (report.removed, report.failed, row["status"]) == (1, 0, "removed")
+    assert row["next_attempt_at"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=6)
