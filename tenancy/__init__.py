@@ -28,6 +28,8 @@ from tenancy.models import Base, Tenant, TenantScoped, mark_tenant_table, tenant
 from tenancy.resolver import TokenResolver
 from tenancy.sessions import TenantSession, TenantSessionFactory
 from tenancy.settings import Settings
+from tenancy.sync import sync
+from tenancy.sync_report import SyncReport
 from tenancy.wix import WixClient
 from tenancy.wix_types import AppInstance, TokenInfo
 
@@ -42,6 +44,7 @@ __all__ = [
     "InvalidInstanceId",
     "InvalidToken",
     "Settings",
+    "SyncReport",
     "TenancyError",
     "TenancyWarning",
     "Tenant",
@@ -59,5 +62,6 @@ __all__ = [
     "disable_isolation",
     "enable_isolation",
     "mark_tenant_table",
+    "sync",
     "tenant_foreign_key",
 ]
