@@ -15,6 +15,7 @@ from tenancy.errors import (
     DuplicateInTenant,
     InvalidInstanceId,
     InvalidToken,
+    InvalidWebhook,
     TenancyError,
     TenancyWarning,
     WixAuthError,
@@ -30,6 +31,8 @@ from tenancy.sessions import TenantSession, TenantSessionFactory
 from tenancy.settings import Settings
 from tenancy.sync import sync
 from tenancy.sync_report import SyncReport
+from tenancy.tenant_events import apply_event
+from tenancy.webhooks import WebhookVerifier, WixEvent
 from tenancy.wix import WixClient
 from tenancy.wix_types import AppInstance, TokenInfo
 
@@ -43,6 +46,7 @@ __all__ = [
     "DuplicateInTenant",
     "InvalidInstanceId",
     "InvalidToken",
+    "InvalidWebhook",
     "Settings",
     "SyncReport",
     "TenancyError",
@@ -53,12 +57,15 @@ __all__ = [
     "TenantSessionFactory",
     "TokenInfo",
     "TokenResolver",
+    "WebhookVerifier",
     "WixAuthError",
     "WixClient",
     "WixError",
+    "WixEvent",
     "WixInstanceNotAccessible",
     "WixRateLimited",
     "WixUnavailable",
+    "apply_event",
     "disable_isolation",
     "enable_isolation",
     "mark_tenant_table",
