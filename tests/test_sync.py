@@ -20,7 +20,7 @@ from tenancy.wix import WixClient
 from tests.conftest import migrate
 from tests.pgserver import fresh_database
 from tests.sync_helpers import SyncDb, consistent, rows, seed
-from tests.wix_helpers import at_once, client_for, sample
+from tests.wix_helpers import at_once, client_for, sample, sample_reply
 
 pytestmark = pytest.mark.postgres
 
@@ -335,3 +335,23 @@ def test_a_refused_tenant_already_marked_removed_stays_removed_without_failing(d
     row = rows(db.engine)[uuid.UUID(iid)]
     assert (report.removed, report.failed, row["status"]) == (1, 0, "removed")
     assert row["next_attempt_at"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=6)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "name"),
+    [
+        ("access_token", "error-access-token-app-not-installed.json"),
+        ("get_app_instance", "error-get-app-instance-404-not-found.json"),
+    ],
+)
+def test_wix_sample_refusals_count_towards_removal(db, emu, client, endpoint, name) -> None:
+    """Wix's sample answers for a removed app (token 400, instance 404) count as refusals."""
+    iid = emu.instance_ids[0]
+    seed(db.engine, [iid])
+    emu.respond_with(endpoint, **sample_reply(name), instance_id=iid)
+    first = sync(db.engine, client, mode="all", remove_after=2, backoff=TINY)
+    row = rows(db.engine)[uuid.UUID(iid)]
+    assert (first.failed, row["consecutive_refusals"], row["status"]) == (1, 1, "active")
+    assert "1700000000.000000000000000000" in row["last_sync_error"]  # Wix's request id, kept
+    second = sync(db.engine, client, mode="all", remove_after=2, backoff=TINY)
+    assert (second.removed, rows(db.engine)[uuid.UUID(iid)]["status"]) == (1, "removed")
