@@ -20,6 +20,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     event,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
@@ -131,9 +132,16 @@ class Tenant(TenantScoped, Base):
     __tablename__ = "tenants"
     __table_args__ = (
         CheckConstraint("status IN ('active', 'removed')", name="status"),
-        # The sync claims tenants oldest first; without this index each claim would sort
-        # every due row (quadratic in the number of tenants).
-        Index("ix_tenants_last_synced_at", "last_synced_at"),
+        # The sync's claims (tenancy.sync_store): tenants not in backoff, oldest first, and
+        # tenants whose backoff is over. Each claim is then one short index scan; without
+        # these it would sort or filter every row (quadratic in the number of tenants).
+        Index(
+            "ix_tenants_sync_order",
+            "last_synced_at",
+            postgresql_where=text("next_attempt_at IS NULL"),
+            sqlite_where=text("next_attempt_at IS NULL"),
+        ),
+        Index("ix_tenants_next_attempt_at", "next_attempt_at"),
     )
 
     status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")

@@ -99,8 +99,8 @@ def sync(
     if concurrency < 1 or remove_after < 1:
         raise ConfigurationError("concurrency and remove_after must be at least 1")
     ids = tuple(dict.fromkeys(parse_instance_id(i) for i in instances))
-    if mode == "instances" and not ids:
-        raise ConfigurationError("mode 'instances' needs at least one instance id")
+    if (mode == "instances") != bool(ids):
+        raise ConfigurationError("instance ids go with mode='instances', and it needs at least one")
     if engine.dialect.name == "sqlite" and concurrency > 1:
         log.info("SQLite has no row locks: syncing with one worker")
         concurrency = 1
@@ -187,6 +187,7 @@ class _Job:
         self.on_progress = on_progress
         self.fatal: WixAuthError | None = None
         self.crash: Exception | None = None
+        self.exhausted: set[int] = set()  # claim phases found empty in this run
         self._fatal_lock = threading.Lock()
 
     def work(self) -> None:
@@ -207,7 +208,7 @@ class _Job:
     def _one(self, conn: Connection) -> bool:
         """Sync the next tenant in its own transaction; ``False`` when none is left."""
         with conn.begin() as transaction:
-            row = claim_next(conn, self.selection())
+            row = claim_next(conn, self.selection(), exhausted=self.exhausted)
             if row is None:
                 return False
             iid: uuid.UUID = row.instance_id

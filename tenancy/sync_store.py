@@ -81,37 +81,55 @@ class Selection:
         stmt = select(*(c[name] for name in _CLAIMED)).where(
             or_(c.last_attempt_at.is_(None), c.last_attempt_at < self.since)
         )
-        if self.mode == "due":
-            stmt = stmt.where(or_(c.next_attempt_at.is_(None), c.next_attempt_at <= self.now))
-        elif self.mode == "instances":
+        if self.mode == "instances":
             stmt = stmt.where(c.instance_id.in_(self.instance_ids))
         return stmt
 
     def phases(self) -> list[Select[Any]]:
-        """The claim queries, tried in order: never synced first, then the oldest.
+        """The claim queries, tried in order; they select disjoint sets of rows.
 
-        Two queries rather than ``ORDER BY last_synced_at NULLS FIRST``, which no plain
-        index serves: each of these is an index scan on ``ix_tenants_last_synced_at``.
+        1. never synced, not in backoff; 2. synced, not in backoff, oldest first (in due
+        mode only those synced before ``stale_before``); 3. tenants whose backoff is over
+        (failing or removed ones; in due mode only when also stale), soonest first. Each is
+        one short scan of ``ix_tenants_sync_order`` or ``ix_tenants_next_attempt_at``;
+        a single ``ORDER BY last_synced_at NULLS FIRST`` would have to sort or filter
+        every row, including the failing and removed ones, on every claim.
         """
         base = self._base()
-        never = base.where(c.last_synced_at.is_(None))
-        older = base.where(c.last_synced_at.is_not(None))
+        ready = base.where(c.next_attempt_at.is_(None))
+        never = ready.where(c.last_synced_at.is_(None))
         if self.mode == "due":
             assert self.stale_before is not None
-            older = base.where(c.last_synced_at < self.stale_before)
-        return [never, older.order_by(c.last_synced_at)]
+            older = ready.where(c.last_synced_at < self.stale_before)
+            retry = base.where(
+                c.next_attempt_at <= self.now,
+                or_(c.last_synced_at.is_(None), c.last_synced_at < self.stale_before),
+            )
+        else:
+            older = ready.where(c.last_synced_at.is_not(None))
+            retry = base.where(c.next_attempt_at.is_not(None))
+        return [never, older.order_by(c.last_synced_at), retry.order_by(c.next_attempt_at)]
 
 
-def claim_next(conn: Connection, selection: Selection) -> Row[Any] | None:
+def claim_next(
+    conn: Connection, selection: Selection, *, exhausted: set[int] | None = None
+) -> Row[Any] | None:
     """Lock and return the next tenant to sync, or ``None`` when there is none left.
 
     ``SKIP LOCKED`` passes over rows other workers hold; after their commit the rows no
-    longer match (``last_attempt_at`` moved), so no tenant is fetched twice.
+    longer match (``last_attempt_at`` moved), so no tenant is fetched twice. Phases found
+    empty are added to ``exhausted`` (shared by a run's workers) and not queried again in
+    that run: an empty phase can stay empty cheaply, but the planner, working from
+    statistics taken before the run, may scan the whole table to find that out.
     """
-    for query in selection.phases():
+    for number, query in enumerate(selection.phases()):
+        if exhausted is not None and number in exhausted:
+            continue
         row = conn.execute(query.limit(1).with_for_update(skip_locked=True)).first()
         if row is not None:
             return row
+        if exhausted is not None:
+            exhausted.add(number)
     return None
 
 
@@ -224,14 +242,17 @@ def record_failure(
     """Record a failed attempt on the row; tenant data is never touched.
 
     ``refused`` (the token endpoint refused the instance): after ``remove_after``
-    consecutive refusals the row becomes ``removed`` (``"removed"``) and is retried only
-    every ``recheck_removed_after``. Otherwise ``"failed"``, retried after ``backoff``.
+    consecutive refusals, or at once if it is already ``removed``, the row is ``removed``
+    (``"removed"``) and retried only every ``recheck_removed_after``. Otherwise
+    ``"failed"``, retried after ``backoff``.
     """
     current = row._mapping
     failures = int(current["consecutive_failures"]) + 1
     # Only a success resets the refusal count: a timeout between two refusals says nothing.
     refusals = int(current["consecutive_refusals"]) + (1 if refused else 0)
-    removed = refused and refusals >= remove_after
+    # A refusal of a tenant already removed (by earlier runs, or by an AppRemoved webhook)
+    # confirms it: it stays removed and waits for the next recheck.
+    removed = refused and (refusals >= remove_after or current["status"] == "removed")
     wait = recheck_removed_after if removed else backoff.delay(failures, rng)
     values: dict[str, Any] = {
         "last_attempt_at": now,

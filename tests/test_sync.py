@@ -9,17 +9,18 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, event, update
+from sqlalchemy import create_engine, event, text, update
 
 from tenancy.emulator import Emulator
 from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.models import Tenant
-from tenancy.sync import Backoff, sync
+from tenancy.sync import Backoff, SyncReport, sync
+from tenancy.sync_store import Selection
 from tenancy.wix import WixClient
 from tests.conftest import migrate
 from tests.pgserver import fresh_database
 from tests.sync_helpers import SyncDb, consistent, rows, seed
-from tests.wix_helpers import client_for, sample
+from tests.wix_helpers import at_once, client_for, sample, sample_reply
 
 pytestmark = pytest.mark.postgres
 
@@ -170,7 +171,9 @@ def test_a_failure_between_refusals_does_not_reset_the_count(db, emu, client) ->
 
 def test_twenty_percent_faults_lose_nothing(db) -> None:
     """With 20% of requests failing (429, 5xx, timeouts, drops), every tenant is synced by the second run."""
-    with Emulator(sites=40, seed=11, timeout_delay=0.3) as emu, client_for(emu, timeout=0.2) as client:
+    # Timeout faults stall 1.5 s against a 1 s client timeout: real timeouts, with room to
+    # spare for normal answers on a loaded machine.
+    with Emulator(sites=40, seed=11, timeout_delay=1.5) as emu, client_for(emu, timeout=1.0) as client:
         seed(db.engine, emu.instance_ids)
         emu.set_faults(rate=0.2, kinds=("429", "500", "503", "timeout", "drop"), seed=5)
         later = Later()
@@ -210,18 +213,9 @@ def test_concurrent_all_runs_fetch_each_tenant_once(db) -> None:
         sync(db.engine, client, mode="all", concurrency=6)
         emu.reset_counts()
         since = dt.datetime.now(dt.UTC)
-        barrier = threading.Barrier(3)
-        reports = []
-
-        def one() -> None:
-            barrier.wait()
-            reports.append(sync(db.engine, client, mode="all", since=since, concurrency=3))
-
-        threads = [threading.Thread(target=one) for _ in range(3)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        outcomes = at_once(3, lambda: sync(db.engine, client, mode="all", since=since, concurrency=3))
+        reports = [o for o in outcomes if isinstance(o, SyncReport)]
+        assert len(reports) == 3, outcomes
         assert sum(r.synced for r in reports) == 36
         assert all(emu.count("get_app_instance", iid) == 1 for iid in emu.instance_ids)
 
@@ -258,6 +252,8 @@ def test_instances_registers_new_ids_and_rejects_invalid_ones(db, emu, client) -
     assert rows(db.engine) == {}
     with pytest.raises(ConfigurationError):
         sync(db.engine, client, mode="instances", instances=[])
+    with pytest.raises(ConfigurationError):
+        sync(db.engine, client, mode="all", instances=emu.instance_ids[:1])
     report = sync(db.engine, client, mode="instances", instances=emu.instance_ids[:2])
     assert report.synced == 2 and set(rows(db.engine)) == {uuid.UUID(i) for i in emu.instance_ids[:2]}
 
@@ -301,3 +297,61 @@ def test_a_database_refusing_a_value_fails_only_that_tenant(db, emu, client) -> 
     assert (report.failed, report.synced) == (1, len(emu.instance_ids) - 1)
     row = rows(db.engine)[uuid.UUID(odd)]
     assert "database refused" in row["last_sync_error"] and row["raw"] is None
+
+
+@pytest.mark.parametrize("mode", ["due", "all"])
+def test_every_claim_query_has_an_index(db, mode) -> None:
+    """Each claim phase can be answered by an index scan (no sort, no full scan per claim)."""
+    now = dt.datetime.now(dt.UTC)
+    selection = Selection(mode=mode, since=now, now=now, stale_before=now - dt.timedelta(days=1))
+    with db.engine.connect() as conn:
+        # On a tiny table any plan is cheap; forbid the others to see whether an index serves.
+        for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+            conn.execute(text(f"SET LOCAL {setting} = off"))
+        for query in selection.phases():
+            stmt = query.limit(1).with_for_update(skip_locked=True)
+            sql = str(stmt.compile(db.engine, compile_kwargs={"literal_binds": True}))
+            plan = "\n".join(conn.execute(text(f"EXPLAIN {sql}")).scalars())
+            assert "Index Scan using ix_tenants_" in plan and "Sort" not in plan, plan
+
+
+def test_the_sync_order_index_is_partial(db) -> None:
+    """The migrated claim index leaves out tenants in backoff (alembic check does not compare predicates)."""
+    with db.engine.connect() as conn:
+        definition = conn.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_tenants_sync_order'")
+        ).scalar_one()
+    assert definition.endswith("(last_synced_at) WHERE (next_attempt_at IS NULL)")
+
+
+def test_a_refused_tenant_already_marked_removed_stays_removed_without_failing(db, emu, client) -> None:
+    """A tenant already marked removed (e.g. by a webhook) that Wix refuses counts as removed, not failed."""
+    iid = emu.instance_ids[5]
+    seed(db.engine, [iid])
+    with db.engine.begin() as conn:
+        conn.execute(update(Tenant).where(Tenant.instance_id == uuid.UUID(iid)).values(status="removed"))
+    emu.remove_app(iid)
+    report = sync(db.engine, client, mode="all")
+    row = rows(db.engine)[uuid.UUID(iid)]
+    assert (report.removed, report.failed, row["status"]) == (1, 0, "removed")
+    assert row["next_attempt_at"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=6)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "name"),
+    [
+        ("access_token", "error-access-token-app-not-installed.json"),
+        ("get_app_instance", "error-get-app-instance-404-not-found.json"),
+    ],
+)
+def test_wix_sample_refusals_count_towards_removal(db, emu, client, endpoint, name) -> None:
+    """Wix's sample answers for a removed app (token 400, instance 404) count as refusals."""
+    iid = emu.instance_ids[0]
+    seed(db.engine, [iid])
+    emu.respond_with(endpoint, **sample_reply(name), instance_id=iid)
+    first = sync(db.engine, client, mode="all", remove_after=2, backoff=TINY)
+    row = rows(db.engine)[uuid.UUID(iid)]
+    assert (first.failed, row["consecutive_refusals"], row["status"]) == (1, 1, "active")
+    assert "1700000000.000000000000000000" in row["last_sync_error"]  # Wix's request id, kept
+    second = sync(db.engine, client, mode="all", remove_after=2, backoff=TINY)
+    assert (second.removed, rows(db.engine)[uuid.UUID(iid)]["status"]) == (1, "removed")

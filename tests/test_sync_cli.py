@@ -155,9 +155,11 @@ def test_sqlite_in_one_process(tmp_path: Path, monkeypatch, capsys) -> None:
 @pytest.mark.slow
 def test_three_processes_fetch_each_tenant_exactly_once(db) -> None:
     """Three `tenancy sync` processes at once on 36 tenants: each instance is fetched exactly once."""
-    with Emulator(sites=36, seed=12, latency=0.01) as emu:
+    # 0.1 s per answer: one process alone would need ~3.6 s, far longer than the others take
+    # to start, so the three really compete for the same rows.
+    with Emulator(sites=36, seed=12, latency=0.1) as emu:
         seed(db.engine, emu.instance_ids)
-        procs = [start_sync(emu, db.url, "--concurrency", "3", "--json") for _ in range(3)]
+        procs = [start_sync(emu, db.url, "--concurrency", "2", "--json") for _ in range(3)]
         outputs = [proc.communicate(timeout=120) for proc in procs]
         assert [proc.returncode for proc in procs] == [0, 0, 0], outputs
         reports = [json.loads(out) for out, _ in outputs]

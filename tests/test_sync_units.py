@@ -9,11 +9,13 @@ import random
 import uuid
 
 import pytest
+from sqlalchemy.dialects import postgresql, sqlite
 
 from tenancy.commands.sync import parse_duration
 from tenancy.ratelimit import KeyedRateLimiter, TokenBucket
 from tenancy.sync import Backoff
 from tenancy.sync_report import MAX_LISTED_FAILURES, SyncReport
+from tenancy.sync_store import Selection
 
 
 class FakeTime:
@@ -124,3 +126,13 @@ def test_report_lists_a_bounded_number_of_failures() -> None:
     data = report.to_dict()
     assert data["failed"] == MAX_LISTED_FAILURES + 5 and data["failures_not_listed"] == 5
     assert "and 5 more failures" in report.summary()
+
+
+@pytest.mark.parametrize(("dialect", "locks"), [(postgresql.dialect(), True), (sqlite.dialect(), False)])
+def test_claims_lock_rows_on_postgresql_and_render_no_lock_on_sqlite(dialect, locks) -> None:
+    """The claim is FOR UPDATE SKIP LOCKED on PostgreSQL; SQLite (one process) gets plain SELECTs."""
+    now = dt.datetime.now(dt.UTC)
+    selection = Selection(mode="due", since=now, now=now, stale_before=now)
+    for query in selection.phases():
+        sql = str(query.limit(1).with_for_update(skip_locked=True).compile(dialect=dialect))
+        assert ("FOR UPDATE SKIP LOCKED" in sql) is locks and ("FOR UPDATE" in sql) is locks

@@ -99,7 +99,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--every",
         type=parse_duration,
         metavar="DURATION",
-        help="keep running: start a run every DURATION until SIGINT/SIGTERM",
+        help="keep running: after each run wait DURATION, then run again, until SIGINT/SIGTERM",
     )
     parser.add_argument(
         "--rate",

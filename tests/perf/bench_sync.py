@@ -5,6 +5,7 @@ threshold)::
 
     .venv/bin/python -m tests.perf.bench_sync                      # 1000 and 10000 tenants
     .venv/bin/python -m tests.perf.bench_sync --sizes 1000,10000,30000 --latency 0.02 --json out.json
+    .venv/bin/python -m tests.perf.bench_sync --removed-share 0.5   # half removed: claims skip them
 
 For each size: a fresh PostgreSQL database (found or started like the test suite does), a
 ``tenancy emulator`` *process* with that many sites (so the emulator's own memory is not
@@ -41,6 +42,7 @@ class Result:
     """One measured size."""
 
     tenants: int
+    removed_share: float
     concurrency: int
     latency_s: float
     seconds: float
@@ -69,7 +71,26 @@ def _instance_ids(base_url: str) -> list[str]:
         return list(json.load(reply)["instance_ids"])
 
 
-def measure(size: int, *, concurrency: int, latency: float) -> Result:
+def _rows(ids: list[str], removed_share: float, now: dt.datetime) -> list[dict[str, object]]:
+    """Tenant rows: never synced, or (with ``removed_share``) all synced two days ago and
+    that share of them removed, waiting for their recheck (they must cost the claims nothing)."""
+    if removed_share <= 0:
+        return [
+            {"instance_id": uuid.UUID(i), "first_seen_at": now, "last_synced_at": None, "status": "active",
+             "next_attempt_at": None}
+            for i in ids
+        ]  # fmt: skip
+    cut = int(len(ids) * removed_share)
+    old = now - dt.timedelta(days=2)
+    return [
+        {"instance_id": uuid.UUID(i), "first_seen_at": old, "last_synced_at": old,
+         "status": "removed" if n < cut else "active",
+         "next_attempt_at": now + dt.timedelta(days=5) if n < cut else None}
+        for n, i in enumerate(ids)
+    ]  # fmt: skip
+
+
+def measure(size: int, *, concurrency: int, latency: float, removed_share: float = 0.0) -> Result:
     """Sync ``size`` emulated tenants in a fresh database; the sync process's peak RSS."""
     emulator, wix_env = _start_emulator(size, latency)
     try:
@@ -79,12 +100,9 @@ def measure(size: int, *, concurrency: int, latency: float) -> Result:
             migrate(engine)
             now = dt.datetime.now(dt.UTC)
             with engine.begin() as conn:
-                for start in range(0, len(ids), 1000):
-                    chunk = ids[start : start + 1000]
-                    rows = [
-                        {"instance_id": uuid.UUID(i), "status": "active", "first_seen_at": now} for i in chunk
-                    ]
-                    conn.execute(insert(Tenant), rows)
+                rows = _rows(ids, removed_share, now)
+                for start in range(0, len(rows), 1000):
+                    conn.execute(insert(Tenant), rows[start : start + 1000])
             engine.dispose()
             env = {
                 **os.environ,
@@ -107,6 +125,7 @@ def measure(size: int, *, concurrency: int, latency: float) -> Result:
         emulator.wait(timeout=30)
     return Result(
         tenants=size,
+        removed_share=removed_share,
         concurrency=concurrency,
         latency_s=latency,
         seconds=round(seconds, 2),
@@ -125,17 +144,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated tenant counts")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency", type=float, default=0.0, help="emulator seconds per answer")
+    parser.add_argument(
+        "--removed-share",
+        type=float,
+        default=0.0,
+        help="tenants synced 2 days ago, this share of them removed (default: all never synced)",
+    )
     parser.add_argument("--json", dest="json_path", help="also write the results to this file")
     args = parser.parse_args(argv)
     results = [
-        measure(int(size), concurrency=args.concurrency, latency=args.latency)
+        measure(
+            int(size), concurrency=args.concurrency, latency=args.latency, removed_share=args.removed_share
+        )
         for size in args.sizes.split(",")
     ]
-    print(f"{'tenants':>8} {'conc':>5} {'latency':>8} {'seconds':>8} {'tenants/s':>10} {'peak RSS MiB':>13}")
+    print(
+        f"{'tenants':>8} {'removed':>8} {'conc':>5} {'latency':>8} {'seconds':>8} {'synced':>7} "
+        f"{'synced/s':>9} {'peak RSS MiB':>13}"
+    )
     for r in results:
         print(
-            f"{r.tenants:>8} {r.concurrency:>5} {r.latency_s:>8.3f} {r.seconds:>8.2f} "
-            f"{r.tenants_per_s:>10.1f} {r.peak_rss_mib:>13.1f}"
+            f"{r.tenants:>8} {r.removed_share:>8.2f} {r.concurrency:>5} {r.latency_s:>8.3f} "
+            f"{r.seconds:>8.2f} {r.synced:>7} {r.tenants_per_s:>9.1f} {r.peak_rss_mib:>13.1f}"
         )
     data = json.dumps([asdict(r) for r in results], indent=2)
     print(data)
