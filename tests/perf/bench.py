@@ -1,0 +1,519 @@
+"""What tenant isolation costs, as ratios of two variants measured in the same run.
+
+Run from the repository root::
+
+    .venv/bin/python -m tests.perf.bench                  # every figure, prints a table
+    .venv/bin/python -m tests.perf.bench --quick --json bench.json --only orm,rls
+    .venv/bin/python -m tests.perf.bench --pg-url postgresql://postgres@host:5432/postgres
+
+PostgreSQL is found or started the way the test suite does it (``tests/pgserver.py``):
+``--pg-url`` (a superuser URL), else ``TENANCY_TEST_PG_URL``, else 127.0.0.1:5432, else a
+throwaway cluster. Each run creates its own databases and roles and drops them at the end.
+
+Figures (``--only`` takes these names):
+
+- ``orm``     1. tenant session vs plain session whose query names ``instance_id`` by hand
+              (point lookup, 100-row scan, parent with children), and ORM vs raw psycopg.
+- ``rls``     2. the same SQL as the runtime role under RLS vs the owner role (BYPASSRLS).
+- ``trips``   3. network round trips and transactions per second of a tenant transaction vs
+              the same transaction without a per-transaction tenant setting.
+- ``tenants`` 7. point lookup with 10 vs 10,000 tenants in the table.
+
+Baselines that need RLS to see the tenant's rows without a per-transaction setting connect
+with the setting fixed for the whole connection (libpq ``options=-c tenancy.instance_id=...``):
+same role, same policy, same rows, no extra statement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy.orm import Session, selectinload
+
+from tenancy import TenantSessionFactory
+from tests.perf.harness import Row, machine, render, timed_row, write_json
+from tests.perf.models import BenchBase, Child, Item, Parent
+from tests.pgserver import Database, fresh_database
+from tests.wire import RoundTripProxy
+
+FIGURES = ("orm", "rls", "trips", "tenants")
+NS = uuid.UUID("8a3c3f9e-6a55-4c1f-9a8e-0d4b1f7f2c11")
+
+
+def tenant_ids(n: int) -> list[uuid.UUID]:
+    """*n* deterministic tenant ids."""
+    return [uuid.uuid5(NS, str(i)) for i in range(n)]
+
+
+def libpq(url: str) -> str:
+    """The SQLAlchemy psycopg URL as a libpq URL."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@dataclass
+class Config:
+    reps: int
+    target_s: float
+    quick: bool
+
+
+@dataclass
+class BenchDb:
+    """A migrated benchmark database and its data shape."""
+
+    db: Database
+    tenants: list[uuid.UUID]
+    items: int  # per tenant
+    parents: int  # per tenant
+    children: int  # per parent
+
+
+def load(db: Database, *, tenants: int, items: int, parents: int, children: int) -> BenchDb:
+    """Create the benchmark tables (RLS on, via ``create_all``) and fill them as the owner."""
+    ids = tenant_ids(tenants)
+    owner = create_engine(db.admin_url)
+    BenchBase.metadata.create_all(owner)
+    owner.dispose()
+    with psycopg.connect(libpq(db.admin_url), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(
+                sql.Identifier(db.runtime)
+            )
+        )
+        conn.execute(
+            "INSERT INTO bench_items (instance_id, id, name, value) "
+            "SELECT t, g, 'item ' || g, g FROM unnest(%s::uuid[]) t, generate_series(1, %s) g",
+            (ids, items),
+        )
+        if parents:
+            conn.execute(
+                "INSERT INTO bench_parents (instance_id, id, name) "
+                "SELECT t, g, 'parent ' || g FROM unnest(%s::uuid[]) t, generate_series(1, %s) g",
+                (ids, parents),
+            )
+            conn.execute(
+                "INSERT INTO bench_children (instance_id, parent_id, value) "
+                "SELECT t, p, c FROM unnest(%s::uuid[]) t, generate_series(1, %s) p, "
+                "generate_series(1, %s) c",
+                (ids, parents, children),
+            )
+        conn.execute("VACUUM ANALYZE")
+    return BenchDb(db=db, tenants=ids, items=items, parents=parents, children=children)
+
+
+def pinned_url(url: str, tenant: uuid.UUID) -> dict[str, Any]:
+    """connect_args fixing the tenant setting for a whole connection (baselines only)."""
+    return {"options": f"-c tenancy.instance_id={tenant}"}
+
+
+def cycle_ids(n: int) -> Callable[[], int]:
+    it = itertools.cycle(range(1, n + 1))
+    return lambda: next(it)
+
+
+# --------------------------------------------------------------------------- figure 1
+
+
+def fig_orm(bdb: BenchDb, cfg: Config) -> list[Row]:
+    """Tenant session vs hand-filtered plain session, same engine role, same rows."""
+    t = bdb.tenants[0]
+    rows: list[Row] = []
+    with ExitStack() as stack:
+        runtime = create_engine(bdb.db.runtime_url)
+        pinned = create_engine(bdb.db.runtime_url, connect_args=pinned_url(bdb.db.runtime_url, t))
+        stack.callback(runtime.dispose)
+        stack.callback(pinned.dispose)
+        scoped = TenantSessionFactory(runtime).for_instance(t)
+        plain = Session(pinned)
+        stack.callback(scoped.close)
+        stack.callback(plain.close)
+        raw = psycopg.connect(libpq(bdb.db.runtime_url), options=f"-c tenancy.instance_id={t}")
+        stack.callback(raw.close)
+        fresh = {"populate_existing": True}
+
+        nid = cycle_ids(bdb.items)
+
+        def scoped_point() -> object:
+            return scoped.scalars(select(Item).where(Item.id == nid()).execution_options(**fresh)).one()
+
+        def plain_point() -> object:
+            stmt = select(Item).where(Item.instance_id == t, Item.id == nid()).execution_options(**fresh)
+            return plain.scalars(stmt).one()
+
+        def raw_point() -> object:
+            return raw.execute(
+                "SELECT instance_id, id, name, value FROM bench_items WHERE instance_id = %s AND id = %s",
+                (t, nid()),
+            ).fetchone()
+
+        def scoped_scan() -> object:
+            return scoped.scalars(select(Item).execution_options(**fresh)).all()
+
+        def plain_scan() -> object:
+            return plain.scalars(select(Item).where(Item.instance_id == t).execution_options(**fresh)).all()
+
+        def raw_scan() -> object:
+            return raw.execute(
+                "SELECT instance_id, id, name, value FROM bench_items WHERE instance_id = %s", (t,)
+            ).fetchall()
+
+        pid = cycle_ids(bdb.parents)
+
+        def scoped_tree() -> object:
+            stmt = select(Parent).where(Parent.id == pid()).options(selectinload(Parent.children))
+            return scoped.scalars(stmt.execution_options(**fresh)).one()
+
+        def plain_tree() -> object:
+            stmt = (
+                select(Parent)
+                .where(Parent.instance_id == t, Parent.id == pid())
+                .options(selectinload(Parent.children.and_(Child.instance_id == t)))
+            )
+            return plain.scalars(stmt.execution_options(**fresh)).one()
+
+        assert len(scoped.scalars(select(Item)).all()) == len(plain_scan()) == bdb.items  # type: ignore[arg-type]
+        assert len(scoped_tree().children) == len(plain_tree().children) == bdb.children  # type: ignore[attr-defined]
+        kw: dict[str, Any] = {"reps": cfg.reps, "target_s": cfg.target_s}
+        rows.append(
+            timed_row(
+                "1",
+                "point lookup",
+                "tenant session",
+                scoped_point,
+                "hand-filtered",
+                plain_point,
+                **kw,
+                target=1.10,
+            )
+        )
+        rows.append(
+            timed_row(
+                "1",
+                f"{bdb.items}-row scan",
+                "tenant session",
+                scoped_scan,
+                "hand-filtered",
+                plain_scan,
+                **kw,
+                target=1.10,
+            )
+        )
+        rows.append(
+            timed_row(
+                "1",
+                f"parent + {bdb.children} children (selectin)",
+                "tenant session",
+                scoped_tree,
+                "hand-filtered",
+                plain_tree,
+                **kw,
+                target=1.10,
+            )
+        )
+        rows.append(
+            timed_row("1", "point lookup", "hand-filtered ORM", plain_point, "raw psycopg", raw_point, **kw)
+        )
+        rows.append(
+            timed_row(
+                "1", f"{bdb.items}-row scan", "hand-filtered ORM", plain_scan, "raw psycopg", raw_scan, **kw
+            )
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------- figure 2
+
+
+def fig_rls(bdb: BenchDb, cfg: Config) -> list[Row]:
+    """The same SQL through raw psycopg: runtime role under RLS vs the BYPASSRLS owner."""
+    t = bdb.tenants[0]
+    with ExitStack() as stack:
+        rls = psycopg.connect(libpq(bdb.db.runtime_url), options=f"-c tenancy.instance_id={t}")
+        bypass = psycopg.connect(libpq(bdb.db.admin_url))
+        stack.callback(rls.close)
+        stack.callback(bypass.close)
+        point = "SELECT instance_id, id, name, value FROM bench_items WHERE instance_id = %s AND id = %s"
+        scan = "SELECT instance_id, id, name, value FROM bench_items WHERE instance_id = %s"
+        join = (
+            "SELECT p.id, p.name, c.id, c.value FROM bench_parents p JOIN bench_children c "
+            "ON c.instance_id = p.instance_id AND c.parent_id = p.id "
+            "WHERE p.instance_id = %s AND p.id = %s"
+        )
+        nid, pid = cycle_ids(bdb.items), cycle_ids(bdb.parents)
+        assert len(rls.execute(scan, (t,)).fetchall()) == len(bypass.execute(scan, (t,)).fetchall())
+        kw: dict[str, Any] = {"reps": cfg.reps, "target_s": cfg.target_s, "target": 1.05}
+        return [
+            timed_row(
+                "2",
+                "point lookup",
+                "RLS",
+                lambda: rls.execute(point, (t, nid())).fetchone(),
+                "BYPASSRLS",
+                lambda: bypass.execute(point, (t, nid())).fetchone(),
+                **kw,
+            ),
+            timed_row(
+                "2",
+                f"{bdb.items}-row scan",
+                "RLS",
+                lambda: rls.execute(scan, (t,)).fetchall(),
+                "BYPASSRLS",
+                lambda: bypass.execute(scan, (t,)).fetchall(),
+                **kw,
+            ),
+            timed_row(
+                "2",
+                f"parent JOIN {bdb.children} children",
+                "RLS",
+                lambda: rls.execute(join, (t, pid())).fetchall(),
+                "BYPASSRLS",
+                lambda: bypass.execute(join, (t, pid())).fetchall(),
+                **kw,
+            ),
+        ]
+
+
+# --------------------------------------------------------------------------- figure 3
+
+
+@contextmanager
+def proxied(url: str) -> Iterator[tuple[str, RoundTripProxy]]:
+    """*url* rewritten to go through a round-trip-counting proxy."""
+    u = psycopg.conninfo.conninfo_to_dict(libpq(url))
+    with RoundTripProxy(str(u.get("host", "127.0.0.1")), int(str(u.get("port", 5432)))) as proxy:
+        head, _, rest = url.partition("@")
+        tail = rest.split("/", 1)[1]
+        yield f"{head}@127.0.0.1:{proxy.port}/{tail}", proxy
+
+
+def fig_trips(bdb: BenchDb, cfg: Config) -> list[Row]:
+    """A one-lookup tenant transaction vs the same transaction on a pinned connection."""
+    t = bdb.tenants[0]
+    rows: list[Row] = []
+    nid = cycle_ids(bdb.items)
+
+    def tenant_txn(factory: TenantSessionFactory) -> Callable[[], object]:
+        def run() -> object:
+            with factory.for_instance(t) as s:
+                obj = s.scalars(select(Item).where(Item.id == nid())).one()
+                s.commit()
+            return obj
+
+        return run
+
+    def plain_txn(engine: Engine) -> Callable[[], object]:
+        def run() -> object:
+            with Session(engine) as s:
+                obj = s.scalars(select(Item).where(Item.instance_id == t, Item.id == nid())).one()
+                s.commit()
+            return obj
+
+        return run
+
+    def core_set_txn(engine: Engine) -> Callable[[], object]:
+        stmt = text("SELECT id FROM bench_items WHERE instance_id = :t AND id = :i")
+        setting = text("SELECT set_config('tenancy.instance_id', :t, true)")
+
+        def run() -> object:
+            with engine.begin() as c:
+                c.execute(setting, {"t": str(t)})
+                return c.execute(stmt, {"t": t, "i": nid()}).scalar_one()
+
+        return run
+
+    def core_txn(engine: Engine) -> Callable[[], object]:
+        stmt = text("SELECT id FROM bench_items WHERE instance_id = :t AND id = :i")
+
+        def run() -> object:
+            with engine.begin() as c:
+                return c.execute(stmt, {"t": t, "i": nid()}).scalar_one()
+
+        return run
+
+    # Round trips, counted on the wire by a proxy in front of PostgreSQL.
+    n = 50
+    with proxied(bdb.db.runtime_url) as (rurl, rproxy), proxied(bdb.db.runtime_url) as (purl, pproxy):
+        runtime = create_engine(rurl)
+        pinned = create_engine(purl, connect_args=pinned_url(purl, t))
+        try:
+            tenant_run, plain_run = tenant_txn(TenantSessionFactory(runtime)), plain_txn(pinned)
+            core_set_run, core_run = core_set_txn(runtime), core_txn(pinned)
+            for label, a, b in (
+                ("ORM txn, 1 lookup", tenant_run, plain_run),
+                ("Core txn, 1 lookup", core_set_run, core_run),
+            ):
+                for _ in range(3):  # connect, role check, first statements: not counted
+                    a()
+                    b()
+                rproxy.reset()
+                pproxy.reset()
+                for _ in range(n):
+                    a()
+                    b()
+                a_rt, b_rt = rproxy.round_trips / n, pproxy.round_trips / n
+                a_name = "tenant session" if label.startswith("ORM") else "set_config statement"
+                rows.append(
+                    Row(
+                        figure="3",
+                        name=f"round trips per {label}",
+                        a_label=a_name,
+                        b_label="no setting",
+                        unit="trips",
+                        a_min=a_rt,
+                        a_med=a_rt,
+                        b_min=b_rt,
+                        b_med=b_rt,
+                        note="counted on the wire",
+                    )
+                )
+        finally:
+            runtime.dispose()
+            pinned.dispose()
+
+    # Time per transaction (1/TPS), direct loopback connections, one client.
+    runtime = create_engine(bdb.db.runtime_url)
+    pinned = create_engine(bdb.db.runtime_url, connect_args=pinned_url(bdb.db.runtime_url, t))
+    try:
+        kw: dict[str, Any] = {"reps": cfg.reps, "target_s": cfg.target_s}
+        rows.append(
+            timed_row(
+                "3",
+                "ORM txn, 1 lookup (1/TPS)",
+                "tenant session",
+                tenant_txn(TenantSessionFactory(runtime)),
+                "plain, no setting",
+                plain_txn(pinned),
+                **kw,
+            )
+        )
+        rows.append(
+            timed_row(
+                "3",
+                "Core txn, 1 lookup (1/TPS)",
+                "set_config statement",
+                core_set_txn(runtime),
+                "no setting",
+                core_txn(pinned),
+                **kw,
+            )
+        )
+    finally:
+        runtime.dispose()
+        pinned.dispose()
+    return rows
+
+
+# --------------------------------------------------------------------------- figure 7
+
+
+def fig_tenants(small: BenchDb, large: BenchDb, cfg: Config) -> list[Row]:
+    """A tenant session's point lookup with 10 vs 10,000 tenants sharing the table."""
+    with ExitStack() as stack:
+        sessions = []
+        for bdb in (large, small):
+            engine = create_engine(bdb.db.runtime_url)
+            stack.callback(engine.dispose)
+            s = TenantSessionFactory(engine).for_instance(bdb.tenants[len(bdb.tenants) // 2])
+            stack.callback(s.close)
+            sessions.append(s)
+        nid = cycle_ids(small.items)
+
+        def lookup(s: Session) -> Callable[[], object]:
+            return lambda: s.scalars(
+                select(Item).where(Item.id == nid()).execution_options(populate_existing=True)
+            ).one()
+
+        return [
+            timed_row(
+                "7",
+                "point lookup, tenant session",
+                f"{len(large.tenants):,} tenants",
+                lookup(sessions[0]),
+                f"{len(small.tenants)} tenants",
+                lookup(sessions[1]),
+                reps=cfg.reps,
+                target_s=cfg.target_s,
+                target=1.2,
+                note=f"{large.items} rows per tenant",
+            )
+        ]
+
+
+# --------------------------------------------------------------------------- main
+
+
+def run(only: list[str], cfg: Config) -> list[Row]:
+    rows: list[Row] = []
+    with ExitStack() as stack:
+        if {"orm", "rls", "trips"} & set(only):
+            db = stack.enter_context(fresh_database("tenancy_bench"))
+            bdb = load(db, tenants=10, items=100, parents=20, children=10)
+            for name, fig in (("orm", fig_orm), ("rls", fig_rls), ("trips", fig_trips)):
+                if name in only:
+                    print(f"figure {name}...", file=sys.stderr, flush=True)
+                    rows += fig(bdb, cfg)
+        if "tenants" in only:
+            print("figure tenants (loading)...", file=sys.stderr, flush=True)
+            many = 2_000 if cfg.quick else 10_000
+            small = load(
+                stack.enter_context(fresh_database("tenancy_bench")),
+                tenants=10,
+                items=50,
+                parents=0,
+                children=0,
+            )
+            large = load(
+                stack.enter_context(fresh_database("tenancy_bench")),
+                tenants=many,
+                items=50,
+                parents=0,
+                children=0,
+            )
+            rows += fig_tenants(small, large, cfg)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.perf.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument(
+        "--pg-url", metavar="URL", help="a PostgreSQL superuser URL (default: as the tests find one)"
+    )
+    p.add_argument("--only", metavar="NAMES", help=f"comma-separated figures: {','.join(FIGURES)}")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions and shorter batches (a smoke run)")
+    p.add_argument("--reps", type=int, help="repetitions per variant (default 15, quick 5)")
+    args = p.parse_args(argv)
+    if args.pg_url:
+        os.environ["TENANCY_TEST_PG_URL"] = args.pg_url
+    only = args.only.split(",") if args.only else list(FIGURES)
+    unknown = set(only) - set(FIGURES)
+    if unknown:
+        p.error(f"unknown figure(s): {', '.join(sorted(unknown))}")
+    cfg = Config(
+        reps=args.reps or (5 if args.quick else 15), target_s=0.02 if args.quick else 0.1, quick=args.quick
+    )
+    rows = run(only, cfg)
+    meta = machine()
+    print(
+        f"\n{meta['date']} · {meta['cpus']} CPUs · Python {meta['python']} · SQLAlchemy "
+        f"{meta['sqlalchemy']} · psycopg {meta['psycopg']} · {cfg.reps} reps\n"
+    )
+    print(render(rows))
+    if args.json:
+        write_json(args.json, rows, meta)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
