@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 
-from tenancy import guard
+from tenancy import _psycopg_begin, guard
 from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite, TenancyWarning
 from tenancy.instance_ids import parse_instance_id
 from tenancy.isolation import SETTING_NAME
@@ -120,6 +120,8 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     if getattr(connection.connection.driver_connection, "autocommit", False):
         # SET LOCAL / set_config(..., true) would last one statement: statements would run unscoped.
         raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
+    if _psycopg_begin.arm(connection.connection.driver_connection, tenant):
+        return  # psycopg sends the setting with its BEGIN: no round trip of its own
     connection.execute(_SET_TENANT, {"tenant": str(tenant)})
 
 
@@ -153,6 +155,8 @@ class TenantSessionFactory:
         self.registry = TenantRegistry()
         self._role_checked = engine.dialect.name != "postgresql"
         self._lock = threading.Lock()
+        # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/_psycopg_begin.py).
+        _psycopg_begin.install(engine)
         if engine.dialect.name != "postgresql":
             warnings.warn(
                 f"row-level security needs PostgreSQL; on {engine.dialect.name} only tenancy's ORM "
