@@ -19,7 +19,9 @@ import tenancy.alembic_ops
 from tenancy.roles import grant_runtime_role
 
 config = context.config
-target_metadata = tenancy.Base.metadata
+# Your models' metadata (tenancy.Base.metadata holds tenancy.Tenant and every model built on
+# tenancy.Base); tools and tests may hand in another through config.attributes.
+target_metadata = config.attributes.get("target_metadata", tenancy.Base.metadata)
 
 
 def _url() -> str:

@@ -7,10 +7,12 @@ with a token resolver, and a sync job that keeps the ``tenants`` table fresh.
 
 from __future__ import annotations
 
+from tenancy.async_sessions import AsyncTenantSessionFactory
 from tenancy.errors import (
     ConfigurationError,
     CrossTenantAccess,
     CrossTenantWrite,
+    DuplicateInTenant,
     InvalidInstanceId,
     InvalidToken,
     TenancyError,
@@ -26,10 +28,12 @@ from tenancy.sessions import TenantSession, TenantSessionFactory
 from tenancy.settings import Settings
 
 __all__ = [
+    "AsyncTenantSessionFactory",
     "Base",
     "ConfigurationError",
     "CrossTenantAccess",
     "CrossTenantWrite",
+    "DuplicateInTenant",
     "InvalidInstanceId",
     "InvalidToken",
     "Settings",

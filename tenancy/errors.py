@@ -9,6 +9,7 @@ of them. Messages name the problem and never contain a secret or a token::
      ├─ InvalidToken                Wix refused the token, or it is malformed
      ├─ CrossTenantAccess           a row of another tenant reached a tenant session
      │   └─ CrossTenantWrite        a write would touch another tenant's rows
+     ├─ DuplicateInTenant (.constraint)  a per-tenant unique constraint refused a write
      └─ WixError (.status, .request_id)
          ├─ WixUnavailable          unreachable, timed out or 5xx after retries
          ├─ WixRateLimited          429 after retries
@@ -21,6 +22,7 @@ __all__ = [
     "ConfigurationError",
     "CrossTenantAccess",
     "CrossTenantWrite",
+    "DuplicateInTenant",
     "InvalidInstanceId",
     "InvalidToken",
     "TenancyError",
@@ -75,6 +77,20 @@ class CrossTenantWrite(CrossTenantAccess):
     """A write would create, change or touch another tenant's rows."""
 
     __module__ = "tenancy"
+
+
+class DuplicateInTenant(TenancyError):
+    """A write collided with a row of the same tenant on a unique constraint (SQLSTATE 23505).
+
+    Uniques lead with ``instance_id``, so this never reveals another tenant's data.
+    ``constraint`` names the constraint; the original ``IntegrityError`` is ``__cause__``.
+    """
+
+    __module__ = "tenancy"
+
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
 
 
 class WixError(TenancyError):

@@ -62,15 +62,22 @@ class TenantRegistry:
         self, tenant: uuid.UUID, open_session: Callable[[uuid.UUID], Session], *, site_id: str | None = None
     ) -> None:
         """Register or reactivate *tenant* unless it was done less than *ttl* seconds ago."""
-        now = self._clock()
-        with self._lock:
-            seen = self._known.get(tenant)
-            if seen is not None and now - seen < self._ttl:
-                return
+        if not self.needs(tenant):
+            return
         with open_session(tenant) as session, session.begin():
             upsert_seen_tenant(session, tenant, site_id=site_id)
+        self.remember(tenant)
+
+    def needs(self, tenant: uuid.UUID) -> bool:
+        """Whether *tenant* must be (re)registered: unknown, or known for longer than *ttl*."""
         with self._lock:
-            self._known[tenant] = now
+            seen = self._known.get(tenant)
+        return seen is None or self._clock() - seen >= self._ttl
+
+    def remember(self, tenant: uuid.UUID) -> None:
+        """Record that *tenant* was registered and is active as of now."""
+        with self._lock:
+            self._known[tenant] = self._clock()
             self._known.move_to_end(tenant)
             while len(self._known) > self._max:
                 self._known.popitem(last=False)

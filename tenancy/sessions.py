@@ -23,12 +23,21 @@ from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 
 from tenancy import _psycopg_begin, guard
+from tenancy.db_errors import install_error_translation
 from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite, TenancyWarning
 from tenancy.instance_ids import parse_instance_id
 from tenancy.isolation import SETTING_NAME
 from tenancy.registration import TenantRegistry
 
-__all__ = ["INFO_KEY", "InstanceResolver", "TenantSession", "TenantSessionFactory"]
+__all__ = [
+    "INFO_KEY",
+    "InstanceResolver",
+    "RuntimeRoleCheck",
+    "TenantSession",
+    "TenantSessionFactory",
+    "check_runtime_role",
+    "warn_without_rls",
+]
 
 INFO_KEY = "tenancy.instance_id"
 
@@ -54,9 +63,17 @@ class TenantSession(Session):
     ``info["tenancy.instance_id"]``) is fixed for the session's life.
     """
 
-    def __init__(self, bind: Engine | Connection, *, instance_id: uuid.UUID, **kw: Any) -> None:
+    def __init__(
+        self,
+        bind: Engine | Connection,
+        *,
+        instance_id: uuid.UUID,
+        role_check: RuntimeRoleCheck | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(bind=bind, **kw)
         self._tenancy_instance_id = instance_id
+        self._tenancy_role_check = role_check
         self._tenancy_criteria = guard.criteria_option(instance_id)
         self.info[INFO_KEY] = instance_id
 
@@ -103,6 +120,17 @@ class TenantSession(Session):
         super().bulk_update_mappings(mapper, rows)
 
 
+def warn_without_rls(dialect: str) -> None:
+    """Warn that only the ORM layer isolates tenants on a database other than PostgreSQL."""
+    if dialect != "postgresql":
+        warnings.warn(
+            f"row-level security needs PostgreSQL; on {dialect} only tenancy's ORM layer isolates "
+            "tenants (text() and Core statements are not filtered)",
+            TenancyWarning,
+            stacklevel=3,
+        )
+
+
 def _is_transient(obj: object) -> bool:
     state = inspect(obj, raiseerr=False)
     return state is not None and getattr(state, "transient", False)
@@ -120,9 +148,14 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     if getattr(connection.connection.driver_connection, "autocommit", False):
         # SET LOCAL / set_config(..., true) would last one statement: statements would run unscoped.
         raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
-    if _psycopg_begin.arm(connection.connection.driver_connection, tenant):
-        return  # psycopg sends the setting with its BEGIN: no round trip of its own
-    connection.execute(_SET_TENANT, {"tenant": str(tenant)})
+    # On psycopg the setting rides with BEGIN (no round trip of its own); armed before the
+    # role check so that check's query opens the transaction with it.
+    armed = _psycopg_begin.arm(connection.connection.driver_connection, tenant)
+    role_check: RuntimeRoleCheck | None = session._tenancy_role_check  # type: ignore[attr-defined]
+    if role_check is not None and not role_check.done:
+        role_check.run(connection)
+    if not armed:
+        connection.execute(_SET_TENANT, {"tenant": str(tenant)})
 
 
 event.listen(TenantSession, "after_begin", _apply_tenant_setting)
@@ -134,7 +167,7 @@ event.listen(TenantSession, "transient_to_pending", guard.stamp_on_add)
 class TenantSessionFactory:
     """Makes tenant sessions on the runtime *engine* and admin sessions on *admin_engine*.
 
-    On PostgreSQL the runtime role is checked once, before the first session: a superuser,
+    On PostgreSQL the runtime role is checked once, in the first tenant transaction: a superuser,
     a BYPASSRLS role or the owner of a tenant table raises :class:`~tenancy.ConfigurationError`
     (each would skip row-level security). On other databases only the ORM layer isolates
     tenants, and a :class:`~tenancy.TenancyWarning` says so.
@@ -153,17 +186,11 @@ class TenantSessionFactory:
         self.resolver = resolver
         self._options = dict(session_options or {})
         self.registry = TenantRegistry()
-        self._role_checked = engine.dialect.name != "postgresql"
-        self._lock = threading.Lock()
+        install_error_translation(engine)
         # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/_psycopg_begin.py).
         _psycopg_begin.install(engine)
-        if engine.dialect.name != "postgresql":
-            warnings.warn(
-                f"row-level security needs PostgreSQL; on {engine.dialect.name} only tenancy's ORM "
-                "layer isolates tenants (text() and Core statements are not filtered)",
-                TenancyWarning,
-                stacklevel=2,
-            )
+        self.role_check = RuntimeRoleCheck()
+        warn_without_rls(engine.dialect.name)
 
     def __repr__(self) -> str:
         return f"<TenantSessionFactory engine={self.engine.url.render_as_string(hide_password=True)!r}>"
@@ -174,10 +201,7 @@ class TenantSessionFactory:
         Raises :class:`~tenancy.InvalidInstanceId` for anything that is not a UUID, before
         anything is opened.
         """
-        tenant = parse_instance_id(instance_id)
-        if not self._role_checked:
-            self._check_runtime_role()
-        return self._session(tenant)
+        return self._session(parse_instance_id(instance_id))
 
     def for_token(self, token: str) -> TenantSession:
         """Resolve a Wix access token (raw or ``Bearer <token>``) and open its tenant's session.
@@ -192,13 +216,11 @@ class TenantSessionFactory:
             )
         info = self.resolver.resolve(token)
         tenant = parse_instance_id(info.instance_id)
-        if not self._role_checked:
-            self._check_runtime_role()
         self.registry.ensure(tenant, self._session, site_id=getattr(info, "site_id", None))
         return self._session(tenant)
 
     def _session(self, tenant: uuid.UUID) -> TenantSession:
-        return TenantSession(self.engine, instance_id=tenant, **self._options)
+        return TenantSession(self.engine, instance_id=tenant, role_check=self.role_check, **self._options)
 
     def admin(self, *, reason: str) -> Session:
         """A cross-tenant session on the admin engine, for jobs and support tools; logged.
@@ -214,14 +236,6 @@ class TenantSessionFactory:
         session.info["tenancy.admin_reason"] = reason
         return session
 
-    def _check_runtime_role(self) -> None:
-        with self._lock:
-            if self._role_checked:
-                return
-            with self.engine.connect() as conn:
-                check_runtime_role(conn)
-            self._role_checked = True
-
 
 _ROLE_SQL = text(
     """
@@ -233,6 +247,25 @@ _ROLE_SQL = text(
     FROM pg_roles r WHERE r.rolname = current_user
     """
 )
+
+
+class RuntimeRoleCheck:
+    """Checks the runtime role once, in the first transaction of the first tenant session.
+
+    Shared by the sessions of one factory; runs on the session's own connection, so it costs
+    one query once and works the same for sync and async sessions.
+    """
+
+    def __init__(self) -> None:
+        self.done = False
+        self._lock = threading.Lock()
+
+    def run(self, connection: Connection) -> None:
+        """Raise ConfigurationError if the role would skip RLS; remember a pass."""
+        with self._lock:
+            if not self.done:
+                check_runtime_role(connection)
+                self.done = True
 
 
 def check_runtime_role(connection: Connection) -> None:

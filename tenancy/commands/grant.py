@@ -28,8 +28,10 @@ def run(args: argparse.Namespace) -> int:
     role = args.role or create_engine(settings.database_url).url.username
     if not role:
         raise ConfigurationError("name the runtime role: tenancy grant ROLE")
-    with engine.begin() as connection:
-        grant_runtime_role(connection, role, schema=args.schema)
-    engine.dispose()
+    try:
+        with engine.begin() as connection:
+            grant_runtime_role(connection, role, schema=args.schema)
+    finally:
+        engine.dispose()
     print(f"granted {role} what tenant sessions need in schema {args.schema}")
     return 0

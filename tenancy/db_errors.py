@@ -1,0 +1,52 @@
+"""Translate database errors caused by tenant isolation into tenancy errors."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import ExceptionContext
+
+from tenancy.errors import CrossTenantWrite, DuplicateInTenant
+
+__all__ = ["install_error_translation"]
+
+# SQLSTATE 42501 (insufficient_privilege) with this text comes only from a policy's
+# WITH CHECK: a write that would leave a row outside the session's tenant.
+_RLS_VIOLATION = "violates row-level security policy"
+_TABLE = re.compile(r'policy for table "([^"]+)"')
+
+
+def _translate(context: ExceptionContext) -> BaseException | None:
+    orig = context.original_exception
+    if getattr(orig, "sqlstate", None) == "42501" and _RLS_VIOLATION in str(orig):
+        match = _TABLE.search(str(orig))
+        table = match.group(1) if match else "a tenant table"
+        error = CrossTenantWrite(
+            f"the database refused a write to {table}: the row would belong to another tenant "
+            "(or no tenant is set)"
+        )
+        error.__cause__ = context.sqlalchemy_exception
+        return error
+    if getattr(orig, "sqlstate", None) == "23505":
+        constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
+        duplicate = DuplicateInTenant(
+            f"duplicate value for unique constraint {constraint or '(unknown)'} in this tenant",
+            constraint=constraint,
+        )
+        duplicate.__cause__ = context.sqlalchemy_exception
+        return duplicate
+    return None
+
+
+def install_error_translation(engine: Engine) -> None:
+    """Make *engine* raise tenancy errors for what isolation causes in the database.
+
+    RLS ``WITH CHECK`` violations become :class:`~tenancy.CrossTenantWrite`; unique
+    violations :class:`~tenancy.DuplicateInTenant` (the runtime engine only serves tenant
+    sessions, whose uniques are per tenant).
+
+    Idempotent: one listener per engine, however many factories use it.
+    """
+    if not event.contains(engine, "handle_error", _translate):
+        event.listen(engine, "handle_error", _translate)
