@@ -16,12 +16,13 @@ behind when a session closes (or raises).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, inspect
-from sqlalchemy.orm import ORMExecuteState, QueryContext, Session, with_loader_criteria
+from sqlalchemy.orm import InstanceState, ORMExecuteState, QueryContext, Session, with_loader_criteria
 from sqlalchemy.orm.interfaces import ORMOption
 from sqlalchemy.sql.elements import BindParameter
 
@@ -42,12 +43,15 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=1024)
 def criteria_option(tenant: uuid.UUID) -> ORMOption:
     """The loader criteria limiting every tenant-scoped entity to *tenant*.
 
-    Built once per session and reused by every statement: the lambda is cached by its code
-    location, and *tenant* travels as a bound parameter (closure variable tracking), so one
-    compiled statement serves every tenant.
+    Reused by every statement of a session, and by every session of the same tenant (an LRU
+    of recent tenants: building it analyses the lambda, about half the cost of opening a
+    session). The option is immutable; the lambda is cached by its code location, and
+    *tenant* travels as a bound parameter (closure variable tracking), so one compiled
+    statement serves every tenant.
     """
     return with_loader_criteria(
         TenantScoped,
@@ -183,26 +187,30 @@ def scope_statement(state: ORMExecuteState) -> Any:
     return None
 
 
-@event.listens_for(TenantScoped, "load", propagate=True)
-def _check_loaded(target: TenantScoped, context: QueryContext) -> None:
-    _check_row_owner(target, context.session)
+# raw=True: the listeners get the InstanceState, so SQLAlchemy skips a wrapper per row and we
+# skip inspect(); this runs once per loaded row, the hottest path of a tenant session's scan.
+@event.listens_for(TenantScoped, "load", propagate=True, raw=True)
+def _check_loaded(state: InstanceState[Any], context: QueryContext) -> None:
+    _check_row_owner(state, context.session)
 
 
-@event.listens_for(TenantScoped, "refresh", propagate=True)
-def _check_refreshed(target: TenantScoped, context: QueryContext | None, attrs: Any) -> None:
+@event.listens_for(TenantScoped, "refresh", propagate=True, raw=True)
+def _check_refreshed(state: InstanceState[Any], context: QueryContext | None, attrs: Any) -> None:
     # context is None when an ORM UPDATE writes its values into loaded objects.
     if context is not None:
-        _check_row_owner(target, context.session)
+        _check_row_owner(state, context.session)
 
 
-def _check_row_owner(target: TenantScoped, session: Session | None) -> None:
-    tenant = _tenant_of(session) if session is not None else None
+def _check_row_owner(state: InstanceState[Any], session: Session | None) -> None:
+    tenant = getattr(session, "_tenancy_instance_id", None)
     if tenant is None:
         return
-    owner = inspect(target).dict.get(TENANT_COLUMN)
-    if owner is not None and as_uuid(owner) != tenant:
+    owner = state.dict.get(TENANT_COLUMN)
+    if owner is None or owner == tenant:  # the common case: a uuid.UUID equal to the tenant
+        return
+    if as_uuid(owner) != tenant:
         raise CrossTenantAccess(
-            f"a {type(target).__name__} row of another tenant reached this tenant session; refused"
+            f"a {state.class_.__name__} row of another tenant reached this tenant session; refused"
         )
 
 
