@@ -74,7 +74,6 @@ class TenantSession(Session):
         super().__init__(bind=bind, **kw)
         self._tenancy_instance_id = instance_id
         self._tenancy_role_check = role_check
-        self._tenancy_criteria = guard.criteria_option(instance_id)
         self.info[INFO_KEY] = instance_id
 
     @property

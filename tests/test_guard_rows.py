@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
 from tenancy import Base, CrossTenantAccess, Tenant, TenantSession
-from tenancy.guard import criteria_option
+from tenancy.guard import TENANT_PARAM
 
 T1 = uuid.UUID("11111111-1111-4111-8111-111111111111")
 T2 = uuid.UUID("22222222-2222-4222-8222-222222222222")
@@ -43,7 +43,8 @@ def test_own_rows_load_and_refresh(engine) -> None:
         assert s.scalars(select(Tenant)).all() == [row]
 
 
-def test_criteria_are_shared_per_tenant_not_across_tenants() -> None:
-    """The criteria option is cached per tenant: same tenant, same object; another tenant, another."""
-    assert criteria_option(T1) is criteria_option(uuid.UUID(str(T1)))
-    assert criteria_option(T1) is not criteria_option(T2)
+def test_a_callers_parameter_cannot_override_the_tenant(engine) -> None:
+    """Passing tenancy_instance_id as a statement parameter does not change the scoped tenant."""
+    with TenantSession(engine, instance_id=T1) as s:
+        rows = s.scalars(select(Tenant), {TENANT_PARAM: T2}).all()
+        assert [r.instance_id for r in rows] == [T1]
