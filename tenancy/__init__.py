@@ -19,15 +19,20 @@ from tenancy.errors import (
     TenancyWarning,
     WixAuthError,
     WixError,
+    WixInstanceNotAccessible,
     WixRateLimited,
     WixUnavailable,
 )
 from tenancy.isolation import disable_isolation, enable_isolation
 from tenancy.models import Base, Tenant, TenantScoped, mark_tenant_table, tenant_foreign_key
+from tenancy.resolver import TokenResolver
 from tenancy.sessions import TenantSession, TenantSessionFactory
 from tenancy.settings import Settings
+from tenancy.wix import WixClient
+from tenancy.wix_types import AppInstance, TokenInfo
 
 __all__ = [
+    "AppInstance",
     "AsyncTenantSessionFactory",
     "Base",
     "ConfigurationError",
@@ -43,8 +48,12 @@ __all__ = [
     "TenantScoped",
     "TenantSession",
     "TenantSessionFactory",
+    "TokenInfo",
+    "TokenResolver",
     "WixAuthError",
+    "WixClient",
     "WixError",
+    "WixInstanceNotAccessible",
     "WixRateLimited",
     "WixUnavailable",
     "disable_isolation",

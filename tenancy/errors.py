@@ -14,6 +14,8 @@ of them. Messages name the problem and never contain a secret or a token::
          ├─ WixUnavailable          unreachable, timed out or 5xx after retries
          ├─ WixRateLimited          429 after retries
          └─ WixAuthError            401/403 from the token endpoint or an API call
+             └─ WixInstanceNotAccessible  the token endpoint refused this one instance
+                                          (4xx other than 429: e.g. app removed)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ __all__ = [
     "TenancyWarning",
     "WixAuthError",
     "WixError",
+    "WixInstanceNotAccessible",
     "WixRateLimited",
     "WixUnavailable",
 ]
@@ -62,9 +65,14 @@ class InvalidToken(TenancyError):
     """A request token that Wix does not accept for this app, or that is malformed.
 
     Every refusal reason gets this one error so callers answer uniformly (401).
+    ``reason`` says why in words safe to log (never the token itself).
     """
 
     __module__ = "tenancy"
+
+    def __init__(self, message: str = "token rejected", *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class CrossTenantAccess(TenancyError):
@@ -122,5 +130,17 @@ class WixRateLimited(WixError):
 
 class WixAuthError(WixError):
     """Wix refused the app's credentials or app token (401/403)."""
+
+    __module__ = "tenancy"
+
+
+class WixInstanceNotAccessible(WixAuthError):
+    """The token endpoint refused an app token for this one instance (a 4xx other than 429).
+
+    The app credentials were accepted (that would be a plain :class:`WixAuthError`), but
+    Wix will not give a token for this instance: typically the app was removed from the
+    site, or the instance id is unknown. Not transient; a sync job may count it towards
+    marking the tenant removed.
+    """
 
     __module__ = "tenancy"

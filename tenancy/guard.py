@@ -200,8 +200,11 @@ def _with_tenant(parameters: Any, tenant: uuid.UUID) -> Any:
 # raw=True: the listeners get the InstanceState, so SQLAlchemy skips a wrapper per row and we
 # skip inspect(); this runs once per loaded row, the hottest path of a tenant session's scan.
 @event.listens_for(TenantScoped, "load", propagate=True, raw=True)
-def _check_loaded(state: InstanceState[Any], context: QueryContext) -> None:
-    _check_row_owner(state, context.session)
+def _check_loaded(state: InstanceState[Any], context: QueryContext | None) -> None:
+    # context is None for an object that Session.merge() builds; merge then add()s it, which
+    # stamps or refuses it like any new object.
+    if context is not None:
+        _check_row_owner(state, context.session)
 
 
 @event.listens_for(TenantScoped, "refresh", propagate=True, raw=True)

@@ -17,8 +17,8 @@ def parse_instance_id(value: object) -> uuid.UUID:
     """Return *value* as a :class:`uuid.UUID`, or raise :class:`~tenancy.InvalidInstanceId`.
 
     Accepts a ``uuid.UUID`` or any string ``uuid.UUID()`` parses (any case, with or without
-    hyphens or braces). ``None``, ``0``, ``""``, overlong or malformed values raise; the
-    message quotes at most a short prefix of the value.
+    hyphens or braces). ``None``, ``0``, ``""``, overlong or malformed values raise. The value
+    is not echoed in the message: a caller may have passed a token by mistake.
     """
     if isinstance(value, uuid.UUID):
         return value
@@ -31,4 +31,4 @@ def parse_instance_id(value: object) -> uuid.UUID:
     try:
         return uuid.UUID(value)
     except ValueError:
-        raise InvalidInstanceId(f"instance id is not a UUID: {value[:40]!r}") from None
+        raise InvalidInstanceId(f"instance id is not a UUID (a string of {len(value)} characters)") from None

@@ -1,0 +1,118 @@
+"""``tenancy emulator``: run the local Wix API emulator until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from tenancy.emulator import FAULT_KINDS, Emulator
+from tenancy.errors import ConfigurationError
+
+NAME = "emulator"
+HELP = (
+    "run a local Wix API emulator (token-info, oauth2/token, apps/v1/instance) on loopback "
+    "and print the environment that points tenancy at it; serves until Ctrl-C or SIGTERM"
+)
+_TOKENS_BY_DEFAULT = 10  # more sites than this print tokens only with --print-tokens
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """Add the command's options."""
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--sites", type=int, default=3, help="generated sites (default: %(default)s)")
+    parser.add_argument("--sites-file", help="JSON file of sites to serve instead of generated ones")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    parser.add_argument("--fault-rate", type=float, default=0.0, help="share of requests that fail")
+    parser.add_argument(
+        "--fault-kinds",
+        default=",".join(FAULT_KINDS),
+        help="comma-separated fault kinds for --fault-rate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=int,
+        help="Get App Instance calls per minute per instance before 429s (Wix: 200)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for generated sites and faults")
+    parser.add_argument("--app-id", help="the app id (default: generated)")
+    parser.add_argument("--app-secret", help="the app secret (default: generated)")
+    parser.add_argument("--token-ttl", type=int, default=14_400, help="app token lifetime in seconds")
+    parser.add_argument(
+        "--print-tokens",
+        action="store_true",
+        help=f"print a user token for every site (default: only up to {_TOKENS_BY_DEFAULT} sites)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the emulator, print how to use it, serve until SIGINT/SIGTERM; exit code 0."""
+    if args.sites < 0 or not 0.0 <= args.fault_rate <= 1.0:
+        raise ConfigurationError("--sites must be >= 0 and --fault-rate between 0 and 1")
+    options = {
+        "app_id": args.app_id,
+        "app_secret": args.app_secret,
+        "latency": args.latency,
+        "seed": args.seed,
+        "token_ttl": args.token_ttl,
+        "host": args.host,
+        "port": args.port,
+        "rate_limit": args.rate_limit,
+    }
+    kinds = [kind.strip() for kind in args.fault_kinds.split(",") if kind.strip()]
+    if not kinds or set(kinds) - set(FAULT_KINDS):
+        raise ConfigurationError(f"--fault-kinds: choose from {', '.join(FAULT_KINDS)}")
+    try:
+        emulator = (
+            Emulator.from_file(args.sites_file, **options)
+            if args.sites_file
+            else Emulator(args.sites, **options)
+        )
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot start the emulator: {exc}") from None
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        if args.fault_rate > 0:
+            emulator.set_faults(rate=args.fault_rate, kinds=kinds, seed=args.seed)
+        ids = emulator.instance_ids
+        say(f"tenancy emulator: serving {emulator.base_url} with {len(ids)} sites for app {emulator.app_id}")
+        # The emulator's own dummy credentials: printing them is the point.
+        say(f"WIX_API_BASE_URL={emulator.base_url}")
+        say(f"WIX_APP_ID={emulator.app_id}")
+        say(f"WIX_APP_SECRET={emulator.app_secret}")
+        if args.print_tokens or len(ids) <= _TOKENS_BY_DEFAULT:
+            for iid in ids:
+                say(f"token {iid} {emulator.mint_token(iid)}")
+        else:
+            say(f"tokens: --print-tokens, or POST {emulator.base_url}/_emulator/tokens with an instance_id")
+        say("ready (Ctrl-C to stop)")
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        emulator.stop()
+    say("tenancy emulator: stopped")
+    return 0
+
+
+def say(line: str) -> None:
+    """Print one line at once: tests and scripts read it from a pipe."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): keep serving, print nothing more. Pointing
+        # stdout at /dev/null also spares the interpreter a failing flush at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
