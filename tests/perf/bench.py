@@ -17,6 +17,8 @@ Figures (``--only`` takes these names):
 - ``rls``     2. the same SQL as the runtime role under RLS vs the owner role (BYPASSRLS).
 - ``trips``   3. network round trips and transactions per second of a tenant transaction vs
               the same transaction without a per-transaction tenant setting.
+- ``tokens``  4. token resolution: a cached resolve; a miss against the emulator vs a bare
+              ``requests`` POST to Token Info; 64 threads resolving one new token at once.
 - ``tenants`` 7. point lookup with 10 vs 10,000 tenants in the table.
 
 Baselines that need RLS to see the tenant's rows without a per-transaction setting connect
@@ -47,7 +49,7 @@ from tests.perf.models import BenchBase, Child, Item, Parent
 from tests.pgserver import Database, fresh_database
 from tests.wire import RoundTripProxy
 
-FIGURES = ("orm", "rls", "trips", "tenants")
+FIGURES = ("orm", "rls", "trips", "tokens", "tenants")
 NS = uuid.UUID("8a3c3f9e-6a55-4c1f-9a8e-0d4b1f7f2c11")
 
 
@@ -443,6 +445,109 @@ def fig_trips(bdb: BenchDb, cfg: Config) -> list[Row]:
     return rows
 
 
+# --------------------------------------------------------------------------- figure 4
+
+
+def fig_tokens(cfg: Config) -> list[Row]:
+    """TokenResolver: cached hit, miss over HTTP, and 64 concurrent first resolutions."""
+    import hashlib
+    import threading
+
+    import requests
+
+    from tenancy.emulator import Emulator
+    from tenancy.resolver import TokenResolver
+    from tenancy.wix import WixClient
+
+    rows: list[Row] = []
+    kw: dict[str, Any] = {"reps": cfg.reps, "target_s": cfg.target_s}
+    with Emulator(sites=4) as emu, requests.Session() as http:
+        iid = emu.instance_ids[0]
+        resolver = TokenResolver(WixClient(emu.app_id, emu.app_secret, base_url=emu.base_url, http=http))
+        token = emu.mint_token(iid)
+        resolver.resolve(token)
+        cache = {hashlib.sha256(token.encode()).digest(): token}
+        header = f"Bearer {token}"
+        rows.append(
+            timed_row(
+                "4",
+                "cached resolve",
+                "TokenResolver.resolve",
+                lambda: resolver.resolve(header),
+                "sha256 + dict lookup",
+                lambda: cache.get(hashlib.sha256(token.encode()).digest()),
+                **kw,
+                limit=5.0,
+            )
+        )
+
+        def miss() -> object:
+            return resolver.resolve(emu.mint_token(iid))
+
+        url = f"{emu.base_url}/oauth2/token-info"
+
+        def bare() -> object:
+            reply = http.post(url, json={"token": emu.mint_token(iid)}, timeout=10)
+            reply.raise_for_status()
+            return reply.json()
+
+        rows.append(
+            timed_row(
+                "4",
+                "miss (emulator, 0 ms latency)",
+                "TokenResolver.resolve",
+                miss,
+                "bare requests POST",
+                bare,
+                **kw,
+            )
+        )
+
+        threads, rounds = 64, (3 if cfg.quick else 7)
+        emu.set_latency(0.05)
+        counts: list[int] = []
+        for _ in range(rounds):
+            fresh = emu.mint_token(iid)
+            barrier = threading.Barrier(threads)
+            errors: list[BaseException] = []
+
+            def worker(
+                tok: str = fresh, gate: threading.Barrier = barrier, errs: list[BaseException] = errors
+            ) -> None:
+                gate.wait()
+                try:
+                    resolver.resolve(tok)
+                except BaseException as exc:
+                    errs.append(exc)
+
+            before = emu.count("token_info")
+            pool = [threading.Thread(target=worker) for _ in range(threads)]
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
+            if errors:
+                raise errors[0]
+            counts.append(emu.count("token_info") - before)
+        emu.set_latency(0.0)
+        rows.append(
+            Row(
+                figure="4",
+                name=f"{threads} threads resolve one new token",
+                a_label="Token Info requests",
+                b_label="threads",
+                unit="requests",
+                a_min=min(counts),
+                a_med=float(sorted(counts)[len(counts) // 2]),
+                b_min=threads,
+                b_med=threads,
+                limit=1,
+                note=f"50 ms latency, {rounds} rounds, max {max(counts)}",
+            )
+        )
+    return rows
+
+
 # --------------------------------------------------------------------------- figure 7
 
 
@@ -492,6 +597,9 @@ def run(only: list[str], cfg: Config) -> list[Row]:
                 if name in only:
                     print(f"figure {name}...", file=sys.stderr, flush=True)
                     rows += fig(bdb, cfg)
+        if "tokens" in only:
+            print("figure tokens...", file=sys.stderr, flush=True)
+            rows += fig_tokens(cfg)
         if "tenants" in only:
             print("figure tenants (loading)...", file=sys.stderr, flush=True)
             many = 2_000 if cfg.quick else 10_000

@@ -35,6 +35,7 @@ class Row:
     b_med: float
     target: float | None = None  # ratio (median A / median B) must be <= target
     note: str = ""
+    limit: float | None = None  # absolute: A's median (in `unit`) must be <= limit
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -47,7 +48,22 @@ class Row:
 
     @property
     def ok(self) -> bool | None:
-        return None if self.target is None else self.ratio_med <= self.target
+        if self.target is None and self.limit is None:
+            return None
+        return (self.target is None or self.ratio_med <= self.target) and (
+            self.limit is None or self.a_med <= self.limit
+        )
+
+    @property
+    def target_text(self) -> str:
+        parts = []
+        if self.target is not None:
+            parts.append(f"A/B <= {self.target:.2f}")
+        if self.limit is not None:
+            parts.append(f"A <= {_fmt(self.limit)} {self.unit}")
+        if not parts:
+            return ""
+        return " and ".join(parts) + (" ok" if self.ok else " MISSED")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -112,6 +128,7 @@ def timed_row(
     reps: int,
     target_s: float,
     target: float | None = None,
+    limit: float | None = None,
     note: str = "",
 ) -> Row:
     """Measure *a* against *b* and return the table row (times in microseconds per call)."""
@@ -128,6 +145,7 @@ def timed_row(
         b_min=min(sb) * 1e6,
         b_med=statistics.median(sb) * 1e6,
         target=target,
+        limit=limit,
         note=note,
         extra={"reps": reps, "calls_per_rep": inner, "paired_ratio_median": paired},
     )
@@ -157,7 +175,6 @@ def render(rows: list[Row]) -> str:
     ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        target = "" if r.target is None else f"<= {r.target:.2f} {'ok' if r.ok else 'MISSED'}"
         cells = [
             r.figure,
             f"{r.name}: {r.a_label} vs {r.b_label}" + (f" ({r.note})" if r.note else ""),
@@ -168,7 +185,7 @@ def render(rows: list[Row]) -> str:
             _fmt(r.b_med),
             f"{r.ratio_med:.3f}",
             f"{r.ratio_min:.3f}",
-            target,
+            r.target_text,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
