@@ -10,13 +10,19 @@ travels in the same simple-query message as ``BEGIN``::
 
 so a tenant transaction costs exactly the round trips of an unscoped one.
 
+Sync and async alike: :class:`TenantBeginConnection` and :class:`AsyncTenantBeginConnection`
+override the same two generator methods. Engines passed to the session factories adopt them
+for new connections by a class swap in a ``connect`` pool hook (:func:`install`).
+
 **Private psycopg API used**, all of it in this module (``tests/test_fast_begin.py`` fails
 loudly if psycopg changes it, and :data:`SUPPORTED` turns the fast path off at import if a
-name is gone): ``BaseConnection._start_query`` (the generator every cursor runs to open the
-transaction), ``_get_tx_start_command`` (the ``BEGIN ...`` bytes, with isolation level and
-read-only flags), ``_autocommit``, ``_pipeline``, ``_check_connection_ok``, ``pgconn._encoding``
-and ``psycopg.generators.execute``. psycopg offers no public hook to add to its ``BEGIN``,
-and doing it from SQLAlchemy (``do_begin``) would still cost a round trip of its own.
+name is gone): ``psycopg._connection_base.BaseConnection`` and its ``_start_query`` (the
+generator every cursor runs to open the transaction), ``_get_tx_start_command`` (the
+``BEGIN ...`` bytes, with isolation level and read-only flags), ``_exec_command``,
+``_check_connection_ok``, ``_autocommit``, ``_pipeline``, ``pgconn._encoding`` and
+``psycopg.generators.execute``. Why: psycopg offers no public hook to add to its ``BEGIN``,
+and doing it from SQLAlchemy (``do_begin``, or a statement in ``after_begin``) costs a round
+trip of its own, which is the cost removed here.
 
 **Fail closed.** The setting is *armed* on the connection when a tenant session's
 transaction begins (``after_begin``) and the connection is idle, and *disarmed* by
@@ -39,12 +45,24 @@ from typing import Any
 import psycopg
 from psycopg import errors as e
 from psycopg import generators, pq
+
+try:
+    from psycopg._connection_base import BaseConnection
+except ImportError:  # a psycopg that moved it: no fast path (SUPPORTED is False), never an error
+    BaseConnection = psycopg.Connection  # type: ignore[misc]
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
 
 from tenancy.isolation import SETTING_NAME
 
-__all__ = ["SUPPORTED", "TenantBeginConnection", "arm", "install", "setting_command"]
+__all__ = [
+    "SUPPORTED",
+    "AsyncTenantBeginConnection",
+    "TenantBeginConnection",
+    "arm",
+    "install",
+    "setting_command",
+]
 
 _IDLE = pq.TransactionStatus.IDLE
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
@@ -66,10 +84,57 @@ def setting_command(tenant: uuid.UUID) -> bytes:
     return f"SET LOCAL {SETTING_NAME} = '{text}'".encode("ascii")
 
 
+# The overrides below are plain functions shared by the sync and async classes (a mixin base
+# would change the instance layout and forbid adopting plain connections by class swap).
+# They call psycopg's own implementations on BaseConnection, where both classes get them.
+
+
+def _get_tx_start_command(self: Any) -> bytes:
+    begin: bytes = BaseConnection._get_tx_start_command(self)
+    setting: bytes | None = self._tenancy_setting
+    if setting is None:
+        return begin
+    # Two statements: any caller other than _start_query below (which expects two results)
+    # fails on them instead of opening a transaction without the setting.
+    return begin + b"; " + setting
+
+
+def _start_query(self: Any) -> Any:  # PQGen[None]
+    setting = self._tenancy_setting
+    if setting is None:
+        return (yield from BaseConnection._start_query(self))
+    if self._autocommit:
+        raise e.ProgrammingError(
+            "tenancy: the connection was switched to autocommit inside a tenant transaction; "
+            "refusing to run a statement without the tenant setting"
+        )
+    if self.pgconn.transaction_status != _IDLE:
+        return None
+    if self._pipeline:
+        # Pipeline mode uses the extended protocol: one statement per command, queued
+        # together and sent at the next sync, so still no extra round trip.
+        yield from self._exec_command(BaseConnection._get_tx_start_command(self))
+        yield from self._exec_command(setting)
+        yield from self._pipeline._sync_gen()
+        return None
+    self._check_connection_ok()
+    command = _get_tx_start_command(self)
+    self.pgconn.send_query(command)
+    results = yield from generators.execute(self.pgconn)
+    for result in results:
+        if result.status == _FATAL_ERROR:
+            raise e.error_from_result(result, encoding=self.pgconn._encoding)
+    if len(results) != 2 or any(r.status != _COMMAND_OK for r in results):
+        raise e.InternalError(f"unexpected results from {command.decode()!r}")
+    return None
+
+
 class TenantBeginConnection(psycopg.Connection[Any]):
     """A psycopg connection whose ``BEGIN`` can carry the tenant setting (see the module doc)."""
 
     _tenancy_setting: bytes | None = None
+    _get_tx_start_command = _get_tx_start_command
+    _start_query = _start_query
 
     def commit(self) -> None:
         """Commit, and forget the tenant setting (the next transaction re-arms it)."""
@@ -81,42 +146,27 @@ class TenantBeginConnection(psycopg.Connection[Any]):
         self._tenancy_setting = None
         super().rollback()
 
-    def _get_tx_start_command(self) -> bytes:
-        begin = super()._get_tx_start_command()
-        if self._tenancy_setting is None:
-            return begin
-        # Two statements: any caller other than _start_query below (which expects two
-        # results) fails on them instead of opening a transaction without the setting.
-        return begin + b"; " + self._tenancy_setting
 
-    def _start_query(self) -> Any:  # PQGen[None]
-        setting = self._tenancy_setting
-        if setting is None:
-            return (yield from super()._start_query())
-        if self._autocommit:
-            raise e.ProgrammingError(
-                "tenancy: the connection was switched to autocommit inside a tenant transaction; "
-                "refusing to run a statement without the tenant setting"
-            )
-        if self.pgconn.transaction_status != _IDLE:
-            return None
-        if self._pipeline:
-            # Pipeline mode uses the extended protocol: one statement per command, queued
-            # together and sent at the next sync, so still no extra round trip.
-            yield from self._exec_command(super()._get_tx_start_command())
-            yield from self._exec_command(setting)
-            yield from self._pipeline._sync_gen()
-            return None
-        self._check_connection_ok()
-        command = self._get_tx_start_command()
-        self.pgconn.send_query(command)
-        results = yield from generators.execute(self.pgconn)
-        for result in results:
-            if result.status == _FATAL_ERROR:
-                raise e.error_from_result(result, encoding=self.pgconn._encoding)
-        if len(results) != 2 or any(r.status != _COMMAND_OK for r in results):
-            raise e.InternalError(f"unexpected results from {command.decode()!r}")
-        return None
+class AsyncTenantBeginConnection(psycopg.AsyncConnection[Any]):
+    """The :class:`TenantBeginConnection` of ``AsyncSession`` s (psycopg's async connection)."""
+
+    _tenancy_setting: bytes | None = None
+    _get_tx_start_command = _get_tx_start_command
+    _start_query = _start_query
+
+    async def commit(self) -> None:
+        """Commit, and forget the tenant setting (the next transaction re-arms it)."""
+        self._tenancy_setting = None
+        await super().commit()
+
+    async def rollback(self) -> None:
+        """Roll back, and forget the tenant setting (the next transaction re-arms it)."""
+        self._tenancy_setting = None
+        await super().rollback()
+
+
+_OURS = (TenantBeginConnection, AsyncTenantBeginConnection)
+_ADOPT = {psycopg.Connection: TenantBeginConnection, psycopg.AsyncConnection: AsyncTenantBeginConnection}
 
 
 def arm(driver_connection: object, tenant: uuid.UUID) -> bool:
@@ -126,7 +176,7 @@ def arm(driver_connection: object, tenant: uuid.UUID) -> bool:
     already inside a transaction (savepoints, a joined outer transaction), pipeline mode or
     autocommit. The caller then sends the setting as a statement of its own.
     """
-    if not SUPPORTED or not isinstance(driver_connection, TenantBeginConnection):
+    if not SUPPORTED or not isinstance(driver_connection, _OURS):
         return False
     if driver_connection.autocommit or driver_connection._pipeline is not None:
         return False
@@ -136,24 +186,30 @@ def arm(driver_connection: object, tenant: uuid.UUID) -> bool:
     return True
 
 
+def _driver(dbapi_connection: Any) -> Any:
+    # Async engines pool SQLAlchemy's adapter; the psycopg connection is behind it.
+    return getattr(dbapi_connection, "driver_connection", dbapi_connection)
+
+
 def _adopt(dbapi_connection: Any, connection_record: Any) -> None:
     # Swap the class of a fresh plain psycopg connection (same layout, methods only), rather
     # than opening it ourselves in a do_connect hook: the user's own do_connect hooks (IAM
     # tokens, passwords from a vault) keep working whatever order they were registered in.
     # A connection of any other class, the user's subclass included, is left alone.
-    if type(dbapi_connection) is psycopg.Connection:
-        dbapi_connection.__class__ = TenantBeginConnection
+    driver = _driver(dbapi_connection)
+    ours = _ADOPT.get(type(driver))
+    if ours is not None:
+        driver.__class__ = ours
 
 
 def install(engine: Engine) -> bool:
-    """Make *engine*'s new connections :class:`TenantBeginConnection` s (sync psycopg only).
+    """Make *engine*'s new psycopg connections carry the setting with ``BEGIN``.
 
-    Idempotent. Connections already in the pool keep their class (tenant sessions then use
-    the separate statement on them) until they are replaced.
+    *engine* is a sync engine (for an ``AsyncEngine``, pass its ``sync_engine``). Idempotent.
+    Connections already in the pool keep their class (tenant sessions then use the
+    separate statement on them) until they are replaced.
     """
     if not SUPPORTED or engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
-        return False
-    if engine.dialect.is_async:
         return False
     if not event.contains(engine, "connect", _adopt):
         event.listen(engine, "connect", _adopt)
@@ -164,5 +220,6 @@ def install(engine: Engine) -> bool:
 def _disarm_on_checkin(dbapi_connection: Any, connection_record: Any) -> None:
     # Belt and braces: commit()/rollback() already disarm, and the pool's reset-on-return
     # calls rollback(); this also covers pools built with reset_on_return=None.
-    if isinstance(dbapi_connection, TenantBeginConnection):
-        dbapi_connection._tenancy_setting = None
+    driver = _driver(dbapi_connection)
+    if isinstance(driver, _OURS):
+        driver._tenancy_setting = None

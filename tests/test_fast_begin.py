@@ -271,3 +271,50 @@ def test_only_canonical_uuids_are_inlined() -> None:
     assert setting_command(T1) == f"SET LOCAL tenancy.instance_id = '{T1}'".encode()
     with pytest.raises(ValueError):
         setting_command("11111111-1111-4111-8111-111111111111'; RESET ALL; --")  # type: ignore[arg-type]
+
+
+def test_async_sessions_use_the_fast_path_too(pg_database: Database, proxy: RoundTripProxy) -> None:
+    """AsyncTenantSessionFactory: the setting is in every transaction, with no extra round trip."""
+    import asyncio
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from tenancy import AsyncTenantSessionFactory
+    from tenancy._psycopg_begin import AsyncTenantBeginConnection
+
+    async def main() -> None:
+        engine = create_async_engine(_via(pg_database.runtime_url, proxy), pool_size=1, max_overflow=0)
+        sessions = AsyncTenantSessionFactory(engine)
+        try:
+
+            async def tenant_txn() -> None:
+                async with sessions.for_instance(T1) as s:
+                    assert (await s.execute(CURRENT)).scalar_one() == str(T1)
+                    conn = await s.connection()
+                    raw = await conn.get_raw_connection()
+                    assert isinstance(raw.driver_connection, AsyncTenantBeginConnection)
+                    await s.commit()
+                    assert (await s.execute(CURRENT)).scalar_one() == str(T1)  # after commit
+                    await s.rollback()
+
+            async def plain_txn() -> None:
+                async with engine.connect() as conn:
+                    assert (await conn.execute(CURRENT)).scalar_one() in (None, "")
+                    await conn.commit()
+                    assert (await conn.execute(CURRENT)).scalar_one() in (None, "")
+                    await conn.rollback()
+
+            for _ in range(8):
+                await tenant_txn()
+                await plain_txn()
+            counts = []
+            for work in (tenant_txn, plain_txn):
+                proxy.reset()
+                for _ in range(10):
+                    await work()
+                counts.append(proxy.round_trips / 10)
+            assert counts[0] == counts[1] == 6  # two transactions of BEGIN, SELECT, COMMIT/ROLLBACK
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
