@@ -24,7 +24,7 @@ from tenancy.db_errors import install_error_translation
 from tenancy.errors import ConfigurationError
 from tenancy.instance_ids import parse_instance_id
 from tenancy.registration import TenantRegistry, upsert_seen_tenant
-from tenancy.sessions import InstanceResolver, RuntimeRoleCheck, TenantSession, warn_without_rls
+from tenancy.sessions import InstanceResolver, TenantSession, warn_without_rls
 
 __all__ = ["AsyncTenantSessionFactory"]
 
@@ -46,7 +46,6 @@ class AsyncTenantSessionFactory:
         self.admin_engine = admin_engine
         self.resolver = resolver
         self.registry = TenantRegistry()
-        self.role_check = RuntimeRoleCheck()
         self._options = dict(session_options or {})
         install_error_translation(engine.sync_engine)
         # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/_psycopg_begin.py).
@@ -60,7 +59,6 @@ class AsyncTenantSessionFactory:
             self.engine,
             sync_session_class=TenantSession,
             instance_id=tenant,
-            role_check=self.role_check,
             **self._options,
         )
 

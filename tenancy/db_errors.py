@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
@@ -26,21 +27,26 @@ def _translate(context: ExceptionContext) -> BaseException | None:
             f"the database refused a write to {table}: the row would belong to another tenant "
             "(or no tenant is set)"
         )
-        error.__cause__ = context.sqlalchemy_exception
         return error
-    if getattr(orig, "sqlstate", None) == "23505":
+    if getattr(orig, "sqlstate", None) == "23505" or _is_sqlite_unique(orig):
         constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
         duplicate = DuplicateInTenant(
             f"duplicate value for unique constraint {constraint or '(unknown)'} in this tenant",
             constraint=constraint,
         )
-        duplicate.__cause__ = context.sqlalchemy_exception
         return duplicate
     return None
 
 
+def _is_sqlite_unique(orig: BaseException | None) -> bool:
+    # sqlite3 has no SQLSTATE; its unique and primary-key violations read like this.
+    return isinstance(orig, sqlite3.IntegrityError) and str(orig).startswith("UNIQUE constraint failed")
+
+
 def install_error_translation(engine: Engine) -> None:
     """Make *engine* raise tenancy errors for what isolation causes in the database.
+
+    SQLAlchemy raises the returned error ``from`` the driver's exception (``__cause__``).
 
     RLS ``WITH CHECK`` violations become :class:`~tenancy.CrossTenantWrite`; unique
     violations :class:`~tenancy.DuplicateInTenant` (the runtime engine only serves tenant

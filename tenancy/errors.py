@@ -91,7 +91,7 @@ class DuplicateInTenant(TenancyError):
     """A write collided with a row of the same tenant on a unique constraint (SQLSTATE 23505).
 
     Uniques lead with ``instance_id``, so this never reveals another tenant's data.
-    ``constraint`` names the constraint; the original ``IntegrityError`` is ``__cause__``.
+    ``constraint`` names the constraint; the driver's exception is ``__cause__``.
     """
 
     __module__ = "tenancy"

@@ -11,7 +11,11 @@ behind when a session closes (or raises).
 - Writes: new objects without ``instance_id`` are stamped with the tenant; another tenant's id,
   a changed ``instance_id`` and ORM ``insert()``/``update()`` statements that name another
   tenant raise :class:`~tenancy.CrossTenantWrite` before anything reaches the database.
-- Core statements and ``text()`` are left to PostgreSQL row-level security.
+  ``insert().from_select()`` gets the criteria on its SELECT and must take ``instance_id``
+  from a tenant entity or this tenant's literal id.
+- Core statements and ``text()`` are left to PostgreSQL row-level security. A SELECT that is
+  Core only because its ORM entities sit in a subquery (``select(exists().where(Note.x == 1))``)
+  is run as the ORM statement it was written as, criteria included.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Uuid, bindparam, event, inspect
+from sqlalchemy import Select, Uuid, bindparam, event, inspect
 from sqlalchemy.orm import InstanceState, ORMExecuteState, QueryContext, Session, with_loader_criteria
 from sqlalchemy.orm.interfaces import ORMOption
+from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 
 from tenancy.errors import CrossTenantAccess, CrossTenantWrite
-from tenancy.models import TENANT_COLUMN, TenantScoped
+from tenancy.models import TENANT_COLUMN, TenantScoped, is_tenant_table
 
 if TYPE_CHECKING:
     from tenancy.sessions import TenantSession
@@ -35,6 +40,7 @@ __all__ = [
     "TENANT_CRITERIA",
     "TENANT_PARAM",
     "as_uuid",
+    "check_attach",
     "check_flush",
     "check_mappings",
     "check_new_object",
@@ -61,6 +67,16 @@ TENANT_CRITERIA: ORMOption = with_loader_criteria(
     propagate_to_loaders=True,
     track_closure_variables=False,
 )
+
+
+def _valued_criteria(tenant: uuid.UUID) -> ORMOption:
+    """Criteria carrying *tenant* itself (a closure variable, still a bound parameter)."""
+    return with_loader_criteria(
+        TenantScoped,
+        lambda cls: cls.instance_id == tenant,
+        include_aliases=True,
+        propagate_to_loaders=True,
+    )
 
 
 def _tenant_of(session: Session) -> uuid.UUID | None:
@@ -129,6 +145,10 @@ def _key_name(key: Any) -> str:
     return key if isinstance(key, str) else getattr(key, "key", str(key))
 
 
+def _names_tenant(row: Mapping[Any, Any]) -> bool:
+    return any(_key_name(key) == TENANT_COLUMN for key in row)
+
+
 def _check_statement_values(state: ORMExecuteState, tenant: uuid.UUID, *, is_insert: bool) -> bool:
     """Raise if .values() names another tenant; return whether instance_id is given."""
     rows = _values_of(state.statement)
@@ -150,16 +170,77 @@ def _check_statement_values(state: ORMExecuteState, tenant: uuid.UUID, *, is_ins
     return given
 
 
+def _orm_tenant_mapper(statement: Any) -> Any:
+    """A tenant-scoped mapper whose ORM attributes appear in a statement that is not ORM, or None."""
+    for element in visitors.iterate(statement):
+        entity = getattr(element, "_annotations", {}).get("parententity")
+        mapper = getattr(entity, "mapper", None)
+        if mapper is not None and issubclass(mapper.class_, TenantScoped):
+            return mapper
+    return None
+
+
+def _scope_insert_from_select(state: ORMExecuteState, session: TenantSession) -> None:
+    """``insert().from_select(names, select)``: scope the SELECT and check the tenant it writes."""
+    # An embedded ORM SELECT takes its loader criteria from the top-level statement's options
+    # (its own are not consulted when nested): without them it would copy every tenant's rows.
+    # Parameters of an ORM insert are VALUES, so the tenant cannot travel as TENANT_PARAM
+    # here: this (rare) statement gets criteria whose tenant is a closure variable.
+    insert_stmt: Any = state.statement.options(_valued_criteria(session.tenant_id))
+    source = insert_stmt.select
+    if _mentions_tenant(insert_stmt):
+        names = [_key_name(name) for name in insert_stmt._select_names or ()]
+        if TENANT_COLUMN not in names or not isinstance(source, Select):
+            raise CrossTenantWrite("ORM insert().from_select() must select instance_id from a tenant entity")
+        column = list(source.selected_columns)[names.index(TENANT_COLUMN)]
+        if not _is_tenant_expression(column, session.tenant_id):
+            raise CrossTenantWrite(
+                "ORM insert().from_select() must take instance_id from a tenant entity or this tenant's id"
+            )
+    state.statement = insert_stmt
+
+
+def _is_tenant_expression(column: Any, tenant: uuid.UUID) -> bool:
+    """Whether *column* can only be this tenant's id: its literal, or a scoped entity's instance_id."""
+    element = getattr(column, "element", column)  # unwrap a label
+    if isinstance(element, BindParameter):
+        value = element.callable() if element.callable is not None else element.value
+        return as_uuid(value) == tenant
+    entity = getattr(element, "_annotations", {}).get("parententity")
+    mapper = getattr(entity, "mapper", None)
+    return (
+        mapper is not None
+        and issubclass(mapper.class_, TenantScoped)
+        and getattr(element, "key", None) == TENANT_COLUMN
+    )
+
+
 def scope_statement(state: ORMExecuteState) -> Any:
     """``do_orm_execute`` listener of tenant sessions: scope, stamp and check ORM statements."""
     tenant = _tenant_of(state.session)
-    if tenant is None or not state.is_orm_statement:
-        # Not a tenant session, or Core / text(): row-level security's job.
-        return
+    if tenant is None:
+        return None
     session: TenantSession = state.session  # type: ignore[assignment]
+    if not state.is_orm_statement:
+        if state.is_select and isinstance(state.statement, Select):
+            # A SELECT whose only ORM entities sit in a subquery, e.g.
+            # select(exists().where(Note.title == x)), compiles as Core and would skip the
+            # loader criteria; run it as the ORM statement it was written as.
+            mapper = _orm_tenant_mapper(state.statement)
+            if mapper is not None:
+                statement = state.statement.options(TENANT_CRITERIA)
+                statement = statement._set_propagate_attrs(
+                    {"compile_state_plugin": "orm", "plugin_subject": mapper}
+                )
+                state.parameters = _with_tenant(state.parameters, tenant)
+                return state.invoke_statement(statement=statement)
+        # Core on tables / text(): row-level security's job.
+        return None
     if state.is_insert:
+        if getattr(state.statement, "select", None) is not None:
+            return _scope_insert_from_select(state, session)
         if not _mentions_tenant(state.statement):
-            return
+            return None
         given = _check_statement_values(state, tenant, is_insert=True)
         if state.is_executemany or (isinstance(state.parameters, Mapping) and state.parameters):
             params = state.parameters if state.is_executemany else [state.parameters]
@@ -167,11 +248,20 @@ def scope_statement(state: ORMExecuteState) -> Any:
             if state.is_executemany:
                 return state.invoke_statement(params=stamped)
             return state.invoke_statement(params=stamped[0])
+        multi = getattr(state.statement, "_multi_values", None)
+        if multi:
+            # insert().values([...]): stamp every row that does not name the tenant (the
+            # others were checked above). values() can only add rows, so replace them.
+            stamped_insert: Any = state.statement._generate()  # type: ignore[attr-defined]
+            stamped_insert._multi_values = tuple(
+                tuple(row if _names_tenant(row) else {**row, TENANT_COLUMN: tenant} for row in group)
+                for group in multi
+            )
+            state.statement = stamped_insert
+            return None
         if not given and not _values_of(state.statement):
             return None
         if not given:
-            if getattr(state.statement, "_multi_values", None):
-                raise CrossTenantWrite("multi-row ORM insert().values([...]) must name instance_id")
             state.statement = state.statement.values({TENANT_COLUMN: tenant})  # type: ignore[attr-defined]
         return None
     if state.is_update:
@@ -185,7 +275,11 @@ def scope_statement(state: ORMExecuteState) -> Any:
                         "ORM bulk UPDATE by primary key names another tenant (or none); nothing was written"
                     )
             return None
-    state.statement = state.statement.options(TENANT_CRITERIA)
+    scoped: Any = state.statement.options(TENANT_CRITERIA)
+    if state.is_update or state.is_delete:
+        for criterion in _extra_from_criteria(scoped, tenant):
+            scoped = scoped.where(criterion)
+    state.statement = scoped
     state.parameters = _with_tenant(state.parameters, tenant)
     return None
 
@@ -197,14 +291,42 @@ def _with_tenant(parameters: Any, tenant: uuid.UUID) -> Any:
     return [{**row, TENANT_PARAM: tenant} for row in parameters]
 
 
+def _extra_from_criteria(statement: Any, tenant: uuid.UUID) -> list[Any]:
+    """``instance_id = :tenant`` for each tenant table an UPDATE/DELETE adds to its FROM list.
+
+    ``update(Note).where(Note.id == Tag.id)`` renders ``UPDATE ... FROM iso_tags``; the loader
+    criteria cover the target only, so Tag rows of every tenant would steer the statement.
+    Subqueries in the WHERE clause are not FROMs of the statement (they get the criteria).
+    """
+    target = statement.table._deannotate()
+    criteria: list[Any] = []
+    seen: set[Any] = set()
+    for clause in statement._where_criteria:
+        for item in clause._from_objects:
+            base = item._deannotate()
+            if base is target or base in seen:
+                continue
+            seen.add(base)
+            entity = item._annotations.get("parententity")
+            mapper = getattr(entity, "mapper", None)
+            tenant_scoped = mapper is not None and issubclass(mapper.class_, TenantScoped)
+            table = getattr(base, "element", base)  # an alias wraps its table
+            if (tenant_scoped or is_tenant_table(table)) and TENANT_COLUMN in item.c:
+                criteria.append(item.c[TENANT_COLUMN] == tenant)
+    return criteria
+
+
 # raw=True: the listeners get the InstanceState, so SQLAlchemy skips a wrapper per row and we
 # skip inspect(); this runs once per loaded row, the hottest path of a tenant session's scan.
 @event.listens_for(TenantScoped, "load", propagate=True, raw=True)
 def _check_loaded(state: InstanceState[Any], context: QueryContext | None) -> None:
-    # context is None for an object that Session.merge() builds; merge then add()s it, which
-    # stamps or refuses it like any new object.
-    if context is not None:
-        _check_row_owner(state, context.session)
+    if context is None:
+        # merge() built the object from another one, without SQL: refuse it if it is foreign.
+        target = state.obj()
+        if state.session is not None and target is not None:
+            _refuse_foreign_attached(state.session, target)
+        return
+    _check_row_owner(state, context.session)
 
 
 @event.listens_for(TenantScoped, "refresh", propagate=True, raw=True)
@@ -225,6 +347,44 @@ def _check_row_owner(state: InstanceState[Any], session: Session | None) -> None
         raise CrossTenantAccess(
             f"a {state.class_.__name__} row of another tenant reached this tenant session; refused"
         )
+
+
+def _owners_of(target: TenantScoped) -> set[uuid.UUID | None]:
+    """The tenants *target* names: its ``instance_id`` value (if loaded) and its identity key's."""
+    state = inspect(target)
+    owners: set[uuid.UUID | None] = set()
+    if TENANT_COLUMN in state.dict:
+        owners.add(as_uuid(state.dict[TENANT_COLUMN]))
+    if state.key is not None:
+        # The primary key's columns, in order; TenantScoped puts instance_id among them.
+        keys = [state.mapper.get_property_by_column(col).key for col in state.mapper.primary_key]
+        if TENANT_COLUMN in keys:
+            owners.add(as_uuid(state.key[1][keys.index(TENANT_COLUMN)]))
+    return owners
+
+
+def _refuse_foreign_attached(session: Session, target: TenantScoped) -> None:
+    tenant = _tenant_of(session)
+    if tenant is None:
+        return
+    if _owners_of(target) <= {tenant}:
+        return
+    pending = inspect(target).pending
+    # Take it out again so that nothing (get(), lazy loads, flush) can reach it afterwards.
+    session.expunge(target)
+    error = CrossTenantWrite if pending else CrossTenantAccess
+    raise error(f"a {type(target).__name__} of another tenant cannot join this tenant session")
+
+
+def check_attach(session: Session, instance: object) -> None:
+    """``detached_to_persistent`` listener: an object of another tenant cannot join the session.
+
+    ``Session.add()`` of a detached object and ``merge(load=False)`` put objects straight into
+    the identity map, without SQL and so without loader criteria; ``get()`` and many-to-one
+    lazy loads would then return them from there.
+    """
+    if isinstance(instance, TenantScoped):
+        _refuse_foreign_attached(session, instance)
 
 
 def check_flush(session: Session, flush_context: Any, instances: Any) -> None:

@@ -16,11 +16,13 @@ import logging
 import threading
 import uuid
 import warnings
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
+from sqlalchemy.pool import Pool
 
 from tenancy import _psycopg_begin, guard
 from tenancy.db_errors import install_error_translation
@@ -32,7 +34,6 @@ from tenancy.registration import TenantRegistry
 __all__ = [
     "INFO_KEY",
     "InstanceResolver",
-    "RuntimeRoleCheck",
     "TenantSession",
     "TenantSessionFactory",
     "check_runtime_role",
@@ -68,12 +69,10 @@ class TenantSession(Session):
         bind: Engine | Connection,
         *,
         instance_id: uuid.UUID,
-        role_check: RuntimeRoleCheck | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(bind=bind, **kw)
         self._tenancy_instance_id = instance_id
-        self._tenancy_role_check = role_check
         self.info[INFO_KEY] = instance_id
 
     @property
@@ -148,19 +147,45 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
         # SET LOCAL / set_config(..., true) would last one statement: statements would run unscoped.
         raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
     # On psycopg the setting rides with BEGIN (no round trip of its own); armed before the
-    # role check so that check's query opens the transaction with it.
+    # role check so that the check's query opens the transaction with it.
     armed = _psycopg_begin.arm(connection.connection.driver_connection, tenant)
-    role_check: RuntimeRoleCheck | None = session._tenancy_role_check  # type: ignore[attr-defined]
-    if role_check is not None and not role_check.done:
-        role_check.run(connection)
+    _ensure_runtime_role(connection)
     if not armed:
         connection.execute(_SET_TENANT, {"tenant": str(tenant)})
+
+
+# Pools whose role passed check_runtime_role(): a session may reach an engine other than the
+# factory's (Session binds=, session.bind = ...), and each must be checked before it serves one.
+_checked_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+_checked_lock = threading.Lock()
+
+
+def _check_engine(engine: Engine) -> None:
+    # Eager check before a sync session is handed out: refuse before anything is opened.
+    if engine.dialect.name != "postgresql":
+        return
+    with _checked_lock:
+        if engine.pool in _checked_pools:
+            return
+    with engine.connect() as connection:
+        _ensure_runtime_role(connection)
+
+
+def _ensure_runtime_role(connection: Connection) -> None:
+    pool = connection.engine.pool
+    with _checked_lock:
+        if pool in _checked_pools:
+            return
+    check_runtime_role(connection)
+    with _checked_lock:
+        _checked_pools.add(pool)
 
 
 event.listen(TenantSession, "after_begin", _apply_tenant_setting)
 event.listen(TenantSession, "do_orm_execute", guard.scope_statement)
 event.listen(TenantSession, "before_flush", guard.check_flush)
 event.listen(TenantSession, "transient_to_pending", guard.stamp_on_add)
+event.listen(TenantSession, "detached_to_persistent", guard.check_attach)
 
 
 class TenantSessionFactory:
@@ -168,8 +193,10 @@ class TenantSessionFactory:
 
     On PostgreSQL the runtime role is checked once, in the first tenant transaction: a superuser,
     a BYPASSRLS role or the owner of a tenant table raises :class:`~tenancy.ConfigurationError`
-    (each would skip row-level security). On other databases only the ORM layer isolates
-    tenants, and a :class:`~tenancy.TenancyWarning` says so.
+    (each would skip row-level security). Any other engine a tenant session reaches (``binds``,
+    a reassigned ``session.bind``) is checked the same way before its first transaction. On
+    other databases only the ORM layer isolates tenants, and a :class:`~tenancy.TenancyWarning`
+    says so.
     """
 
     def __init__(
@@ -188,7 +215,6 @@ class TenantSessionFactory:
         install_error_translation(engine)
         # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/_psycopg_begin.py).
         _psycopg_begin.install(engine)
-        self.role_check = RuntimeRoleCheck()
         warn_without_rls(engine.dialect.name)
 
     def __repr__(self) -> str:
@@ -200,7 +226,9 @@ class TenantSessionFactory:
         Raises :class:`~tenancy.InvalidInstanceId` for anything that is not a UUID, before
         anything is opened.
         """
-        return self._session(parse_instance_id(instance_id))
+        tenant = parse_instance_id(instance_id)
+        _check_engine(self.engine)
+        return self._session(tenant)
 
     def for_token(self, token: str) -> TenantSession:
         """Resolve a Wix access token (raw or ``Bearer <token>``) and open its tenant's session.
@@ -219,7 +247,7 @@ class TenantSessionFactory:
         return self._session(tenant)
 
     def _session(self, tenant: uuid.UUID) -> TenantSession:
-        return TenantSession(self.engine, instance_id=tenant, role_check=self.role_check, **self._options)
+        return TenantSession(self.engine, instance_id=tenant, **self._options)
 
     def admin(self, *, reason: str) -> Session:
         """A cross-tenant session on the admin engine, for jobs and support tools; logged.
@@ -246,25 +274,6 @@ _ROLE_SQL = text(
     FROM pg_roles r WHERE r.rolname = current_user
     """
 )
-
-
-class RuntimeRoleCheck:
-    """Checks the runtime role once, in the first transaction of the first tenant session.
-
-    Shared by the sessions of one factory; runs on the session's own connection, so it costs
-    one query once and works the same for sync and async sessions.
-    """
-
-    def __init__(self) -> None:
-        self.done = False
-        self._lock = threading.Lock()
-
-    def run(self, connection: Connection) -> None:
-        """Raise ConfigurationError if the role would skip RLS; remember a pass."""
-        with self._lock:
-            if not self.done:
-                check_runtime_role(connection)
-                self.done = True
 
 
 def check_runtime_role(connection: Connection) -> None:
