@@ -23,6 +23,7 @@ COMMANDS: tuple[str, ...] = (
     "tenancy.commands.check",
     "tenancy.commands.emulator",
     "tenancy.commands.grant",
+    "tenancy.commands.sync",
 )
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2

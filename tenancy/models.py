@@ -12,6 +12,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     String,
@@ -128,7 +129,12 @@ class Tenant(TenantScoped, Base):
     """
 
     __tablename__ = "tenants"
-    __table_args__ = (CheckConstraint("status IN ('active', 'removed')", name="status"),)
+    __table_args__ = (
+        CheckConstraint("status IN ('active', 'removed')", name="status"),
+        # The sync claims tenants oldest first; without this index each claim would sort
+        # every due row (quadratic in the number of tenants).
+        Index("ix_tenants_last_synced_at", "last_synced_at"),
+    )
 
     status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
     site_id: Mapped[str | None] = mapped_column(String(64))
@@ -155,6 +161,9 @@ class Tenant(TenantScoped, Base):
     # already tried) and when the next attempt may start (backoff after failures).
     last_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # Consecutive runs in which the token endpoint refused this instance (app removed);
+    # the sync marks the row removed after a configurable number of them.
+    consecutive_refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     def __repr__(self) -> str:
         return f"Tenant(instance_id={self.instance_id!s}, status={self.status!r})"

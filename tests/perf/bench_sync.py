@@ -1,0 +1,148 @@
+"""Peak memory and throughput of ``tenancy sync`` for 1,000 vs 10,000 tenants.
+
+Run from the repository root (not part of the test suite; nothing here is timed against a
+threshold)::
+
+    .venv/bin/python -m tests.perf.bench_sync                      # 1000 and 10000 tenants
+    .venv/bin/python -m tests.perf.bench_sync --sizes 1000,10000,30000 --latency 0.02 --json out.json
+
+For each size: a fresh PostgreSQL database (found or started like the test suite does), a
+``tenancy emulator`` *process* with that many sites (so the emulator's own memory is not
+measured), the tenants registered, then one ``tenancy sync`` process whose peak RSS is read
+from ``os.wait4`` (``ru_maxrss``). Memory flat in the number of tenants means the two peaks
+are about equal; throughput is tenants per second at the given latency and concurrency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sqlalchemy import create_engine, insert
+
+from tenancy.models import Tenant
+from tests.conftest import migrate
+from tests.pgserver import fresh_database
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Result:
+    """One measured size."""
+
+    tenants: int
+    concurrency: int
+    latency_s: float
+    seconds: float
+    tenants_per_s: float
+    peak_rss_mib: float
+    synced: int
+    failed: int
+
+
+def _start_emulator(sites: int, latency: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    cmd = [sys.executable, "-m", "tenancy.cli", "emulator", "--sites", str(sites), "--latency", str(latency)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    env: dict[str, str] = {}
+    for line in proc.stdout:
+        if "=" in line and line.split("=", 1)[0].startswith("WIX_"):
+            name, value = line.strip().split("=", 1)
+            env[name] = value
+        if line.startswith("ready"):
+            break
+    return proc, env
+
+
+def _instance_ids(base_url: str) -> list[str]:
+    with urllib.request.urlopen(f"{base_url}/_emulator/sites", timeout=30) as reply:
+        return list(json.load(reply)["instance_ids"])
+
+
+def measure(size: int, *, concurrency: int, latency: float) -> Result:
+    """Sync ``size`` emulated tenants in a fresh database; the sync process's peak RSS."""
+    emulator, wix_env = _start_emulator(size, latency)
+    try:
+        ids = _instance_ids(wix_env["WIX_API_BASE_URL"])
+        with fresh_database(prefix="tenancy_bench") as db:
+            engine = create_engine(db.admin_url)
+            migrate(engine)
+            now = dt.datetime.now(dt.UTC)
+            with engine.begin() as conn:
+                for start in range(0, len(ids), 1000):
+                    chunk = ids[start : start + 1000]
+                    rows = [
+                        {"instance_id": uuid.UUID(i), "status": "active", "first_seen_at": now} for i in chunk
+                    ]
+                    conn.execute(insert(Tenant), rows)
+            engine.dispose()
+            env = {
+                **os.environ,
+                **wix_env,
+                "TENANCY_ADMIN_DATABASE_URL": db.admin_url,
+                "PYTHONPATH": str(ROOT),
+            }
+            cmd = [sys.executable, "-m", "tenancy.cli", "sync", "--json", "--concurrency", str(concurrency)]
+            cmd += ["--rate", "1000000"]
+            started = time.perf_counter()
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            assert proc.stdout is not None
+            out = proc.stdout.read()
+            _, status, usage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            seconds = time.perf_counter() - started
+            report = json.loads(out)
+    finally:
+        emulator.terminate()
+        emulator.wait(timeout=30)
+    return Result(
+        tenants=size,
+        concurrency=concurrency,
+        latency_s=latency,
+        seconds=round(seconds, 2),
+        tenants_per_s=round(report["synced"] / seconds, 1),
+        peak_rss_mib=round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+        synced=report["synced"],
+        failed=report["failed"],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure every size, print a table and the JSON."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="1000,10000", help="comma-separated tenant counts")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--latency", type=float, default=0.0, help="emulator seconds per answer")
+    parser.add_argument("--json", dest="json_path", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    results = [
+        measure(int(size), concurrency=args.concurrency, latency=args.latency)
+        for size in args.sizes.split(",")
+    ]
+    print(f"{'tenants':>8} {'conc':>5} {'latency':>8} {'seconds':>8} {'tenants/s':>10} {'peak RSS MiB':>13}")
+    for r in results:
+        print(
+            f"{r.tenants:>8} {r.concurrency:>5} {r.latency_s:>8.3f} {r.seconds:>8.2f} "
+            f"{r.tenants_per_s:>10.1f} {r.peak_rss_mib:>13.1f}"
+        )
+    data = json.dumps([asdict(r) for r in results], indent=2)
+    print(data)
+    if args.json_path:
+        Path(args.json_path).write_text(data + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
