@@ -19,6 +19,11 @@ Figures (``--only`` takes these names):
               the same transaction without a per-transaction tenant setting.
 - ``tokens``  4. token resolution: a cached resolve; a miss against the emulator vs a bare
               ``requests`` POST to Token Info; 64 threads resolving one new token at once.
+- ``sync``    5. ``tenancy.sync`` tenants per second, 1,000 tenants at 50 ms emulated latency,
+              C = 1 (100 tenants), 8, 32 workers, vs a bare ``requests`` loop making the same
+              HTTP calls at the same concurrency against the same emulator.
+- ``memory``  6. peak RSS of a sync child process: 1,000 vs 10,000 vs 100,000 tenants
+              (0 ms latency, so 100,000 take a few minutes, not hours).
 - ``tenants`` 7. point lookup with 10 vs 10,000 tenants in the table.
 
 Baselines that need RLS to see the tenant's rows without a per-transaction setting connect
@@ -51,7 +56,7 @@ from tests.perf.models import BenchBase, Child, Item, Parent
 from tests.pgserver import Database, fresh_database
 from tests.wire import RoundTripProxy
 
-FIGURES = ("orm", "rls", "trips", "tokens", "tenants")
+FIGURES = ("orm", "rls", "trips", "tokens", "sync", "memory", "tenants")
 NS = uuid.UUID("8a3c3f9e-6a55-4c1f-9a8e-0d4b1f7f2c11")
 
 
@@ -698,6 +703,16 @@ def run(only: list[str], cfg: Config) -> list[Row]:
         if "tokens" in only:
             print("figure tokens...", file=sys.stderr, flush=True)
             rows += fig_tokens(cfg)
+        if "sync" in only:
+            from tests.perf.sync_figs import fig_sync_throughput
+
+            print("figure sync...", file=sys.stderr, flush=True)
+            rows += fig_sync_throughput(quick=cfg.quick, reps=2 if cfg.quick else 3)
+        if "memory" in only:
+            from tests.perf.sync_figs import fig_sync_memory
+
+            print("figure memory...", file=sys.stderr, flush=True)
+            rows += fig_sync_memory(quick=cfg.quick)
         if "tenants" in only:
             print("figure tenants (loading)...", file=sys.stderr, flush=True)
             many = 2_000 if cfg.quick else 10_000
