@@ -15,6 +15,7 @@ from tenancy.errors import (
     DuplicateInTenant,
     InvalidInstanceId,
     InvalidToken,
+    InvalidWebhook,
     TenancyError,
     TenancyWarning,
     WixAuthError,
@@ -28,6 +29,10 @@ from tenancy.models import Base, Tenant, TenantScoped, mark_tenant_table, tenant
 from tenancy.resolver import TokenResolver
 from tenancy.sessions import TenantSession, TenantSessionFactory
 from tenancy.settings import Settings
+from tenancy.sync import sync
+from tenancy.sync_report import SyncReport
+from tenancy.tenant_events import apply_event
+from tenancy.webhooks import WebhookVerifier, WixEvent
 from tenancy.wix import WixClient
 from tenancy.wix_types import AppInstance, TokenInfo
 
@@ -41,7 +46,9 @@ __all__ = [
     "DuplicateInTenant",
     "InvalidInstanceId",
     "InvalidToken",
+    "InvalidWebhook",
     "Settings",
+    "SyncReport",
     "TenancyError",
     "TenancyWarning",
     "Tenant",
@@ -50,14 +57,18 @@ __all__ = [
     "TenantSessionFactory",
     "TokenInfo",
     "TokenResolver",
+    "WebhookVerifier",
     "WixAuthError",
     "WixClient",
     "WixError",
+    "WixEvent",
     "WixInstanceNotAccessible",
     "WixRateLimited",
     "WixUnavailable",
+    "apply_event",
     "disable_isolation",
     "enable_isolation",
     "mark_tenant_table",
+    "sync",
     "tenant_foreign_key",
 ]

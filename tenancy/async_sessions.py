@@ -23,8 +23,9 @@ from tenancy import _psycopg_begin
 from tenancy.db_errors import install_error_translation
 from tenancy.errors import ConfigurationError
 from tenancy.instance_ids import parse_instance_id
+from tenancy.isolation import warn_without_rls
 from tenancy.registration import TenantRegistry, upsert_seen_tenant
-from tenancy.sessions import InstanceResolver, TenantSession, warn_without_rls
+from tenancy.sessions import InstanceResolver, TenantSession
 
 __all__ = ["AsyncTenantSessionFactory"]
 

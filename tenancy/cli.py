@@ -21,6 +21,7 @@ __all__ = ["COMMANDS", "main"]
 # Subcommand modules, in the order `tenancy --help` lists them.
 COMMANDS: tuple[str, ...] = (
     "tenancy.commands.check",
+    "tenancy.commands.demo",
     "tenancy.commands.emulator",
     "tenancy.commands.grant",
     "tenancy.commands.sync",

@@ -7,6 +7,7 @@ of them. Messages name the problem and never contain a secret or a token::
      ├─ ConfigurationError          settings, engines or roles are unusable
      ├─ InvalidInstanceId           not a UUID (before any SQL runs)
      ├─ InvalidToken                Wix refused the token, or it is malformed
+     ├─ InvalidWebhook              a webhook body that is not a valid, signed Wix event
      ├─ CrossTenantAccess           a row of another tenant reached a tenant session
      │   └─ CrossTenantWrite        a write would touch another tenant's rows
      ├─ DuplicateInTenant (.constraint)  a per-tenant unique constraint refused a write
@@ -27,6 +28,7 @@ __all__ = [
     "DuplicateInTenant",
     "InvalidInstanceId",
     "InvalidToken",
+    "InvalidWebhook",
     "TenancyError",
     "TenancyWarning",
     "WixAuthError",
@@ -73,6 +75,12 @@ class InvalidToken(TenancyError):
     def __init__(self, message: str = "token rejected", *, reason: str | None = None) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class InvalidWebhook(TenancyError):
+    """A webhook body that is not a Wix event signed with the app's key (or has expired)."""
+
+    __module__ = "tenancy"
 
 
 class CrossTenantAccess(TenancyError):

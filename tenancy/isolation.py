@@ -24,16 +24,12 @@ __all__ = [
     "disable_isolation",
     "enable_isolation",
     "isolation_statements",
+    "warn_without_rls",
 ]
 
 SETTING_NAME = "tenancy.instance_id"
 POLICY_NAME = "tenancy_tenant_isolation"
 TENANT_PREDICATE_SQL = f"{TENANT_COLUMN} = NULLIF(current_setting('{SETTING_NAME}', true), '')::uuid"
-
-_NO_RLS_WARNING = (
-    "row-level security needs PostgreSQL; on {dialect} only tenancy's ORM layer isolates "
-    "tenants (raw SQL and Core statements are not filtered)"
-)
 
 
 def _quote(connection: Connection, name: str) -> str:
@@ -55,6 +51,17 @@ def isolation_statements(qualified_table: str) -> list[str]:
     ]
 
 
+def warn_without_rls(dialect: str, *, stacklevel: int = 3) -> None:
+    """Warn (:class:`~tenancy.TenancyWarning`) that on *dialect* only the ORM layer isolates tenants."""
+    if dialect != "postgresql":
+        warnings.warn(
+            f"row-level security needs PostgreSQL; on {dialect} only tenancy's ORM layer isolates "
+            "tenants (text() and Core statements are not filtered)",
+            TenancyWarning,
+            stacklevel=stacklevel,
+        )
+
+
 def enable_isolation(connection: Connection, table_name: str) -> None:
     """ENABLE + FORCE row-level security and the tenant policy on an existing table.
 
@@ -63,7 +70,7 @@ def enable_isolation(connection: Connection, table_name: str) -> None:
     layer is the only isolation.
     """
     if connection.dialect.name != "postgresql":
-        warnings.warn(_NO_RLS_WARNING.format(dialect=connection.dialect.name), TenancyWarning, stacklevel=2)
+        warn_without_rls(connection.dialect.name, stacklevel=3)
         return
     for statement in isolation_statements(_quote(connection, table_name)):
         connection.execute(text(statement))

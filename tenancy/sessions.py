@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-import warnings
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
@@ -26,9 +25,9 @@ from sqlalchemy.pool import Pool
 
 from tenancy import _psycopg_begin, guard
 from tenancy.db_errors import install_error_translation
-from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite, TenancyWarning
+from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite
 from tenancy.instance_ids import parse_instance_id
-from tenancy.isolation import SETTING_NAME
+from tenancy.isolation import SETTING_NAME, warn_without_rls
 from tenancy.registration import TenantRegistry
 
 __all__ = [
@@ -37,7 +36,6 @@ __all__ = [
     "TenantSession",
     "TenantSessionFactory",
     "check_runtime_role",
-    "warn_without_rls",
 ]
 
 INFO_KEY = "tenancy.instance_id"
@@ -116,17 +114,6 @@ class TenantSession(Session):
                     "bulk_update_mappings row does not name this tenant's instance_id; nothing was written"
                 )
         super().bulk_update_mappings(mapper, rows)
-
-
-def warn_without_rls(dialect: str) -> None:
-    """Warn that only the ORM layer isolates tenants on a database other than PostgreSQL."""
-    if dialect != "postgresql":
-        warnings.warn(
-            f"row-level security needs PostgreSQL; on {dialect} only tenancy's ORM layer isolates "
-            "tenants (text() and Core statements are not filtered)",
-            TenancyWarning,
-            stacklevel=3,
-        )
 
 
 def _is_transient(obj: object) -> bool:

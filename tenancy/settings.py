@@ -30,6 +30,7 @@ class Settings:
     wix_app_id: str | None = None
     wix_app_secret: str | None = field(default=None, repr=False)  # never printed
     wix_api_base_url: str = DEFAULT_WIX_API_BASE_URL
+    wix_webhook_public_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("database_url", "admin_database_url"):
@@ -51,13 +52,15 @@ class Settings:
             f"admin_database_url={_safe_url(self.admin_database_url)!r}, "
             f"wix_app_id={self.wix_app_id!r}, "
             f"wix_app_secret={'***' if self.wix_app_secret else None!r}, "
-            f"wix_api_base_url={self.wix_api_base_url!r})"
+            f"wix_api_base_url={self.wix_api_base_url!r}, "
+            f"wix_webhook_public_key={'<set>' if self.wix_webhook_public_key else None})"
         )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``DATABASE_URL``, ``TENANCY_ADMIN_DATABASE_URL``, ``WIX_APP_ID``,
-        ``WIX_APP_SECRET`` and ``WIX_API_BASE_URL``; empty values count as unset."""
+        ``WIX_APP_SECRET``, ``WIX_API_BASE_URL`` and ``WIX_WEBHOOK_PUBLIC_KEY``; empty values
+        count as unset."""
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
@@ -71,6 +74,7 @@ class Settings:
             wix_app_id=get("WIX_APP_ID"),
             wix_app_secret=get("WIX_APP_SECRET"),
             wix_api_base_url=(get("WIX_API_BASE_URL") or DEFAULT_WIX_API_BASE_URL).rstrip("/"),
+            wix_webhook_public_key=get("WIX_WEBHOOK_PUBLIC_KEY"),
         )
 
 
