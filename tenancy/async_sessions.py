@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from tenancy import _psycopg_begin
 from tenancy.db_errors import install_error_translation
 from tenancy.errors import ConfigurationError
 from tenancy.instance_ids import parse_instance_id
@@ -48,6 +49,8 @@ class AsyncTenantSessionFactory:
         self.registry = TenantRegistry()
         self._options = dict(session_options or {})
         install_error_translation(engine.sync_engine)
+        # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/_psycopg_begin.py).
+        _psycopg_begin.install(engine.sync_engine)
         warn_without_rls(engine.dialect.name)
 
     def for_instance(self, instance_id: uuid.UUID | str) -> AsyncSession:

@@ -24,8 +24,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Select, event, inspect
-from sqlalchemy.orm import ORMExecuteState, QueryContext, Session, with_loader_criteria
+from sqlalchemy import Select, Uuid, bindparam, event, inspect
+from sqlalchemy.orm import InstanceState, ORMExecuteState, QueryContext, Session, with_loader_criteria
 from sqlalchemy.orm.interfaces import ORMOption
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
@@ -37,24 +37,40 @@ if TYPE_CHECKING:
     from tenancy.sessions import TenantSession
 
 __all__ = [
+    "TENANT_CRITERIA",
+    "TENANT_PARAM",
     "as_uuid",
     "check_attach",
     "check_flush",
     "check_mappings",
     "check_new_object",
-    "criteria_option",
     "scope_statement",
     "stamp_on_add",
 ]
 
 
-def criteria_option(tenant: uuid.UUID) -> ORMOption:
-    """The loader criteria limiting every tenant-scoped entity to *tenant*.
+TENANT_PARAM = "tenancy_instance_id"
+"""Name of the bound parameter that carries the tenant into every scoped ORM statement."""
 
-    Built once per session and reused by every statement: the lambda is cached by its code
-    location, and *tenant* travels as a bound parameter (closure variable tracking), so one
-    compiled statement serves every tenant.
-    """
+# One option for every session and tenant: the tenant is a *named* bound parameter that
+# scope_statement() supplies with each execution, not a closure variable. Closure tracking
+# would work too, but with include_aliases=True SQLAlchemy then matches the extracted
+# parameter against annotated clones of it on every execution (about 25 us per statement
+# here, most of the tenant session's overhead), and the option would have to be built per
+# tenant. A statement that somehow reached the database without the parameter would fail
+# ("a value is required for bind parameter"), never run unfiltered.
+_TENANT_BIND = bindparam(TENANT_PARAM, type_=Uuid())  # built here: no calls inside the lambda
+TENANT_CRITERIA: ORMOption = with_loader_criteria(
+    TenantScoped,
+    lambda cls: cls.instance_id == _TENANT_BIND,
+    include_aliases=True,
+    propagate_to_loaders=True,
+    track_closure_variables=False,
+)
+
+
+def _valued_criteria(tenant: uuid.UUID) -> ORMOption:
+    """Criteria carrying *tenant* itself (a closure variable, still a bound parameter)."""
     return with_loader_criteria(
         TenantScoped,
         lambda cls: cls.instance_id == tenant,
@@ -168,7 +184,9 @@ def _scope_insert_from_select(state: ORMExecuteState, session: TenantSession) ->
     """``insert().from_select(names, select)``: scope the SELECT and check the tenant it writes."""
     # An embedded ORM SELECT takes its loader criteria from the top-level statement's options
     # (its own are not consulted when nested): without them it would copy every tenant's rows.
-    insert_stmt: Any = state.statement.options(session._tenancy_criteria)
+    # Parameters of an ORM insert are VALUES, so the tenant cannot travel as TENANT_PARAM
+    # here: this (rare) statement gets criteria whose tenant is a closure variable.
+    insert_stmt: Any = state.statement.options(_valued_criteria(session.tenant_id))
     source = insert_stmt.select
     if _mentions_tenant(insert_stmt):
         names = [_key_name(name) for name in insert_stmt._select_names or ()]
@@ -210,10 +228,11 @@ def scope_statement(state: ORMExecuteState) -> Any:
             # loader criteria; run it as the ORM statement it was written as.
             mapper = _orm_tenant_mapper(state.statement)
             if mapper is not None:
-                statement = state.statement.options(session._tenancy_criteria)
+                statement = state.statement.options(TENANT_CRITERIA)
                 statement = statement._set_propagate_attrs(
                     {"compile_state_plugin": "orm", "plugin_subject": mapper}
                 )
+                state.parameters = _with_tenant(state.parameters, tenant)
                 return state.invoke_statement(statement=statement)
         # Core on tables / text(): row-level security's job.
         return None
@@ -256,12 +275,20 @@ def scope_statement(state: ORMExecuteState) -> Any:
                         "ORM bulk UPDATE by primary key names another tenant (or none); nothing was written"
                     )
             return None
-    scoped: Any = state.statement.options(session._tenancy_criteria)
+    scoped: Any = state.statement.options(TENANT_CRITERIA)
     if state.is_update or state.is_delete:
         for criterion in _extra_from_criteria(scoped, tenant):
             scoped = scoped.where(criterion)
     state.statement = scoped
+    state.parameters = _with_tenant(state.parameters, tenant)
     return None
+
+
+def _with_tenant(parameters: Any, tenant: uuid.UUID) -> Any:
+    # The tenant wins over a caller's parameter of the same name: it cannot be overridden.
+    if isinstance(parameters, Mapping) or parameters is None:
+        return {**(parameters or {}), TENANT_PARAM: tenant}
+    return [{**row, TENANT_PARAM: tenant} for row in parameters]
 
 
 def _extra_from_criteria(statement: Any, tenant: uuid.UUID) -> list[Any]:
@@ -289,32 +316,36 @@ def _extra_from_criteria(statement: Any, tenant: uuid.UUID) -> list[Any]:
     return criteria
 
 
-@event.listens_for(TenantScoped, "load", propagate=True)
-def _check_loaded(target: TenantScoped, context: QueryContext | None) -> None:
+# raw=True: the listeners get the InstanceState, so SQLAlchemy skips a wrapper per row and we
+# skip inspect(); this runs once per loaded row, the hottest path of a tenant session's scan.
+@event.listens_for(TenantScoped, "load", propagate=True, raw=True)
+def _check_loaded(state: InstanceState[Any], context: QueryContext | None) -> None:
     if context is None:
         # merge() built the object from another one, without SQL: refuse it if it is foreign.
-        state = inspect(target)
-        if state.session is not None:
+        target = state.obj()
+        if state.session is not None and target is not None:
             _refuse_foreign_attached(state.session, target)
         return
-    _check_row_owner(target, context.session)
+    _check_row_owner(state, context.session)
 
 
-@event.listens_for(TenantScoped, "refresh", propagate=True)
-def _check_refreshed(target: TenantScoped, context: QueryContext | None, attrs: Any) -> None:
+@event.listens_for(TenantScoped, "refresh", propagate=True, raw=True)
+def _check_refreshed(state: InstanceState[Any], context: QueryContext | None, attrs: Any) -> None:
     # context is None when an ORM UPDATE writes its values into loaded objects.
     if context is not None:
-        _check_row_owner(target, context.session)
+        _check_row_owner(state, context.session)
 
 
-def _check_row_owner(target: TenantScoped, session: Session | None) -> None:
-    tenant = _tenant_of(session) if session is not None else None
+def _check_row_owner(state: InstanceState[Any], session: Session | None) -> None:
+    tenant = getattr(session, "_tenancy_instance_id", None)
     if tenant is None:
         return
-    owner = inspect(target).dict.get(TENANT_COLUMN)
-    if owner is not None and as_uuid(owner) != tenant:
+    owner = state.dict.get(TENANT_COLUMN)
+    if owner is None or owner == tenant:  # the common case: a uuid.UUID equal to the tenant
+        return
+    if as_uuid(owner) != tenant:
         raise CrossTenantAccess(
-            f"a {type(target).__name__} row of another tenant reached this tenant session; refused"
+            f"a {state.class_.__name__} row of another tenant reached this tenant session; refused"
         )
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
-from tenancy import guard
+from tenancy import _psycopg_begin, guard
 from tenancy.db_errors import install_error_translation
 from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite
 from tenancy.instance_ids import parse_instance_id
@@ -71,7 +71,6 @@ class TenantSession(Session):
     ) -> None:
         super().__init__(bind=bind, **kw)
         self._tenancy_instance_id = instance_id
-        self._tenancy_criteria = guard.criteria_option(instance_id)
         self.info[INFO_KEY] = instance_id
 
     @property
@@ -134,8 +133,12 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     if getattr(connection.connection.driver_connection, "autocommit", False):
         # SET LOCAL / set_config(..., true) would last one statement: statements would run unscoped.
         raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
+    # On psycopg the setting rides with BEGIN (no round trip of its own); armed before the
+    # role check so that the check's query opens the transaction with it.
+    armed = _psycopg_begin.arm(connection.connection.driver_connection, tenant)
     _ensure_runtime_role(connection)
-    connection.execute(_SET_TENANT, {"tenant": str(tenant)})
+    if not armed:
+        connection.execute(_SET_TENANT, {"tenant": str(tenant)})
 
 
 # Pools whose role passed check_runtime_role(): a session may reach an engine other than the
@@ -197,6 +200,8 @@ class TenantSessionFactory:
         self._options = dict(session_options or {})
         self.registry = TenantRegistry()
         install_error_translation(engine)
+        # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/_psycopg_begin.py).
+        _psycopg_begin.install(engine)
         warn_without_rls(engine.dialect.name)
 
     def __repr__(self) -> str:

@@ -1,0 +1,1 @@
+"""Benchmarks: what isolation costs, as ratios (``python -m tests.perf.bench``)."""
