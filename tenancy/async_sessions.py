@@ -12,7 +12,6 @@ Needs ``greenlet`` (``pip install 'tenancy[async]'``).
 from __future__ import annotations
 
 import asyncio
-import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -25,11 +24,9 @@ from tenancy.errors import ConfigurationError
 from tenancy.instance_ids import parse_instance_id
 from tenancy.isolation import warn_without_rls
 from tenancy.registration import TenantRegistry, upsert_seen_tenant
-from tenancy.sessions import InstanceResolver, TenantSession
+from tenancy.sessions import InstanceResolver, TenantSession, open_admin
 
 __all__ = ["AsyncTenantSessionFactory"]
-
-admin_log = logging.getLogger("tenancy.admin")
 
 
 class AsyncTenantSessionFactory:
@@ -84,11 +81,7 @@ class AsyncTenantSessionFactory:
 
     def admin(self, *, reason: str) -> AsyncSession:
         """A cross-tenant ``AsyncSession`` on the admin engine; *reason* is logged."""
-        if not reason or not reason.strip():
-            raise ConfigurationError("admin() needs a reason")
-        if self.admin_engine is None:
-            raise ConfigurationError("admin() needs AsyncTenantSessionFactory(..., admin_engine=...)")
-        admin_log.info("admin session opened: %s", reason.strip()[:200])
-        session = AsyncSession(self.admin_engine, **self._options)
+        engine = open_admin(type(self).__name__, self.admin_engine, reason)
+        session = AsyncSession(engine, **self._options)
         session.info["tenancy.admin_reason"] = reason
         return session

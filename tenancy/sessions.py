@@ -17,7 +17,7 @@ import threading
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
@@ -42,6 +42,8 @@ INFO_KEY = "tenancy.instance_id"
 
 log = logging.getLogger("tenancy.sessions")
 admin_log = logging.getLogger("tenancy.admin")
+
+_E = TypeVar("_E")  # an Engine or an AsyncEngine
 
 # is_local=true: the setting dies with the transaction (commit, rollback, connection reuse).
 _SET_TENANT = text(f"SELECT set_config('{SETTING_NAME}', :tenant, true)")
@@ -241,12 +243,8 @@ class TenantSessionFactory:
 
         *reason* says why (it goes to the ``tenancy.admin`` log). Needs ``admin_engine``.
         """
-        if not reason or not reason.strip():
-            raise ConfigurationError("admin() needs a reason")
-        if self.admin_engine is None:
-            raise ConfigurationError("admin() needs TenantSessionFactory(..., admin_engine=...)")
-        admin_log.info("admin session opened: %s", reason.strip()[:200])
-        session = Session(self.admin_engine, **self._options)
+        engine = open_admin(type(self).__name__, self.admin_engine, reason)
+        session = Session(engine, **self._options)
         session.info["tenancy.admin_reason"] = reason
         return session
 
@@ -261,6 +259,16 @@ _ROLE_SQL = text(
     FROM pg_roles r WHERE r.rolname = current_user
     """
 )
+
+
+def open_admin(factory: str, admin_engine: _E | None, reason: str) -> _E:
+    """Validate an ``admin()`` call and log its reason; returns the admin engine to use."""
+    if not reason or not reason.strip():
+        raise ConfigurationError("admin() needs a reason")
+    if admin_engine is None:
+        raise ConfigurationError(f"admin() needs {factory}(..., admin_engine=...)")
+    admin_log.info("admin session opened: %s", reason.strip()[:200])
+    return admin_engine
 
 
 def check_runtime_role(connection: Connection) -> None:
