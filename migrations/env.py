@@ -16,7 +16,7 @@ from sqlalchemy import Connection, create_engine, pool
 
 import tenancy
 import tenancy.alembic_ops
-from tenancy.roles import grant_runtime_role
+from tenancy.db.roles import grant_runtime_role
 
 config = context.config
 # Your models' metadata (tenancy.Base.metadata holds tenancy.Tenant and every model built on

@@ -7,7 +7,10 @@ with a token resolver, and a sync job that keeps the ``tenants`` table fresh.
 
 from __future__ import annotations
 
-from tenancy.async_sessions import AsyncTenantSessionFactory
+from tenancy.db.async_sessions import AsyncTenantSessionFactory
+from tenancy.db.isolation import disable_isolation, enable_isolation
+from tenancy.db.models import Base, Tenant, TenantScoped, mark_tenant_table, tenant_foreign_key
+from tenancy.db.sessions import TenantSession, TenantSessionFactory
 from tenancy.errors import (
     ConfigurationError,
     CrossTenantAccess,
@@ -24,17 +27,14 @@ from tenancy.errors import (
     WixRateLimited,
     WixUnavailable,
 )
-from tenancy.isolation import disable_isolation, enable_isolation
-from tenancy.models import Base, Tenant, TenantScoped, mark_tenant_table, tenant_foreign_key
-from tenancy.resolver import TokenResolver
-from tenancy.sessions import TenantSession, TenantSessionFactory
 from tenancy.settings import Settings
-from tenancy.sync import sync
-from tenancy.sync_report import SyncReport
-from tenancy.tenant_events import apply_event
-from tenancy.webhooks import WebhookVerifier, WixEvent
-from tenancy.wix import WixClient
-from tenancy.wix_types import AppInstance, TokenInfo
+from tenancy.tenant_sync.events import apply_event
+from tenancy.tenant_sync.job import sync
+from tenancy.tenant_sync.report import SyncReport
+from tenancy.wix.client import WixClient
+from tenancy.wix.resolver import TokenResolver
+from tenancy.wix.types import AppInstance, TokenInfo
+from tenancy.wix.webhooks import WebhookVerifier, WixEvent
 
 __all__ = [
     "AppInstance",

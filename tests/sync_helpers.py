@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import Engine, select
 
+from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
-from tenancy.models import Tenant
-from tenancy.sync_store import register_instances
+from tenancy.tenant_sync.store import register_instances
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,9 +72,9 @@ def env_for(emu: Emulator, url: str) -> dict[str, str]:
 
 
 def start_sync(emu: Emulator, url: str, *args: str) -> subprocess.Popen[str]:
-    """Start `python -m tenancy.cli sync ARGS` as a subprocess (stdout/stderr piped)."""
+    """Start `python -m tenancy sync ARGS` as a subprocess (stdout/stderr piped)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "tenancy.cli", "sync", *args],
+        [sys.executable, "-m", "tenancy", "sync", *args],
         env=env_for(emu, url),
         cwd=ROOT,
         stdout=subprocess.PIPE,

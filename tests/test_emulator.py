@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tenancy.cli import main
+from tenancy.commands.main import main
 from tenancy.emulator import EmulatedSite, Emulator
 from tenancy.errors import WixRateLimited
-from tenancy.wix import WixClient
+from tenancy.wix.client import WixClient
 from tests.wix_helpers import client_for
 
 
@@ -221,7 +221,7 @@ def test_emulator_command_prints_a_working_base_url() -> None:
     """`tenancy emulator` prints its URL, credentials and tokens, serves, and stops on SIGTERM."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "tenancy.cli", "emulator", "--sites", "2", "--seed", "4"],
+        [sys.executable, "-m", "tenancy", "emulator", "--sites", "2", "--seed", "4"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

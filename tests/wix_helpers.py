@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tenancy.emulator import Emulator
-from tenancy.wix import WixClient
+from tenancy.wix.client import WixClient
 
 FIXTURES = Path(__file__).parent / "fixtures" / "wix"
 

@@ -2,7 +2,7 @@
 
 Replaces 0002's plain index on ``last_synced_at``: failing and removed tenants keep an old
 ``last_synced_at``, so every claim scanned past all of them. Now each claim phase of
-``tenancy.sync_store`` is one short index scan.
+``tenancy.tenant_sync.store`` is one short index scan.
 
 Revision ID: 0003
 Revises: 0002

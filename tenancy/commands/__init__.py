@@ -1,5 +1,5 @@
 """Subcommands of the ``tenancy`` command line, one module each.
 
 Each module defines ``NAME``, ``HELP``, ``configure(parser)`` and ``run(args) -> int``;
-:mod:`tenancy.cli` lists them in ``COMMANDS``.
+:mod:`tenancy.commands.main` lists them in ``COMMANDS``.
 """

@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy import create_engine
 
-from tenancy.audit import audit
+from tenancy.db.audit import audit
 from tenancy.errors import ConfigurationError
 from tenancy.settings import Settings
 

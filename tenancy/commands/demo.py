@@ -15,14 +15,14 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, func, select
 
 import tenancy
+from tenancy.db.models import Base, Tenant
+from tenancy.db.sessions import TenantSessionFactory
 from tenancy.emulator import Emulator
 from tenancy.errors import ConfigurationError, TenancyWarning
-from tenancy.models import Base, Tenant
-from tenancy.resolver import TokenResolver
-from tenancy.sessions import TenantSessionFactory
 from tenancy.settings import DEFAULT_DATABASE_URL
-from tenancy.sync import sync
-from tenancy.wix import WixClient
+from tenancy.tenant_sync.job import sync
+from tenancy.wix.client import WixClient
+from tenancy.wix.resolver import TokenResolver
 
 NAME = "demo"
 HELP = (

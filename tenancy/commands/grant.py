@@ -6,8 +6,8 @@ import argparse
 
 from sqlalchemy import create_engine
 
+from tenancy.db.roles import grant_runtime_role
 from tenancy.errors import ConfigurationError
-from tenancy.roles import grant_runtime_role
 from tenancy.settings import Settings
 
 NAME = "grant"

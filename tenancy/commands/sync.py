@@ -25,10 +25,10 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.instance_ids import parse_instance_id
-from tenancy.ratelimit import KeyedRateLimiter, TokenBucket
 from tenancy.settings import Settings
-from tenancy.sync import DEFAULT_RECHECK_REMOVED_AFTER, Backoff, SyncReport, sync
-from tenancy.wix import WixClient
+from tenancy.tenant_sync.job import DEFAULT_RECHECK_REMOVED_AFTER, Backoff, SyncReport, sync
+from tenancy.tenant_sync.ratelimit import KeyedRateLimiter, TokenBucket
+from tenancy.wix.client import WixClient
 
 NAME = "sync"
 HELP = (

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine
 
-from tenancy.sessions import TenantSessionFactory
+from tenancy.db.sessions import TenantSessionFactory
 from tenancy.testing.postgres import HOW_TO_GET_ONE, Database, fresh_database, server_url
 
 

@@ -22,8 +22,8 @@ from tenancy import (
     TenantScoped,
     TenantSessionFactory,
 )
-from tenancy.models import NAMING_CONVENTION, is_tenant_table
-from tenancy.registration import TenantRegistry
+from tenancy.db.models import NAMING_CONVENTION, is_tenant_table
+from tenancy.db.registration import TenantRegistry
 from tests.isolation.models import TENANT_TABLES, Note
 from tests.isolation.support import COUNTS, A, B, Env, count_statements
 from tests.pgserver import sqlalchemy_url

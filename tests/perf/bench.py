@@ -559,8 +559,8 @@ def fig_tokens(cfg: Config) -> list[Row]:
     import requests
 
     from tenancy.emulator import Emulator
-    from tenancy.resolver import TokenResolver
-    from tenancy.wix import WixClient
+    from tenancy.wix.client import WixClient
+    from tenancy.wix.resolver import TokenResolver
 
     rows: list[Row] = []
     kw: dict[str, Any] = {"reps": cfg.reps, "target_s": cfg.target_s}

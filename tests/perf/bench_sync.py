@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, insert
 
-from tenancy.models import Tenant
+from tenancy.db.models import Tenant
 from tests.conftest import migrate
 from tests.pgserver import fresh_database
 
@@ -53,7 +53,7 @@ class Result:
 
 
 def _start_emulator(sites: int, latency: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    cmd = [sys.executable, "-m", "tenancy.cli", "emulator", "--sites", str(sites), "--latency", str(latency)]
+    cmd = [sys.executable, "-m", "tenancy", "emulator", "--sites", str(sites), "--latency", str(latency)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     env: dict[str, str] = {}
@@ -110,7 +110,7 @@ def measure(size: int, *, concurrency: int, latency: float, removed_share: float
                 "TENANCY_ADMIN_DATABASE_URL": db.admin_url,
                 "PYTHONPATH": str(ROOT),
             }
-            cmd = [sys.executable, "-m", "tenancy.cli", "sync", "--json", "--concurrency", str(concurrency)]
+            cmd = [sys.executable, "-m", "tenancy", "sync", "--json", "--concurrency", str(concurrency)]
             cmd += ["--rate", "1000000"]
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

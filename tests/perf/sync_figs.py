@@ -29,8 +29,8 @@ from requests.adapters import HTTPAdapter
 from sqlalchemy import Engine, create_engine
 
 from tenancy.emulator import Emulator
-from tenancy.sync import sync
-from tenancy.wix import WixClient
+from tenancy.tenant_sync.job import sync
+from tenancy.wix.client import WixClient
 from tests.perf.harness import Row
 from tests.pgserver import Database, fresh_database
 

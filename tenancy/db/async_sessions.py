@@ -1,0 +1,87 @@
+"""AsyncSession parity: the same tenant sessions for ``asyncio`` code.
+
+>>> sessions = AsyncTenantSessionFactory(async_engine, admin_engine=async_admin)
+>>> async with sessions.for_instance(instance_id) as session:
+...     notes = (await session.scalars(select(Note))).all()
+
+The sync :class:`~tenancy.db.sessions.TenantSession` runs inside the ``AsyncSession``, so the ORM
+guard, the per-transaction tenant setting and the runtime role check are the very same code.
+Needs ``greenlet`` (``pip install 'tenancy[async]'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from tenancy.db import psycopg_begin
+from tenancy.db.isolation import warn_without_rls
+from tenancy.db.registration import TenantRegistry, upsert_seen_tenant
+from tenancy.db.sessions import InstanceResolver, TenantSession, open_admin
+from tenancy.db.translate import install_error_translation
+from tenancy.errors import ConfigurationError
+from tenancy.instance_ids import parse_instance_id
+
+__all__ = ["AsyncTenantSessionFactory"]
+
+
+class AsyncTenantSessionFactory:
+    """Like :class:`~tenancy.TenantSessionFactory`, for an :class:`~sqlalchemy.ext.asyncio.AsyncEngine`."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        resolver: InstanceResolver | None = None,
+        admin_engine: AsyncEngine | None = None,
+        session_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.admin_engine = admin_engine
+        self.resolver = resolver
+        self.registry = TenantRegistry()
+        self._options = dict(session_options or {})
+        install_error_translation(engine.sync_engine)
+        # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/db/psycopg_begin.py).
+        psycopg_begin.install(engine.sync_engine)
+        warn_without_rls(engine.dialect.name)
+
+    def for_instance(self, instance_id: uuid.UUID | str) -> AsyncSession:
+        """An ``AsyncSession`` that only sees and writes *instance_id*'s rows."""
+        tenant = parse_instance_id(instance_id)
+        return AsyncSession(
+            self.engine,
+            sync_session_class=TenantSession,
+            instance_id=tenant,
+            **self._options,
+        )
+
+    async def for_token(self, token: str) -> AsyncSession:
+        """Resolve a Wix access token (in a worker thread) and open its tenant's session.
+
+        Registers or reactivates the tenant like the sync factory; raises and opens nothing
+        when the token does not resolve.
+        """
+        if self.resolver is None:
+            raise ConfigurationError(
+                "for_token() needs AsyncTenantSessionFactory(..., resolver=TokenResolver(...))"
+            )
+        info = await asyncio.to_thread(self.resolver.resolve, token)
+        tenant = parse_instance_id(info.instance_id)
+        if self.registry.needs(tenant):
+            site_id = getattr(info, "site_id", None)
+            async with self.for_instance(tenant) as session, session.begin():
+                await session.run_sync(lambda s: upsert_seen_tenant(s, tenant, site_id=site_id))
+            self.registry.remember(tenant)
+        return self.for_instance(tenant)
+
+    def admin(self, *, reason: str) -> AsyncSession:
+        """A cross-tenant ``AsyncSession`` on the admin engine; *reason* is logged."""
+        engine = open_admin(type(self).__name__, self.admin_engine, reason)
+        session = AsyncSession(engine, **self._options)
+        session.info["tenancy.admin_reason"] = reason
+        return session

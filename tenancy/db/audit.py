@@ -1,0 +1,214 @@
+"""``tenancy check``: audit a live PostgreSQL database for what would break isolation.
+
+A tenant table is any table of the schema with an ``instance_id`` column. Findings:
+
+- the runtime role is a superuser, has BYPASSRLS, owns a table, or can ``SET ROLE`` to a
+  role that would skip row-level security;
+- a tenant table without RLS enabled, without FORCE, without tenancy's policy, or with
+  another permissive policy (permissive policies are OR-ed: one more widens access);
+- a primary key, unique constraint or unique index that does not lead with ``instance_id``;
+  a foreign key between tenant tables that does not carry ``instance_id``;
+- a view over tenant tables that is not ``security_invoker`` (it would read as its owner).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+
+from tenancy.db.isolation import POLICY_NAME, SETTING_NAME
+from tenancy.db.models import TENANT_COLUMN
+
+__all__ = ["Finding", "audit"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found by :func:`audit`: what is wrong (``kind``), where, and why it matters."""
+
+    kind: str
+    subject: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.subject}: {self.message}"
+
+
+def audit(connection: Connection, *, runtime_role: str, schema: str = "public") -> list[Finding]:
+    """Return every finding for *runtime_role* and the tenant tables of *schema* (empty = clean)."""
+    if connection.dialect.name != "postgresql":
+        return [Finding("database", connection.dialect.name, "row-level security needs PostgreSQL")]
+    findings: list[Finding] = []
+    findings += _role_findings(connection, runtime_role, schema)
+    tenant_tables = _tenant_tables(connection, schema)
+    findings += _rls_findings(connection, schema, tenant_tables)
+    findings += _key_findings(connection, schema, tenant_tables)
+    findings += _view_findings(connection, schema, tenant_tables)
+    return findings
+
+
+def _role_findings(conn: Connection, role: str, schema: str) -> list[Finding]:
+    row = conn.execute(
+        text("SELECT oid, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = :r"), {"r": role}
+    ).one_or_none()
+    if row is None:
+        return [Finding("role", role, "the runtime role does not exist")]
+    oid, superuser, bypass = row
+    found = []
+    if superuser:
+        found.append(Finding("role", role, "is a superuser: superusers skip row-level security"))
+    if bypass:
+        found.append(Finding("role", role, "has BYPASSRLS: it skips row-level security"))
+    owned = conn.execute(
+        text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = :s AND c.relowner = :o AND c.relkind IN ('r', 'p', 'v', 'm')"
+            " ORDER BY 1"
+        ),
+        {"s": schema, "o": oid},
+    ).scalars()
+    for name in owned:
+        found.append(Finding("role", role, f"owns {schema}.{name}: owners can disable RLS and skip it"))
+    # Membership in a privileged role lets `SET ROLE` turn the runtime connection into admin.
+    escalations = conn.execute(
+        text(
+            "SELECT r.rolname FROM pg_roles r WHERE r.oid <> :o AND pg_has_role(:o, r.oid, 'MEMBER')"
+            " AND (r.rolsuper OR r.rolbypassrls OR EXISTS ("
+            "   SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            "   WHERE n.nspname = :s AND c.relowner = r.oid)) ORDER BY 1"
+        ),
+        {"o": oid, "s": schema},
+    ).scalars()
+    for name in escalations:
+        found.append(Finding("role", role, f"can SET ROLE {name}, which skips row-level security"))
+    return found
+
+
+def _tenant_tables(conn: Connection, schema: str) -> list[str]:
+    return list(
+        conn.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = :col AND NOT a.attisdropped"
+                " WHERE n.nspname = :s AND c.relkind IN ('r', 'p') ORDER BY 1"
+            ),
+            {"s": schema, "col": TENANT_COLUMN},
+        ).scalars()
+    )
+
+
+def _rls_findings(conn: Connection, schema: str, tables: list[str]) -> list[Finding]:
+    found = []
+    for table in tables:
+        enabled, forced = conn.execute(
+            text(
+                "SELECT c.relrowsecurity, c.relforcerowsecurity FROM pg_class c"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s AND c.relname = :t"
+            ),
+            {"s": schema, "t": table},
+        ).one()
+        subject = f"{schema}.{table}"
+        if not enabled:
+            found.append(Finding("rls", subject, "row-level security is not enabled"))
+        if not forced:
+            found.append(Finding("rls", subject, "row-level security is not forced (the owner skips it)"))
+        policies = conn.execute(
+            text(
+                "SELECT policyname, permissive, cmd, roles::text[], qual, with_check FROM pg_policies"
+                " WHERE schemaname = :s AND tablename = :t"
+            ),
+            {"s": schema, "t": table},
+        ).all()
+        ours = [p for p in policies if p.policyname == POLICY_NAME]
+        if not ours:
+            found.append(Finding("rls", subject, f"has no {POLICY_NAME} policy"))
+        else:
+            p = ours[0]
+            if (
+                p.cmd != "ALL"
+                or p.permissive != "PERMISSIVE"
+                or list(p.roles) != ["public"]
+                or SETTING_NAME not in (p.qual or "")
+                or SETTING_NAME not in (p.with_check or "")
+            ):
+                found.append(Finding("rls", subject, f"{POLICY_NAME} is not the policy tenancy creates"))
+        for p in policies:
+            if p.policyname != POLICY_NAME and p.permissive == "PERMISSIVE":
+                found.append(
+                    Finding("rls", subject, f"extra permissive policy {p.policyname!r} widens access")
+                )
+    return found
+
+
+def _key_findings(conn: Connection, schema: str, tables: list[str]) -> list[Finding]:
+    if not tables:
+        return []
+    rows = conn.execute(
+        text(
+            "SELECT rel.relname, con.conname, con.contype,"
+            " (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = con.conrelid"
+            "   AND a.attnum = con.conkey[1]) AS first_col,"
+            " ref.relname AS ref_table,"
+            " (SELECT a.attname FROM pg_attribute a WHERE a.attrelid = con.confrelid"
+            "   AND a.attnum = con.confkey[1]) AS first_ref_col"
+            " FROM pg_constraint con JOIN pg_class rel ON rel.oid = con.conrelid"
+            " JOIN pg_namespace n ON n.oid = rel.relnamespace"
+            " LEFT JOIN pg_class ref ON ref.oid = con.confrelid"
+            " WHERE n.nspname = :s AND con.contype IN ('p', 'u', 'f') AND rel.relname = ANY(:t)"
+        ),
+        {"s": schema, "t": tables},
+    ).all()
+    found = []
+    kinds = {"p": "primary key", "u": "unique constraint", "f": "foreign key"}
+    for table, name, contype, first_col, ref_table, first_ref_col in rows:
+        subject = f"{schema}.{table}.{name}"
+        if contype in ("p", "u") and first_col != TENANT_COLUMN:
+            found.append(Finding("key", subject, f"{kinds[contype]} does not lead with {TENANT_COLUMN}"))
+        if (
+            contype == "f"
+            and ref_table in tables
+            and (first_col != TENANT_COLUMN or first_ref_col != TENANT_COLUMN)
+        ):
+            found.append(
+                Finding("key", subject, f"foreign key to {ref_table} does not carry {TENANT_COLUMN}")
+            )
+    unique_indexes = conn.execute(
+        text(
+            "SELECT t.relname, i.relname, a.attname FROM pg_index x"
+            " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid"
+            " JOIN pg_namespace n ON n.oid = t.relnamespace"
+            " LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]"
+            " LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid"
+            " WHERE n.nspname = :s AND x.indisunique AND c.oid IS NULL AND t.relname = ANY(:t)"
+        ),
+        {"s": schema, "t": tables},
+    ).all()
+    for table, index, first_col in unique_indexes:
+        if first_col != TENANT_COLUMN:
+            found.append(
+                Finding(
+                    "key", f"{schema}.{table}.{index}", f"unique index does not lead with {TENANT_COLUMN}"
+                )
+            )
+    return found
+
+
+def _view_findings(conn: Connection, schema: str, tables: list[str]) -> list[Finding]:
+    rows = conn.execute(
+        text(
+            "SELECT DISTINCT v.relname, coalesce(v.reloptions, '{}') FROM pg_class v"
+            " JOIN pg_namespace n ON n.oid = v.relnamespace"
+            " JOIN pg_rewrite r ON r.ev_class = v.oid JOIN pg_depend d ON d.objid = r.oid"
+            " JOIN pg_class t ON t.oid = d.refobjid"
+            " WHERE n.nspname = :s AND v.relkind = 'v' AND t.relname = ANY(:t) AND t.oid <> v.oid"
+        ),
+        {"s": schema, "t": tables},
+    ).all()
+    return [
+        Finding(
+            "view", f"{schema}.{view}", "reads tenant tables but is not security_invoker (reads as its owner)"
+        )
+        for view, options in rows
+        if "security_invoker=true" not in options and "security_invoker=on" not in options
+    ]

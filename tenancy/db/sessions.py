@@ -1,0 +1,286 @@
+"""Tenant-scoped sessions: one tenant per session, fixed at creation, enforced twice.
+
+>>> sessions = TenantSessionFactory(engine, admin_engine=admin)
+>>> with sessions.for_instance(instance_id) as session:
+...     session.add(Note(title="hi"))  # instance_id stamped
+...     session.commit()
+
+The ORM layer lives in :mod:`tenancy.db.guard`; the database layer is PostgreSQL row-level
+security (:mod:`tenancy.db.isolation`), fed by a transaction-local setting applied at the start
+of every transaction of the session.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+import weakref
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy.orm import Mapper, Session, SessionTransaction
+from sqlalchemy.pool import Pool
+
+from tenancy.db import guard, psycopg_begin
+from tenancy.db.isolation import SETTING_NAME, warn_without_rls
+from tenancy.db.registration import TenantRegistry
+from tenancy.db.translate import install_error_translation
+from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite
+from tenancy.instance_ids import parse_instance_id
+
+__all__ = [
+    "INFO_KEY",
+    "InstanceResolver",
+    "TenantSession",
+    "TenantSessionFactory",
+    "check_runtime_role",
+]
+
+INFO_KEY = "tenancy.instance_id"
+
+log = logging.getLogger("tenancy.sessions")
+admin_log = logging.getLogger("tenancy.admin")
+
+_E = TypeVar("_E")  # an Engine or an AsyncEngine
+
+# is_local=true: the setting dies with the transaction (commit, rollback, connection reuse).
+_SET_TENANT = text(f"SELECT set_config('{SETTING_NAME}', :tenant, true)")
+
+
+class InstanceResolver(Protocol):
+    """What :meth:`TenantSessionFactory.for_token` needs: ``resolve(token).instance_id``."""
+
+    def resolve(self, token: str) -> Any:  # returns tenancy.TokenInfo
+        """Return the token's info (with a UUID ``instance_id``) or raise InvalidToken."""
+        ...
+
+
+class TenantSession(Session):
+    """A :class:`~sqlalchemy.orm.Session` that can only read and write one tenant's rows.
+
+    Build it through :class:`TenantSessionFactory`. ``tenant_id`` (also
+    ``info["tenancy.instance_id"]``) is fixed for the session's life.
+    """
+
+    def __init__(
+        self,
+        bind: Engine | Connection,
+        *,
+        instance_id: uuid.UUID,
+        **kw: Any,
+    ) -> None:
+        super().__init__(bind=bind, **kw)
+        self._tenancy_instance_id = instance_id
+        self.info[INFO_KEY] = instance_id
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        """The tenant (app instance id) this session is bound to."""
+        return self._tenancy_instance_id
+
+    def __repr__(self) -> str:
+        return f"<TenantSession instance_id={self._tenancy_instance_id}>"
+
+    def add_all(self, instances: Iterable[object]) -> None:
+        """Add objects all-or-nothing: one of another tenant rejects the whole batch."""
+        batch = list(instances)
+        for obj in batch:
+            if _is_transient(obj):
+                guard.check_new_object(self._tenancy_instance_id, obj)
+        super().add_all(batch)
+
+    def bulk_save_objects(self, objects: Iterable[object], *args: Any, **kw: Any) -> None:
+        """Like :meth:`Session.bulk_save_objects`, after checking every object's tenant."""
+        batch = list(objects)
+        for obj in batch:
+            guard.check_new_object(self._tenancy_instance_id, obj)
+        super().bulk_save_objects(batch, *args, **kw)
+
+    def bulk_insert_mappings(
+        self, mapper: type[Any] | Mapper[Any], mappings: Iterable[dict[str, Any]], *args: Any, **kw: Any
+    ) -> None:
+        """Like :meth:`Session.bulk_insert_mappings`; rows are stamped or the batch refused."""
+        rows = guard.check_mappings(self._tenancy_instance_id, mappings, "bulk_insert_mappings")
+        super().bulk_insert_mappings(mapper, rows, *args, **kw)
+
+    def bulk_update_mappings(
+        self, mapper: type[Any] | Mapper[Any], mappings: Iterable[dict[str, Any]]
+    ) -> None:
+        """Like :meth:`Session.bulk_update_mappings`; every row must name this tenant."""
+        rows = list(mappings)
+        for row in rows:
+            if guard.as_uuid(row.get("instance_id")) != self._tenancy_instance_id:
+                raise CrossTenantWrite(
+                    "bulk_update_mappings row does not name this tenant's instance_id; nothing was written"
+                )
+        super().bulk_update_mappings(mapper, rows)
+
+
+def _is_transient(obj: object) -> bool:
+    state = inspect(obj, raiseerr=False)
+    return state is not None and getattr(state, "transient", False)
+
+
+def _apply_tenant_setting(session: Session, transaction: SessionTransaction, connection: Connection) -> None:
+    tenant: uuid.UUID = session._tenancy_instance_id  # type: ignore[attr-defined]
+    if session.info.get(INFO_KEY) != tenant:
+        # Someone rewrote session.info: a session's tenant never changes.
+        raise CrossTenantAccess(
+            "session.info['tenancy.instance_id'] was changed; a session's tenant is fixed"
+        )
+    if connection.dialect.name != "postgresql":
+        return
+    if getattr(connection.connection.driver_connection, "autocommit", False):
+        # SET LOCAL / set_config(..., true) would last one statement: statements would run unscoped.
+        raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
+    # On psycopg the setting rides with BEGIN (no round trip of its own); armed before the
+    # role check so that the check's query opens the transaction with it.
+    armed = psycopg_begin.arm(connection.connection.driver_connection, tenant)
+    _ensure_runtime_role(connection)
+    if not armed:
+        connection.execute(_SET_TENANT, {"tenant": str(tenant)})
+
+
+# Pools whose role passed check_runtime_role(): a session may reach an engine other than the
+# factory's (Session binds=, session.bind = ...), and each must be checked before it serves one.
+_checked_pools: weakref.WeakSet[Pool] = weakref.WeakSet()
+_checked_lock = threading.Lock()
+
+
+def _check_engine(engine: Engine) -> None:
+    # Eager check before a sync session is handed out: refuse before anything is opened.
+    if engine.dialect.name != "postgresql":
+        return
+    with _checked_lock:
+        if engine.pool in _checked_pools:
+            return
+    with engine.connect() as connection:
+        _ensure_runtime_role(connection)
+
+
+def _ensure_runtime_role(connection: Connection) -> None:
+    pool = connection.engine.pool
+    with _checked_lock:
+        if pool in _checked_pools:
+            return
+    check_runtime_role(connection)
+    with _checked_lock:
+        _checked_pools.add(pool)
+
+
+event.listen(TenantSession, "after_begin", _apply_tenant_setting)
+event.listen(TenantSession, "do_orm_execute", guard.scope_statement)
+event.listen(TenantSession, "before_flush", guard.check_flush)
+event.listen(TenantSession, "transient_to_pending", guard.stamp_on_add)
+event.listen(TenantSession, "detached_to_persistent", guard.check_attach)
+
+
+class TenantSessionFactory:
+    """Makes tenant sessions on the runtime *engine* and admin sessions on *admin_engine*.
+
+    On PostgreSQL the runtime role is checked once, in the first tenant transaction: a superuser,
+    a BYPASSRLS role or the owner of a tenant table raises :class:`~tenancy.ConfigurationError`
+    (each would skip row-level security). Any other engine a tenant session reaches (``binds``,
+    a reassigned ``session.bind``) is checked the same way before its first transaction. On
+    other databases only the ORM layer isolates tenants, and a :class:`~tenancy.TenancyWarning`
+    says so.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        resolver: InstanceResolver | None = None,
+        admin_engine: Engine | None = None,
+        session_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.admin_engine = admin_engine
+        self.resolver = resolver
+        self._options = dict(session_options or {})
+        self.registry = TenantRegistry()
+        install_error_translation(engine)
+        # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/db/psycopg_begin.py).
+        psycopg_begin.install(engine)
+        warn_without_rls(engine.dialect.name)
+
+    def __repr__(self) -> str:
+        return f"<TenantSessionFactory engine={self.engine.url.render_as_string(hide_password=True)!r}>"
+
+    def for_instance(self, instance_id: uuid.UUID | str) -> TenantSession:
+        """A session that only sees and writes *instance_id*'s rows.
+
+        Raises :class:`~tenancy.InvalidInstanceId` for anything that is not a UUID, before
+        anything is opened.
+        """
+        tenant = parse_instance_id(instance_id)
+        _check_engine(self.engine)
+        return self._session(tenant)
+
+    def for_token(self, token: str) -> TenantSession:
+        """Resolve a Wix access token (raw or ``Bearer <token>``) and open its tenant's session.
+
+        An instance never seen before is registered in ``tenants`` (status ``active``, due for
+        sync); a ``removed`` tenant presenting an active token is reactivated. A token that
+        does not resolve raises and opens nothing.
+        """
+        if self.resolver is None:
+            raise ConfigurationError(
+                "for_token() needs TenantSessionFactory(..., resolver=TokenResolver(...))"
+            )
+        info = self.resolver.resolve(token)
+        tenant = parse_instance_id(info.instance_id)
+        self.registry.ensure(tenant, self._session, site_id=getattr(info, "site_id", None))
+        return self._session(tenant)
+
+    def _session(self, tenant: uuid.UUID) -> TenantSession:
+        return TenantSession(self.engine, instance_id=tenant, **self._options)
+
+    def admin(self, *, reason: str) -> Session:
+        """A cross-tenant session on the admin engine, for jobs and support tools; logged.
+
+        *reason* says why (it goes to the ``tenancy.admin`` log). Needs ``admin_engine``.
+        """
+        engine = open_admin(type(self).__name__, self.admin_engine, reason)
+        session = Session(engine, **self._options)
+        session.info["tenancy.admin_reason"] = reason
+        return session
+
+
+_ROLE_SQL = text(
+    """
+    SELECT r.rolname, r.rolsuper, r.rolbypassrls,
+           ARRAY(SELECT c.relname::text FROM pg_class c
+                 WHERE c.relowner = r.oid AND c.relkind IN ('r', 'p')
+                   AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid)
+                 ORDER BY 1) AS owned
+    FROM pg_roles r WHERE r.rolname = current_user
+    """
+)
+
+
+def open_admin(factory: str, admin_engine: _E | None, reason: str) -> _E:
+    """Validate an ``admin()`` call and log its reason; returns the admin engine to use."""
+    if not reason or not reason.strip():
+        raise ConfigurationError("admin() needs a reason")
+    if admin_engine is None:
+        raise ConfigurationError(f"admin() needs {factory}(..., admin_engine=...)")
+    admin_log.info("admin session opened: %s", reason.strip()[:200])
+    return admin_engine
+
+
+def check_runtime_role(connection: Connection) -> None:
+    """Raise :class:`~tenancy.ConfigurationError` if the connected role would skip RLS."""
+    name, superuser, bypass, owned = connection.execute(_ROLE_SQL).one()
+    problems: Sequence[str] = [
+        *(["is a superuser"] if superuser else []),
+        *(["has BYPASSRLS"] if bypass else []),
+        *([f"owns tenant tables ({', '.join(owned)})"] if owned else []),
+    ]
+    if problems:
+        raise ConfigurationError(
+            f"the runtime role {name!r} {' and '.join(problems)}: row-level security would not "
+            "apply. Connect tenant sessions as a plain role (see `tenancy grant`)."
+        )

@@ -1,0 +1,299 @@
+"""``tenancy.sync``: refresh the ``tenants`` table from Wix's Get App Instance.
+
+Orchestration only. Worker threads (sharing one :class:`~tenancy.WixClient` and so one HTTP
+connection pool) each loop: open a transaction on the admin engine, claim one tenant
+(:func:`tenancy.tenant_sync.store.claim_next`, a row lock), get an app token and the instance from
+Wix while holding the lock, write the result or the failure, commit. One tenant per
+transaction, one row in memory per worker: a kill loses only the tenants in flight, and
+memory does not grow with the number of tenants.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Engine, Row
+from sqlalchemy.exc import DBAPIError
+
+from tenancy.errors import (
+    ConfigurationError,
+    WixAuthError,
+    WixError,
+    WixInstanceNotAccessible,
+)
+from tenancy.instance_ids import parse_instance_id
+from tenancy.tenant_sync.ratelimit import KeyedRateLimiter, TokenBucket
+from tenancy.tenant_sync.report import Outcome, SyncReport
+from tenancy.tenant_sync.store import (
+    Backoff,
+    Selection,
+    claim_next,
+    count_claimable,
+    record_failure,
+    register_instances,
+    tenant_values,
+    write_success,
+)
+from tenancy.wix.client import WixClient
+from tenancy.wix.types import AppInstance
+
+__all__ = ["DEFAULT_STALE_AFTER", "Backoff", "SyncReport", "sync"]
+
+log = logging.getLogger("tenancy.sync")
+
+DEFAULT_STALE_AFTER = dt.timedelta(hours=24)
+DEFAULT_RECHECK_REMOVED_AFTER = dt.timedelta(days=7)
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Refused(Exception):
+    """Wix refused the instance (token endpoint 4xx, or Get App Instance 404)."""
+
+
+def sync(
+    engine: Engine,
+    client: WixClient,
+    *,
+    mode: Literal["due", "all", "instances"] = "due",
+    instances: Iterable[uuid.UUID | str] = (),
+    stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
+    concurrency: int = 8,
+    remove_after: int = 3,
+    recheck_removed_after: dt.timedelta = DEFAULT_RECHECK_REMOVED_AFTER,
+    backoff: Backoff | None = None,
+    rate_limit: TokenBucket | None = None,
+    instance_limit: KeyedRateLimiter | None = None,
+    since: dt.datetime | None = None,
+    stop: threading.Event | None = None,
+    clock: Callable[[], dt.datetime] = _utcnow,
+    rng: random.Random | None = None,
+    on_start: Callable[[int], None] | None = None,
+    on_progress: Callable[[SyncReport], None] | None = None,
+) -> SyncReport:
+    """Sync tenants from Wix into ``tenants`` on ``engine`` (the admin engine); returns the report.
+
+    ``mode``: ``"due"`` (never synced, or last synced more than ``stale_after`` ago, and
+    not in backoff), ``"all"`` (every tenant not attempted since this run started, or
+    since ``since``), or ``"instances"`` (the given ids, registered first if missing).
+    ``concurrency`` worker threads; on SQLite one (no row locks there). After
+    ``remove_after`` consecutive refusals by the token endpoint a tenant is marked
+    ``removed`` and rechecked every ``recheck_removed_after``. Other failures are retried
+    after ``backoff`` (exponential, jittered). ``rate_limit`` caps requests overall,
+    ``instance_limit`` per instance (Wix: 200 a minute). Setting ``stop`` ends the run after
+    the tenants in flight (``report.interrupted``). ``on_start(total)`` gets the number of
+    tenants to do, ``on_progress(report)`` is called after each.
+
+    Raises :class:`~tenancy.InvalidInstanceId` for a bad id (before writing anything),
+    and :class:`~tenancy.WixAuthError` if Wix refuses the app's credentials (the run stops:
+    every tenant would fail, so none is charged with it).
+    """
+    if concurrency < 1 or remove_after < 1:
+        raise ConfigurationError("concurrency and remove_after must be at least 1")
+    ids = tuple(dict.fromkeys(parse_instance_id(i) for i in instances))
+    if (mode == "instances") != bool(ids):
+        raise ConfigurationError("instance ids go with mode='instances', and it needs at least one")
+    if engine.dialect.name == "sqlite" and concurrency > 1:
+        log.info("SQLite has no row locks: syncing with one worker")
+        concurrency = 1
+    started = clock()
+    report = SyncReport(started_at=started)
+    if mode == "instances":
+        with engine.begin() as conn:
+            added = register_instances(conn, ids, now=started)
+        if added:
+            log.info("registered %d new tenant(s)", added)
+    job = _Job(
+        engine=engine,
+        client=client,
+        selection=lambda: Selection(
+            mode=mode,
+            since=since or started,
+            now=clock(),
+            stale_before=clock() - stale_after,
+            instance_ids=ids,
+        ),
+        report=report,
+        remove_after=remove_after,
+        recheck_removed_after=recheck_removed_after,
+        backoff=backoff or Backoff(),
+        rate_limit=rate_limit,
+        instance_limit=instance_limit,
+        stop=stop or threading.Event(),
+        clock=clock,
+        rng=rng or random.Random(),
+        on_progress=on_progress,
+    )
+    if on_start is not None:
+        with engine.connect() as conn:
+            on_start(count_claimable(conn, job.selection()))
+    threads = [
+        threading.Thread(target=job.work, name=f"tenancy-sync-{n}", daemon=True) for n in range(concurrency)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    report.finished_at = clock()
+    report.interrupted = job.stop.is_set() and job.fatal is None and job.crash is None
+    if job.fatal is not None:
+        raise job.fatal
+    if job.crash is not None:
+        raise job.crash
+    return report
+
+
+class _Job:
+    """State shared by the worker threads of one run."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        client: WixClient,
+        selection: Callable[[], Selection],
+        report: SyncReport,
+        remove_after: int,
+        recheck_removed_after: dt.timedelta,
+        backoff: Backoff,
+        rate_limit: TokenBucket | None,
+        instance_limit: KeyedRateLimiter | None,
+        stop: threading.Event,
+        clock: Callable[[], dt.datetime],
+        rng: random.Random,
+        on_progress: Callable[[SyncReport], None] | None,
+    ) -> None:
+        self.engine = engine
+        self.client = client
+        self.selection = selection
+        self.report = report
+        self.remove_after = remove_after
+        self.recheck_removed_after = recheck_removed_after
+        self.backoff = backoff
+        self.rate_limit = rate_limit
+        self.instance_limit = instance_limit
+        self.stop = stop
+        self.clock = clock
+        self.rng = rng
+        self.rng_lock = threading.Lock()
+        self.on_progress = on_progress
+        self.fatal: WixAuthError | None = None
+        self.crash: Exception | None = None
+        self.exhausted: set[int] = set()  # claim phases found empty in this run
+        self._fatal_lock = threading.Lock()
+
+    def work(self) -> None:
+        """One worker: claim, fetch, write, commit, until nothing is left or ``stop``."""
+        try:
+            with self.engine.connect() as conn:
+                while not self.stop.is_set():
+                    if not self._one(conn):
+                        return
+        except Exception as exc:
+            # A worker must not die silently (the database went away, a bug): stop the
+            # run; sync() raises the error once the other workers are done.
+            log.exception("sync worker failed; stopping the run")
+            with self._fatal_lock:
+                self.crash = self.crash or exc
+            self.stop.set()
+
+    def _one(self, conn: Connection) -> bool:
+        """Sync the next tenant in its own transaction; ``False`` when none is left."""
+        with conn.begin() as transaction:
+            row = claim_next(conn, self.selection(), exhausted=self.exhausted)
+            if row is None:
+                return False
+            iid: uuid.UUID = row.instance_id
+            reason: str | None
+            try:
+                app = self._fetch(iid)
+            except WixAuthError as exc:
+                if isinstance(exc, WixInstanceNotAccessible):
+                    outcome, reason = self._failure(conn, row, str(exc), refused=True), str(exc)
+                else:  # the app's credentials: fatal for the run, nothing charged to the tenant
+                    transaction.rollback()
+                    self._abort(exc)
+                    return False
+            except _Refused as exc:
+                outcome, reason = self._failure(conn, row, str(exc), refused=True), str(exc)
+            except WixError as exc:
+                outcome, reason = self._failure(conn, row, str(exc), refused=False), str(exc)
+            except Exception as exc:  # a bug or an unforeseen answer: recorded, run goes on
+                log.exception("sync of instance %s failed unexpectedly", iid)
+                reason = f"unexpected {type(exc).__name__}"
+                outcome = self._failure(conn, row, reason, refused=False)
+            else:
+                outcome, reason = self._store(conn, row, app)
+        self.report.record(outcome, iid, reason)
+        if outcome == "failed":
+            log.warning("instance %s not synced: %s", iid, reason)
+        if self.on_progress is not None:
+            self.on_progress(self.report)
+        return True
+
+    def _fetch(self, iid: uuid.UUID) -> AppInstance:
+        """App token, then Get App Instance: two requests, each under the rate limits."""
+        try:
+            self._throttle(iid)
+            self.client.app_access_token(iid)
+            self._throttle(iid)
+            try:
+                return self.client.get_app_instance(iid)
+            except WixError as exc:
+                if exc.status == 404:  # "App instance not found": removed with a token cached
+                    raise _Refused(str(exc)) from None
+                raise
+        finally:
+            # A run touches each tenant once and the token outlives no stale_after worth
+            # having; forgetting it keeps memory flat and makes the next try ask the token
+            # endpoint (which is what recognises a removed app).
+            self.client.forget_app_token(iid)
+
+    def _throttle(self, iid: uuid.UUID) -> None:
+        if self.rate_limit is not None:
+            self.rate_limit.acquire()
+        if self.instance_limit is not None:
+            self.instance_limit.acquire(iid)
+
+    def _store(self, conn: Connection, row: Row[Any], app: AppInstance) -> tuple[Outcome, str | None]:
+        values = tenant_values(app)
+        if conn.dialect.name != "postgresql":
+            return write_success(conn, row, values, now=self.clock()), None
+        try:
+            # A savepoint, so a value the column refuses (say an overlong locale) fails
+            # this tenant only and its failure can still be recorded.
+            with conn.begin_nested():
+                return write_success(conn, row, values, now=self.clock()), None
+        except DBAPIError as exc:
+            reason = f"database refused the answer ({type(exc.orig).__name__})"
+            return self._failure(conn, row, reason, refused=False), reason
+
+    def _failure(self, conn: Connection, row: Row[Any], reason: str, *, refused: bool) -> Outcome:
+        with self.rng_lock:
+            rng = random.Random(self.rng.random())
+        return record_failure(
+            conn,
+            row,
+            reason,
+            refused=refused,
+            now=self.clock(),
+            remove_after=self.remove_after,
+            backoff=self.backoff,
+            recheck_removed_after=self.recheck_removed_after,
+            rng=rng,
+        )
+
+    def _abort(self, exc: WixAuthError) -> None:
+        with self._fatal_lock:
+            if self.fatal is None:
+                log.error("Wix refused the app's credentials; stopping the sync: %s", exc)
+                self.fatal = exc
+        self.stop.set()

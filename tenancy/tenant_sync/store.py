@@ -1,0 +1,267 @@
+"""The SQL of ``tenancy sync``: which tenants to claim, registering ids, writing results.
+
+Every function takes a ``Connection`` inside a transaction the caller owns. A claim is a
+row lock (``SELECT ... FOR UPDATE SKIP LOCKED``) held until that transaction ends: it is
+the worker's lease, released by commit, rollback or the connection dying (a killed
+process's claims are free at once, no timeout). SQLite has no row locks and renders no
+``FOR UPDATE``; there the sync runs in one process with one worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Connection, Row, Select, Table, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tenancy.db.models import Tenant
+from tenancy.tenant_sync.report import Outcome
+from tenancy.wix.types import AppInstance
+
+__all__ = [
+    "DATA_COLUMNS",
+    "Backoff",
+    "Selection",
+    "claim_next",
+    "count_claimable",
+    "record_failure",
+    "register_instances",
+    "tenant_values",
+    "write_success",
+]
+
+tenants: Table = Tenant.__table__  # type: ignore[assignment]  # declared as FromClause
+c = tenants.c
+
+# The columns Get App Instance fills; a response equal to these is "unchanged".
+DATA_COLUMNS = (
+    "site_id",
+    "site_display_name",
+    "site_url",
+    "locale",
+    "payment_currency",
+    "time_zone",
+    "app_version",
+    "is_free",
+    "billing_package_name",
+    "billing_cycle",
+    "billing_expires_at",
+    "billing_auto_renewing",
+    "free_trial_status",
+    "permissions",
+    "installed_wix_apps",
+    "raw",
+)
+_CLAIMED = ("instance_id", "status", "consecutive_failures", "consecutive_refusals", *DATA_COLUMNS)
+_ERROR_MAX = 1000  # characters of an error kept on the row
+
+
+@dataclass(frozen=True, kw_only=True)
+class Selection:
+    """Which tenants a run claims.
+
+    ``mode``: ``"due"`` (never synced or synced before ``stale_before``, and not waiting
+    out a backoff), ``"all"`` or ``"instances"`` (exactly ``instance_ids``). In every mode a
+    tenant attempted at or after ``since`` (the run's start) is skipped, so one run tries a
+    tenant at most once and concurrent runs split the work.
+    """
+
+    mode: Literal["due", "all", "instances"]
+    since: dt.datetime
+    now: dt.datetime
+    stale_before: dt.datetime | None = None
+    instance_ids: tuple[uuid.UUID, ...] = ()
+
+    def _base(self) -> Select[Any]:
+        stmt = select(*(c[name] for name in _CLAIMED)).where(
+            or_(c.last_attempt_at.is_(None), c.last_attempt_at < self.since)
+        )
+        if self.mode == "instances":
+            stmt = stmt.where(c.instance_id.in_(self.instance_ids))
+        return stmt
+
+    def phases(self) -> list[Select[Any]]:
+        """The claim queries, tried in order; they select disjoint sets of rows.
+
+        1. never synced, not in backoff; 2. synced, not in backoff, oldest first (in due
+        mode only those synced before ``stale_before``); 3. tenants whose backoff is over
+        (failing or removed ones; in due mode only when also stale), soonest first. Each is
+        one short scan of ``ix_tenants_sync_order`` or ``ix_tenants_next_attempt_at``;
+        a single ``ORDER BY last_synced_at NULLS FIRST`` would have to sort or filter
+        every row, including the failing and removed ones, on every claim.
+        """
+        base = self._base()
+        ready = base.where(c.next_attempt_at.is_(None))
+        never = ready.where(c.last_synced_at.is_(None))
+        if self.mode == "due":
+            assert self.stale_before is not None
+            older = ready.where(c.last_synced_at < self.stale_before)
+            retry = base.where(
+                c.next_attempt_at <= self.now,
+                or_(c.last_synced_at.is_(None), c.last_synced_at < self.stale_before),
+            )
+        else:
+            older = ready.where(c.last_synced_at.is_not(None))
+            retry = base.where(c.next_attempt_at.is_not(None))
+        return [never, older.order_by(c.last_synced_at), retry.order_by(c.next_attempt_at)]
+
+
+def claim_next(
+    conn: Connection, selection: Selection, *, exhausted: set[int] | None = None
+) -> Row[Any] | None:
+    """Lock and return the next tenant to sync, or ``None`` when there is none left.
+
+    ``SKIP LOCKED`` passes over rows other workers hold; after their commit the rows no
+    longer match (``last_attempt_at`` moved), so no tenant is fetched twice. Phases found
+    empty are added to ``exhausted`` (shared by a run's workers) and not queried again in
+    that run: an empty phase can stay empty cheaply, but the planner, working from
+    statistics taken before the run, may scan the whole table to find that out.
+    """
+    for number, query in enumerate(selection.phases()):
+        if exhausted is not None and number in exhausted:
+            continue
+        row = conn.execute(query.limit(1).with_for_update(skip_locked=True)).first()
+        if row is not None:
+            return row
+        if exhausted is not None:
+            exhausted.add(number)
+    return None
+
+
+def count_claimable(conn: Connection, selection: Selection) -> int:
+    """How many tenants the run would claim now (for a progress bar; memory-flat)."""
+    total = 0
+    for query in selection.phases():
+        sub = query.order_by(None).subquery()
+        total += int(conn.execute(select(func.count()).select_from(sub)).scalar_one())
+    return total
+
+
+def register_instances(conn: Connection, instance_ids: Sequence[uuid.UUID], *, now: dt.datetime) -> int:
+    """Insert tenants for ids not in the table yet (active, never synced); returns how many."""
+    dialect = conn.dialect.name
+    insert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
+    added = 0
+    for iid in dict.fromkeys(instance_ids):
+        if insert is not None:
+            stmt = insert(tenants).values(instance_id=iid, status="active", first_seen_at=now)
+            added += conn.execute(stmt.on_conflict_do_nothing(index_elements=["instance_id"])).rowcount
+        elif conn.execute(select(c.instance_id).where(c.instance_id == iid)).first() is None:
+            conn.execute(tenants.insert().values(instance_id=iid, status="active", first_seen_at=now))
+            added += 1
+    return added
+
+
+def tenant_values(app: AppInstance) -> dict[str, Any]:
+    """The ``tenants`` data columns (and ``raw``) for a Get App Instance answer.
+
+    The row mirrors Wix: a field Wix no longer sends becomes NULL (``raw`` keeps the body).
+    """
+    inst, site = app.instance, app.site
+    billing = inst.billing if inst is not None else None
+    trial = billing.free_trial_info if billing is not None else None
+    return {
+        "site_id": site.site_id if site else None,
+        "site_display_name": site.site_display_name if site else None,
+        "site_url": site.url if site else None,
+        "locale": site.locale if site else None,
+        "payment_currency": site.payment_currency if site else None,
+        "time_zone": site.time_zone if site else None,
+        "app_version": inst.app_version if inst else None,
+        "is_free": inst.is_free if inst else None,
+        "billing_package_name": billing.package_name if billing else None,
+        "billing_cycle": billing.billing_cycle if billing else None,
+        "billing_expires_at": billing.expiration_date if billing else None,
+        "billing_auto_renewing": billing.auto_renewing if billing else None,
+        "free_trial_status": trial.status if trial else None,
+        "permissions": list(inst.permissions) if inst else None,
+        "installed_wix_apps": list(site.installed_wix_apps) if site else None,
+        "raw": app.raw,
+    }
+
+
+def _same(old: Any, new: Any) -> bool:
+    # SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
+    if isinstance(old, dt.datetime) and old.tzinfo is None:
+        old = old.replace(tzinfo=dt.UTC)
+    if isinstance(new, tuple):
+        new = list(new)
+    return bool(old == new)
+
+
+def write_success(conn: Connection, row: Row[Any], values: Mapping[str, Any], *, now: dt.datetime) -> Outcome:
+    """Store a successful fetch: ``"unchanged"`` moves only the sync bookkeeping columns,
+    ``"changed"`` also writes the data columns that differ (and reactivates a removed row)."""
+    current = row._mapping
+    changed = {name: value for name, value in values.items() if not _same(current[name], value)}
+    bookkeeping = {
+        "status": "active",
+        "last_synced_at": now,
+        "last_attempt_at": now,
+        "next_attempt_at": None,
+        "last_sync_error": None,
+        "consecutive_failures": 0,
+        "consecutive_refusals": 0,
+    }
+    stmt = update(tenants).where(c.instance_id == current["instance_id"])
+    conn.execute(stmt.values(**changed, **bookkeeping))
+    return "changed" if changed or current["status"] != "active" else "unchanged"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backoff:
+    """Delay before retrying a failing tenant: ``base * 2**(failures-1)``, capped at ``cap``,
+    half of it random ("equal jitter") so failing tenants do not retry in lockstep."""
+
+    base: dt.timedelta = dt.timedelta(minutes=1)
+    cap: dt.timedelta = dt.timedelta(hours=1)
+
+    def delay(self, failures: int, rng: random.Random) -> dt.timedelta:
+        """The wait after the ``failures``-th consecutive failure."""
+        full: dt.timedelta = min(self.cap, self.base * 2 ** max(0, min(failures - 1, 30)))
+        return full / 2 + full * (rng.random() / 2)
+
+
+def record_failure(
+    conn: Connection,
+    row: Row[Any],
+    reason: str,
+    *,
+    refused: bool,
+    now: dt.datetime,
+    remove_after: int,
+    backoff: Backoff,
+    recheck_removed_after: dt.timedelta,
+    rng: random.Random,
+) -> Outcome:
+    """Record a failed attempt on the row; tenant data is never touched.
+
+    ``refused`` (the token endpoint refused the instance): after ``remove_after``
+    consecutive refusals, or at once if it is already ``removed``, the row is ``removed``
+    (``"removed"``) and retried only every ``recheck_removed_after``. Otherwise
+    ``"failed"``, retried after ``backoff``.
+    """
+    current = row._mapping
+    failures = int(current["consecutive_failures"]) + 1
+    # Only a success resets the refusal count: a timeout between two refusals says nothing.
+    refusals = int(current["consecutive_refusals"]) + (1 if refused else 0)
+    # A refusal of a tenant already removed (by earlier runs, or by an AppRemoved webhook)
+    # confirms it: it stays removed and waits for the next recheck.
+    removed = refused and (refusals >= remove_after or current["status"] == "removed")
+    wait = recheck_removed_after if removed else backoff.delay(failures, rng)
+    values: dict[str, Any] = {
+        "last_attempt_at": now,
+        "next_attempt_at": now + wait,
+        "last_sync_error": reason[:_ERROR_MAX],
+        "consecutive_failures": failures,
+        "consecutive_refusals": refusals,
+    }
+    if removed:
+        values["status"] = "removed"
+    conn.execute(update(tenants).where(c.instance_id == current["instance_id"]).values(**values))
+    return "removed" if removed else "failed"

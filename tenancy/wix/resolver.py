@@ -1,0 +1,187 @@
+"""TokenResolver: from a request's access token to a verified tenant (``instance_id``), cached.
+
+A token is accepted only if Wix's Token Info says it is active, was issued for this app
+(``clientId``) and names an instance (DESIGN.md invariant 6). Every refusal raises
+:class:`~tenancy.InvalidToken` with the same message ("token rejected"; the ``reason``
+attribute says why, for logs). When Wix cannot answer, :class:`~tenancy.WixUnavailable`,
+:class:`~tenancy.WixRateLimited` (or, for a garbled answer, :class:`~tenancy.WixError`)
+propagate instead, so a web app can answer 503 rather than 401; either way no tenant is
+returned.
+
+The cache is keyed by the SHA-256 digest of the token (the token itself is never stored),
+holds at most ``max_entries`` entries (least recently used evicted first), and an entry
+lives until the token's ``exp`` or ``max_ttl`` seconds, whichever comes first. Refusals
+are not cached: a token refused once is asked about again next time (concurrent requests
+with one token still share a single Token Info call).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Protocol
+
+from tenancy.errors import InvalidToken
+from tenancy.wix.singleflight import SingleFlight
+from tenancy.wix.types import TokenInfo
+
+__all__ = ["MAX_TOKEN_LENGTH", "TokenInfoSource", "TokenResolver"]
+
+log = logging.getLogger("tenancy.resolver")
+
+MAX_TOKEN_LENGTH = 4096  # Wix tokens are ~1 KB; anything much longer is not one
+
+
+class TokenInfoSource(Protocol):
+    """What the resolver needs from a client: the app id and Token Info (``WixClient`` fits)."""
+
+    @property
+    def app_id(self) -> str: ...
+
+    def token_info(self, token: str) -> TokenInfo: ...
+
+
+class TokenResolver:
+    """Resolves access tokens to :class:`~tenancy.wix.types.TokenInfo` with a verified instance.
+
+    Thread-safe; share one per process. ``clock`` returns Unix seconds (it is compared with
+    the token's ``exp``).
+    """
+
+    def __init__(
+        self,
+        client: TokenInfoSource,
+        *,
+        max_entries: int = 10_000,
+        max_ttl: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_entries < 1 or max_ttl <= 0:
+            raise ValueError("max_entries must be >= 1 and max_ttl > 0")
+        self._client = client
+        self._app_id = client.app_id
+        self._max_entries = max_entries
+        self._max_ttl = max_ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        # sha256(token) -> (info, valid until); LRU order.
+        self._cache: collections.OrderedDict[bytes, tuple[TokenInfo, float]] = collections.OrderedDict()
+        self._flights: SingleFlight[bytes, TokenInfo] = SingleFlight()
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenResolver(app_id={self._app_id!r}, cached={self.cached}, max_entries={self._max_entries})"
+        )
+
+    # Not __len__: an empty resolver must stay truthy in `if resolver:`.
+    @property
+    def cached(self) -> int:
+        """How many tokens are cached right now."""
+        with self._lock:
+            return len(self._cache)
+
+    def resolve(self, token: str) -> TokenInfo:
+        """The verified Token Info of ``token`` (raw, or ``"Bearer <token>"``).
+
+        The result's ``instance_id`` is never ``None``. Raises :class:`~tenancy.InvalidToken`
+        for any refusal, before any request when the token is malformed.
+        """
+        token = _strip_bearer(token)
+        key = _key(token)
+        now = self._clock()
+        # Hit path: one hash, one dict lookup under the lock. A cached entry was validated
+        # when it was stored, so shape checks only run on a miss.
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                if entry[1] > now:
+                    self._cache.move_to_end(key)
+                    return entry[0]
+                del self._cache[key]
+        _check_shape(token)
+        return self._flights.do(key, lambda: self._fetch(key, token))
+
+    def resolve_instance_id(self, token: str) -> uuid.UUID:
+        """Just the verified instance id of ``token`` (the tenant key); same rules as :meth:`resolve`."""
+        instance_id = self.resolve(token).instance_id
+        if instance_id is None:  # resolve() never returns one without; this satisfies the types
+            raise InvalidToken(reason="no instance id")
+        return instance_id
+
+    def invalidate(self, token: str) -> None:
+        """Forget the cached answer for ``token`` (e.g. after a logout)."""
+        try:
+            key = _key(_strip_bearer(token))
+        except InvalidToken:
+            return
+        with self._lock:
+            self._cache.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget every cached answer."""
+        with self._lock:
+            self._cache.clear()
+
+    def _fetch(self, key: bytes, token: str) -> TokenInfo:
+        # A concurrent flight may have stored the answer between our miss and this call.
+        now = self._clock()
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None and entry[1] > now:
+                return entry[0]
+        info = self._client.token_info(token)
+        reason = self._refusal(info)
+        if reason is not None:
+            log.debug("token refused: %s", reason)
+            raise InvalidToken(reason=reason)
+        valid_until = now + self._max_ttl
+        if info.expires_at is not None:
+            valid_until = min(valid_until, info.expires_at.timestamp())
+        if valid_until > now:
+            with self._lock:
+                self._cache[key] = (info, valid_until)
+                self._cache.move_to_end(key)
+                while len(self._cache) > self._max_entries:
+                    self._cache.popitem(last=False)
+        return info
+
+    def _refusal(self, info: TokenInfo) -> str | None:
+        if not info.active:
+            return "inactive"
+        if info.client_id != self._app_id:
+            return "issued for another app"
+        if info.instance_id is None:
+            return "no instance id"
+        return None
+
+
+def _strip_bearer(token: object) -> str:
+    if not isinstance(token, str):
+        raise InvalidToken(reason="not a string")
+    if token[:7].lower() == "bearer ":
+        token = token[7:].lstrip(" ")
+    # "Bearer" alone: a header whose empty credential a web framework trimmed away.
+    if not token or token.lower() == "bearer":
+        raise InvalidToken(reason="empty")
+    # Checked before hashing, so an oversized header costs nothing.
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken(reason="too long")
+    return token
+
+
+def _key(token: str) -> bytes:
+    try:
+        return hashlib.sha256(token.encode()).digest()
+    except UnicodeEncodeError:  # lone surrogates
+        raise InvalidToken(reason="malformed") from None
+
+
+def _check_shape(token: str) -> None:
+    # Wix tokens are printable ASCII without spaces (e.g. "OauthNG.JWS.eyJ...").
+    if not (token.isascii() and token.isprintable()) or " " in token:
+        raise InvalidToken(reason="malformed")

@@ -1,0 +1,283 @@
+"""TokenResolver against the emulator: acceptance rules, refusals, cache, single-flight."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tenancy.emulator import Emulator
+from tenancy.errors import InvalidToken, WixError, WixRateLimited, WixUnavailable
+from tenancy.wix.client import WixClient
+from tenancy.wix.resolver import MAX_TOKEN_LENGTH, TokenResolver
+from tests.wix_helpers import Clock, at_once, client_for
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    """A fresh emulator with two seeded sites."""
+    with Emulator(sites=2, seed=11) as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def client(emu: Emulator) -> Iterator[WixClient]:
+    """A WixClient for the emulator, with tiny backoffs."""
+    with client_for(emu, max_retries=1) as wix:
+        yield wix
+
+
+@pytest.fixture
+def resolver(client: WixClient) -> TokenResolver:
+    """A resolver with default settings."""
+    return TokenResolver(client)
+
+
+def test_resolve_instance_id_returns_the_tenant_key(emu: Emulator, resolver: TokenResolver) -> None:
+    """resolve_instance_id gives the verified instance id as a UUID, with the same refusals."""
+    iid = emu.instance_ids[1]
+    assert resolver.resolve_instance_id("Bearer " + emu.mint_token(iid)) == uuid.UUID(iid)
+    with pytest.raises(InvalidToken):
+        resolver.resolve_instance_id(emu.mint_token(iid, client_id="other"))
+
+
+def test_an_empty_resolver_is_truthy(resolver: TokenResolver) -> None:
+    """`if resolver:` must not mistake an empty cache for a missing resolver."""
+    assert resolver.cached == 0 and bool(resolver)
+
+
+def test_a_valid_token_resolves_to_its_instance(emu: Emulator, resolver: TokenResolver) -> None:
+    """An active token of this app resolves to its instance id as a UUID."""
+    iid = emu.instance_ids[0]
+    info = resolver.resolve(emu.mint_token(iid))
+    assert info.instance_id == uuid.UUID(iid)
+    assert info.active and info.client_id == emu.app_id
+    assert info.site_id == emu.site(iid).site_id
+    assert info.subject_type == "USER" and info.expires_at is not None
+
+
+@pytest.mark.parametrize("prefix", ["Bearer ", "bearer ", "BEARER ", "Bearer   "])
+def test_bearer_prefix_is_stripped(emu: Emulator, resolver: TokenResolver, prefix: str) -> None:
+    """ "Bearer <token>" (any case) resolves like the bare token and shares its cache entry."""
+    token = emu.mint_token(emu.instance_ids[0])
+    assert resolver.resolve(prefix + token) == resolver.resolve(token)
+    assert emu.last_request("token_info").json() == {"token": token}
+    assert emu.count("token_info") == 1
+
+
+# --- refusals -------------------------------------------------------------------------------
+
+
+def _refusal(resolver: TokenResolver, token: str) -> InvalidToken:
+    with pytest.raises(InvalidToken) as raised:
+        resolver.resolve(token)
+    assert str(raised.value) == "token rejected"  # uniform, whatever the reason
+    return raised.value
+
+
+def test_inactive_token_is_refused(emu: Emulator, resolver: TokenResolver) -> None:
+    """A token Token Info calls inactive (here: expired) is refused."""
+    assert _refusal(resolver, emu.mint_token(emu.instance_ids[0], ttl=-10)).reason == "inactive"
+
+
+def test_removed_apps_token_is_refused(emu: Emulator, resolver: TokenResolver) -> None:
+    """Once the app is removed its tokens go inactive and are refused."""
+    iid = emu.instance_ids[0]
+    token = emu.mint_token(iid)
+    emu.remove_app(iid)
+    assert _refusal(resolver, token).reason == "inactive"
+
+
+def test_another_apps_token_is_refused(emu: Emulator, resolver: TokenResolver) -> None:
+    """An active token issued for another app id is refused."""
+    token = emu.mint_token(emu.instance_ids[0], client_id=str(uuid.uuid4()))
+    assert _refusal(resolver, token).reason == "issued for another app"
+
+
+@pytest.mark.parametrize("instance_id", [None, "", "not-a-uuid", 42])
+def test_token_without_instance_is_refused(
+    emu: Emulator, resolver: TokenResolver, instance_id: object
+) -> None:
+    """An active token of this app without a (valid) instance id is refused."""
+    body: dict[str, object] = {"active": True, "clientId": emu.app_id, "subjectType": "USER"}
+    if instance_id is not None:
+        body["instanceId"] = instance_id
+    emu.respond_with("token_info", status=200, body=body)
+    assert _refusal(resolver, "OauthNG.JWS.some-token").reason == "no instance id"
+
+
+def test_garbage_token_is_refused(resolver: TokenResolver) -> None:
+    """A well-formed token Wix does not know is refused."""
+    assert _refusal(resolver, "OauthNG.JWS.unknown").reason == "inactive"
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
+def test_token_info_4xx_is_refused(emu: Emulator, resolver: TokenResolver, status: int) -> None:
+    """Token Info answering 4xx means the token is refused."""
+    emu.respond_with("token_info", status=status, body={"message": "no", "details": {}})
+    assert _refusal(resolver, "OauthNG.JWS.t").reason == f"Token Info answered HTTP {status}"
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "Bearer ", "bearer", "   ", "a b", "tab\there", "line\nbreak", "nul\x00", "é-accent",
+     "x" * (MAX_TOKEN_LENGTH + 1), "Bearer " + "x" * (MAX_TOKEN_LENGTH + 1), "\ud800", None, 42, b"bytes"],
+)  # fmt: skip
+def test_malformed_tokens_are_refused_without_a_request(
+    emu: Emulator, resolver: TokenResolver, token: object
+) -> None:
+    """Empty, oversized, non-printable, spaced or non-string tokens never reach Wix."""
+    _refusal(resolver, token)  # type: ignore[arg-type]
+    assert emu.count("token_info") == 0
+
+
+def test_longest_allowed_token_is_asked_about(emu: Emulator, resolver: TokenResolver) -> None:
+    """A token of exactly MAX_TOKEN_LENGTH characters is sent to Token Info."""
+    _refusal(resolver, "x" * MAX_TOKEN_LENGTH)
+    assert emu.count("token_info") == 1
+
+
+def test_wix_unreachable_is_not_a_refusal(emu: Emulator, resolver: TokenResolver) -> None:
+    """Wix failing raises WixUnavailable (503 material), not InvalidToken, and nothing is cached."""
+    token = emu.mint_token(emu.instance_ids[0])
+    emu.set_faults(rate=1.0, kinds=("503",))
+    with pytest.raises(WixUnavailable) as raised:
+        resolver.resolve(token)
+    assert not isinstance(raised.value, InvalidToken)
+    emu.clear_faults()
+    assert resolver.resolve(token).instance_id is not None
+
+
+def test_wix_rate_limiting_is_not_a_refusal(emu: Emulator, resolver: TokenResolver) -> None:
+    """429 past the budget raises WixRateLimited."""
+    emu.set_faults(rate=1.0, kinds=("429",))
+    with pytest.raises(WixRateLimited):
+        resolver.resolve(emu.mint_token(emu.instance_ids[0]))
+
+
+def test_garbled_token_info_is_a_wix_error(emu: Emulator, resolver: TokenResolver) -> None:
+    """A non-JSON Token Info answer raises WixError, never a tenant."""
+    emu.set_faults(rate=1.0, kinds=("malformed",))
+    with pytest.raises(WixError):
+        resolver.resolve(emu.mint_token(emu.instance_ids[0]))
+
+
+def test_refusals_are_not_cached(emu: Emulator, resolver: TokenResolver) -> None:
+    """A refused token is asked about again next time."""
+    token = emu.mint_token(emu.instance_ids[0])
+    emu.respond_with("token_info", status=200, body={"active": False}, times=1)
+    _refusal(resolver, token)
+    assert resolver.resolve(token).active
+    assert emu.count("token_info") == 2
+
+
+# --- cache ----------------------------------------------------------------------------------
+
+
+def test_cache_hit_makes_no_request(emu: Emulator, resolver: TokenResolver) -> None:
+    """Resolving the same token again is answered from the cache."""
+    token = emu.mint_token(emu.instance_ids[0])
+    first = resolver.resolve(token)
+    for _ in range(5):
+        assert resolver.resolve(token) is first
+    assert emu.count("token_info") == 1
+
+
+def test_entry_expires_after_max_ttl(emu: Emulator, client: WixClient) -> None:
+    """After max_ttl seconds the token is resolved again."""
+    clock = Clock(time.time())
+    resolver = TokenResolver(client, max_ttl=300, clock=clock)
+    token = emu.mint_token(emu.instance_ids[0], ttl=3600)
+    resolver.resolve(token)
+    clock.now += 299
+    resolver.resolve(token)
+    assert emu.count("token_info") == 1
+    clock.now += 2
+    resolver.resolve(token)
+    assert emu.count("token_info") == 2
+
+
+def test_entry_never_outlives_the_tokens_exp(emu: Emulator, client: WixClient) -> None:
+    """A token expiring before max_ttl is re-resolved once its exp has passed."""
+    clock = Clock(time.time())
+    resolver = TokenResolver(client, max_ttl=300, clock=clock)
+    token = emu.mint_token(emu.instance_ids[0], ttl=60)
+    resolver.resolve(token)
+    clock.now += 62
+    resolver.resolve(token)  # the emulator's real clock still calls it active
+    assert emu.count("token_info") == 2
+
+
+def test_token_already_past_exp_is_not_cached(emu: Emulator, client: WixClient) -> None:
+    """If Wix says active but exp has passed by our clock, the answer is used once, not cached."""
+    clock = Clock(time.time() + 7200)
+    resolver = TokenResolver(client, clock=clock)
+    token = emu.mint_token(emu.instance_ids[0], ttl=60)
+    resolver.resolve(token)
+    resolver.resolve(token)
+    assert emu.count("token_info") == 2 and resolver.cached == 0
+
+
+def test_cache_is_bounded_lru(emu: Emulator, client: WixClient) -> None:
+    """The cache keeps at most max_entries tokens, evicting the least recently used."""
+    resolver = TokenResolver(client, max_entries=3)
+    tokens = [emu.mint_token(emu.instance_ids[n % 2]) for n in range(5)]
+    for token in tokens:
+        resolver.resolve(token)
+    assert resolver.cached == 3
+    resolver.resolve(tokens[-1])
+    assert emu.count("token_info") == 5
+    resolver.resolve(tokens[0])
+    assert emu.count("token_info") == 6
+
+
+def test_cache_keys_are_hashes_not_tokens(emu: Emulator, resolver: TokenResolver) -> None:
+    """Nothing the resolver keeps contains the token."""
+    token = emu.mint_token(emu.instance_ids[0])
+    resolver.resolve(token)
+    kept = repr(vars(resolver)) + repr(list(resolver._cache))
+    assert token not in kept and token.encode() not in b"".join(resolver._cache)
+    assert token not in repr(resolver)
+
+
+def test_invalidate_and_clear(emu: Emulator, resolver: TokenResolver) -> None:
+    """invalidate() forgets one token and clear() all of them."""
+    a, b = emu.mint_token(emu.instance_ids[0]), emu.mint_token(emu.instance_ids[1])
+    resolver.resolve(a)
+    resolver.resolve(b)
+    resolver.invalidate("Bearer " + a)
+    resolver.invalidate("")  # malformed: nothing to forget, no error
+    assert resolver.cached == 1
+    resolver.resolve(a)
+    assert emu.count("token_info") == 3
+    resolver.clear()
+    assert resolver.cached == 0
+
+
+def test_concurrent_first_resolutions_make_one_request(emu: Emulator, resolver: TokenResolver) -> None:
+    """64 threads resolving one new token at once make exactly one Token Info request."""
+    emu.set_latency(0.05)
+    token = emu.mint_token(emu.instance_ids[0])
+    results = at_once(64, lambda: resolver.resolve(token).instance_id)
+    assert results == [uuid.UUID(emu.instance_ids[0])] * 64
+    assert emu.count("token_info") == 1
+
+
+def test_concurrent_refusal_reaches_every_caller(emu: Emulator, resolver: TokenResolver) -> None:
+    """When the shared Token Info call refuses the token, every waiting caller gets InvalidToken."""
+    emu.set_latency(0.05)
+    token = emu.mint_token(emu.instance_ids[0], client_id="other-app")
+    outcomes = at_once(16, lambda: resolver.resolve(token))
+    assert [getattr(o, "reason", o) for o in outcomes] == ["issued for another app"] * 16
+    assert all(isinstance(o, InvalidToken) for o in outcomes)
+    assert emu.count("token_info") <= 2  # one flight, or two if a thread arrived after it ended
+
+
+def test_settings_are_validated(client: WixClient) -> None:
+    """A resolver with no room or no lifetime is a programming error."""
+    with pytest.raises(ValueError):
+        TokenResolver(client, max_entries=0)
+    with pytest.raises(ValueError):
+        TokenResolver(client, max_ttl=0)
