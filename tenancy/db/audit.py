@@ -17,10 +17,15 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
-from tenancy.db.isolation import POLICY_NAME, SETTING_NAME
+from tenancy.db.binding import FUNCTION
+from tenancy.db.isolation import POLICY_NAME
 from tenancy.db.models import TENANT_COLUMN
 
-__all__ = ["Finding", "audit"]
+__all__ = ["SEALED_POLICY_TEXT", "Finding", "audit"]
+
+_FUNCTION_NAME = FUNCTION.rsplit(".", 1)[1]
+SEALED_POLICY_TEXT = f"({TENANT_COLUMN} = ( SELECT {FUNCTION}() AS {_FUNCTION_NAME}))"
+"""How PostgreSQL shows the sealed predicate in ``pg_policies`` (anything else is a finding)."""
 
 
 @dataclass(frozen=True)
@@ -129,10 +134,17 @@ def _rls_findings(conn: Connection, schema: str, tables: list[str]) -> list[Find
                 p.cmd != "ALL"
                 or p.permissive != "PERMISSIVE"
                 or list(p.roles) != ["public"]
-                or SETTING_NAME not in (p.qual or "")
-                or SETTING_NAME not in (p.with_check or "")
+                or p.qual != SEALED_POLICY_TEXT
+                or p.with_check != SEALED_POLICY_TEXT
             ):
-                found.append(Finding("rls", subject, f"{POLICY_NAME} is not the policy tenancy creates"))
+                found.append(
+                    Finding(
+                        "rls",
+                        subject,
+                        f"{POLICY_NAME} is not the sealed policy tenancy creates "
+                        "(an unsealed setting can be forged by SQL in a tenant session)",
+                    )
+                )
         for p in policies:
             if p.policyname != POLICY_NAME and p.permissive == "PERMISSIVE":
                 found.append(

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from tenancy import TenancyWarning, TenantSessionFactory
+from tenancy.db.roles import grant_runtime_role
 from tests.conftest import migrate
 from tests.isolation.models import FUNCTION_SQL, TENANT_TABLES, VIEW_SQL, IsoBase
 from tests.isolation.support import Env, seed
@@ -32,6 +33,8 @@ def iso_database(pg_server: str) -> Iterator[Database]:
             IsoBase.metadata.create_all(conn)
             conn.execute(text(VIEW_SQL))
             conn.execute(text(FUNCTION_SQL))
+            # `tenancy grant` grants tenant tables by name: re-run it after creating them.
+            grant_runtime_role(conn, db.runtime, also=["iso_note_titles"])
         owner.dispose()
         yield db
 
@@ -49,7 +52,7 @@ def app_engine(iso_database: Database, owner_engine: Engine) -> Iterator[Engine]
     """The runtime role (plain, subject to RLS) on a pool of two connections."""
     engine = create_engine(iso_database.runtime_url, pool_size=2, max_overflow=0, pool_timeout=30)
     with engine.connect() as conn:
-        # Default privileges reached the tables that the owner created after the migration.
+        # `tenancy grant` reached the tables that the owner created after the migration.
         for table in TENANT_TABLES:
             granted = conn.execute(
                 text("SELECT has_table_privilege(:t, 'SELECT,INSERT,UPDATE,DELETE')"), {"t": table}
