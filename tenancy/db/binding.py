@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 import threading
 import uuid
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import Connection, text
 
 from tenancy.errors import ConfigurationError
+from tenancy.settings import BINDING_KEY_PATTERN
 
 __all__ = [
     "BIND_SQL",
@@ -65,8 +65,6 @@ BIND_SQL = (
     "pg_catalog.set_config('tenancy.seal', $2, true)"
 )
 
-_KEY_TEXT = re.compile(r"([0-9]{1,9}):([0-9a-f]{64})")
-
 
 @dataclass(frozen=True)
 class BindingKey:
@@ -85,11 +83,12 @@ class BindingKey:
 
 def parse_binding_key(value: str) -> BindingKey:
     """Parse ``<key_id>:<64 hex digits>`` (the ``TENANCY_BINDING_KEY`` form)."""
-    match = _KEY_TEXT.fullmatch(value.strip().lower())
-    if match is None:
+    value = value.strip().lower()
+    if not BINDING_KEY_PATTERN.fullmatch(value):
         # Never echo the value: it is (or was meant to be) a secret.
         raise ConfigurationError(f"{ENV_VAR} must look like '<key id>:<64 hex digits>'")
-    return BindingKey(str(int(match.group(1))), bytes.fromhex(match.group(2)))
+    key_id, secret = value.split(":")
+    return BindingKey(str(int(key_id)), bytes.fromhex(secret))
 
 
 def seal(key: BindingKey, tenant: uuid.UUID) -> str:
