@@ -35,7 +35,8 @@ def test_a_process_with_the_old_key_works_during_the_roll_and_stops_after_finish
     with admin.begin() as conn:
         conn.execute(
             text(
-                "CREATE TABLE rk_notes (instance_id uuid NOT NULL, id int NOT NULL, PRIMARY KEY (instance_id, id))"
+                "CREATE TABLE rk_notes (instance_id uuid NOT NULL, id int NOT NULL,"
+                " PRIMARY KEY (instance_id, id))"
             )
         )
         tenancy.enable_isolation(conn, "rk_notes")
