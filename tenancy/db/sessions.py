@@ -24,7 +24,15 @@ from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
 from tenancy.db import guard, psycopg_begin
-from tenancy.db.binding import BIND_SQL, BindingKey, KeySource, bind_parameters, newest_key, parse_binding_key
+from tenancy.db.binding import (
+    BIND_SQL,
+    TAINTED,
+    BindingKey,
+    KeySource,
+    bind_parameters,
+    newest_key,
+    parse_binding_key,
+)
 from tenancy.db.isolation import warn_without_rls
 from tenancy.db.registration import TenantRegistry
 from tenancy.db.translate import install_error_translation
@@ -147,7 +155,10 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     _ensure_runtime_role(connection)
     if not armed:
         instance_id, tenant_seal = bind_parameters(tenant, seal)
-        connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal})
+        row = connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal}).one()
+        if not row.clean:
+            connection.invalidate()  # SQL-made prepared statements: never reuse this connection
+            raise CrossTenantAccess(TAINTED)
 
 
 # Pools whose role passed check_runtime_role(): a session may reach an engine other than the
