@@ -36,6 +36,11 @@ SEALED_POLICY_TEXT = f"({TENANT_COLUMN} = ( SELECT {FUNCTION}() AS {_FUNCTION_NA
 """How PostgreSQL shows the sealed predicate in ``pg_policies`` (anything else is a finding)."""
 
 
+def _sealed(expression: str | None) -> bool:
+    # pg_policies omits the schema when `tenancy` is on the auditing connection's search_path.
+    return expression in (SEALED_POLICY_TEXT, SEALED_POLICY_TEXT.replace(f"{SCHEMA}.", "", 1))
+
+
 @dataclass(frozen=True)
 class Finding:
     """One problem found by :func:`audit`: what is wrong (``kind``), where, and why it matters."""
@@ -143,8 +148,8 @@ def _rls_findings(conn: Connection, schema: str, tables: list[str]) -> list[Find
                 p.cmd != "ALL"
                 or p.permissive != "PERMISSIVE"
                 or list(p.roles) != ["public"]
-                or p.qual != SEALED_POLICY_TEXT
-                or p.with_check != SEALED_POLICY_TEXT
+                or not _sealed(p.qual)
+                or not _sealed(p.with_check)
             ):
                 found.append(
                     Finding(
