@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from tenancy.db import roles
 from tenancy.db.binding import FUNCTION, SCHEMA
 from tenancy.db.isolation import POLICY_NAME
 from tenancy.db.models import TENANT_COLUMN
@@ -59,7 +60,7 @@ def audit(connection: Connection, *, runtime_role: str, schema: str = "public") 
         return [Finding("database", connection.dialect.name, "row-level security needs PostgreSQL")]
     findings: list[Finding] = []
     findings += _role_findings(connection, runtime_role, schema)
-    tenant_tables = _tenant_tables(connection, schema)
+    tenant_tables = roles.tenant_tables(connection, schema, include_tenants=True, include_partitions=True)
     findings += _rls_findings(connection, schema, tenant_tables)
     findings += _key_findings(connection, schema, tenant_tables)
     findings += _view_findings(connection, schema, tenant_tables)
@@ -102,19 +103,6 @@ def _role_findings(conn: Connection, role: str, schema: str) -> list[Finding]:
     for name in escalations:
         found.append(Finding("role", role, f"can SET ROLE {name}, which skips row-level security"))
     return found
-
-
-def _tenant_tables(conn: Connection, schema: str) -> list[str]:
-    return list(
-        conn.execute(
-            text(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = :col AND NOT a.attisdropped"
-                " WHERE n.nspname = :s AND c.relkind IN ('r', 'p') ORDER BY 1"
-            ),
-            {"s": schema, "col": TENANT_COLUMN},
-        ).scalars()
-    )
 
 
 def _rls_findings(conn: Connection, schema: str, tables: list[str]) -> list[Finding]:

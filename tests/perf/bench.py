@@ -164,6 +164,20 @@ def cycle_ids(n: int) -> Callable[[], int]:
     return lambda: next(it)
 
 
+def lookup_txn(
+    factory: TenantSessionFactory, model: Any, tenant: uuid.UUID, ids: Callable[[], int]
+) -> Callable[[], object]:
+    """A one-lookup tenant transaction: open a session, get one row by id, commit."""
+
+    def run() -> object:
+        with factory.for_instance(tenant) as s:
+            obj = s.scalars(select(model).where(model.id == ids())).one()
+            s.commit()
+        return obj
+
+    return run
+
+
 # --------------------------------------------------------------------------- figure 1
 
 
@@ -265,15 +279,7 @@ def fig_orm(bdb: BenchDb, cfg: Config) -> list[Row]:
         )
 
         def txn(model: Any) -> Callable[[], object]:
-            factory = bdb.factory(runtime)
-
-            def run() -> object:
-                with factory.for_instance(t) as s:
-                    obj = s.scalars(select(model).where(model.id == nid())).one()
-                    s.commit()
-                return obj
-
-            return run
+            return lookup_txn(bdb.factory(runtime), model, t, nid)
 
         rows.append(
             timed_row(
@@ -347,6 +353,15 @@ def fig_rls(bdb: BenchDb, cfg: Config) -> list[Row]:
             legacy = legacy.replace("bench_parents", "bench_parents_legacy")
             legacy = legacy.replace("bench_children", "bench_children_legacy")
             server.append(policy_row(rls, name, query, legacy, cfg))
+        server.append(
+            policy_row(
+                rls,
+                "the check alone",
+                "SELECT tenancy.current_instance_id()",
+                "SELECT NULLIF(current_setting('tenancy.instance_id', true), '')::uuid",
+                cfg,
+            )
+        )
         return [
             *server,
             timed_row(
@@ -526,13 +541,7 @@ def fig_trips(bdb: BenchDb, cfg: Config) -> list[Row]:
     nid = cycle_ids(bdb.items)
 
     def tenant_txn(factory: TenantSessionFactory) -> Callable[[], object]:
-        def run() -> object:
-            with factory.for_instance(t) as s:
-                obj = s.scalars(select(Item).where(Item.id == nid())).one()
-                s.commit()
-            return obj
-
-        return run
+        return lookup_txn(factory, Item, t, nid)
 
     def plain_txn(engine: Engine) -> Callable[[], object]:
         def run() -> object:
@@ -836,15 +845,7 @@ def fig_prepared(bdb: BenchDb, cfg: Config) -> list[Row]:
             engines[name] = engine
 
         def tenant_point(engine: Engine) -> Callable[[], object]:
-            factory = bdb.factory(engine)
-
-            def run() -> object:
-                with factory.for_instance(t) as s:
-                    obj = s.scalars(select(Item).where(Item.id == nid())).one()
-                    s.commit()
-                return obj
-
-            return run
+            return lookup_txn(bdb.factory(engine), Item, t, nid)
 
         rows.append(
             timed_row(
