@@ -60,7 +60,11 @@ class Settings:
                 make_url(value)
             except ArgumentError:
                 # The URL may hold a password: name the setting, not the value.
-                raise ConfigurationError(f"{name} is not a database URL") from None
+                variable = URL_VARIABLE if name == "database_url" else ADMIN_URL_VARIABLE
+                raise ConfigurationError(
+                    f"{name} ({variable}) is not a database URL: write postgresql://USER@HOST/DB "
+                    "or sqlite:///FILE"
+                ) from None
         if not self.wix_api_base_url.startswith(("http://", "https://")):
             raise ConfigurationError(
                 f"wix_api_base_url must start with http:// or https://, got {self.wix_api_base_url!r}"

@@ -232,10 +232,16 @@ def test_emulator_command_prints_a_working_base_url() -> None:
         lines: list[str] = []
         for line in process.stdout:
             lines.append(line.rstrip("\n"))
-            if line.startswith("ready"):
+            if line.startswith("# ready"):
                 break
-        values = dict(line.split("=", 1) for line in lines if line.startswith("WIX_"))
-        tokens = [line.split()[1:] for line in lines if line.startswith("token ")]
+        # Every line is shell: `export NAME=value`, or a comment.
+        assert all(line.startswith(("export WIX_", "# ")) for line in lines), lines
+        values = dict(
+            line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export")
+        )
+        tokens = [line.split()[2:] for line in lines if line.startswith("# token ")]
+        assert "# sites from --seed 4: the same instance ids every run (another seed, other ids)" in lines
+        assert "# user tokens (Authorization header), valid for 60 minutes:" in lines
         assert values["WIX_API_BASE_URL"].startswith("http://127.0.0.1:")
         assert len(tokens) == 2
         with WixClient(

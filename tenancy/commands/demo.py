@@ -10,10 +10,13 @@ from __future__ import annotations
 import argparse
 import logging
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from alembic import command
-from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy import Engine, func, select
 
+from tenancy.commands.database import make_engine
 from tenancy.db.alembic_env import library_config
 from tenancy.db.models import Tenant
 from tenancy.db.sessions import TenantSessionFactory
@@ -29,6 +32,16 @@ HELP = (
     "run the product end to end on the embedded default: migrate a SQLite file, start the Wix "
     "emulator, sync its sites, open a tenant session from a token and show that tenant's row"
 )
+
+EPILOG = """\
+environment: none read (the demo uses --database-url and the bundled emulator, never Wix or
+DATABASE_URL)
+
+exit codes:
+  0  every emulated site synced and the tenant session saw its row only
+  1  a site failed to sync
+  2  usage error (e.g. --sites 0, a --database-url that cannot be used)
+"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -51,11 +64,9 @@ def _migrate(engine: Engine) -> str:
 def run(args: argparse.Namespace) -> int:
     if args.sites < 1:
         raise ConfigurationError("--sites must be at least 1")
-    # Alembic's plugin chatter is noise here; the numbered steps say what happened.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    engine = create_engine(args.database_url)
+    engine = make_engine(args.database_url, variable="--database-url")
     url = engine.url.render_as_string(hide_password=True)
-    with warnings.catch_warnings(record=True) as caught:
+    with _quiet_logs(not getattr(args, "verbose", False)), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TenancyWarning)
         how = _migrate(engine)
         print(f"1. migrated {url} ({how})")
@@ -85,6 +96,21 @@ def run(args: argparse.Namespace) -> int:
     for note in sorted(notes):
         print(f"note: {note}")
     return 0 if report.ok else 1
+
+
+@contextmanager
+def _quiet_logs(quiet: bool) -> Iterator[None]:
+    """The numbered steps say what happened: log lines (Alembic's, the sync's) would interleave
+    with them on a terminal. `tenancy -v demo` shows them."""
+    loggers = [logging.getLogger(name) for name in ("alembic", "tenancy")] if quiet else []
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _show(tenant: Tenant) -> None:

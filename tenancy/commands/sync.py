@@ -20,9 +20,9 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy import Engine
 
+from tenancy.commands.database import database_errors, make_engine, require_rls_bypass
 from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.instance_ids import parse_instance_id
 from tenancy.settings import Settings
@@ -35,6 +35,22 @@ HELP = (
     "refresh the tenants table from Wix's Get App Instance: tenants that are due, --all, "
     "or --instance ID...; several processes may run at once"
 )
+EPILOG = """\
+environment:
+  TENANCY_ADMIN_DATABASE_URL  the owner role's URL (BYPASSRLS; default: DATABASE_URL, which
+                              only works on SQLite: row-level security hides tenants from the
+                              runtime role)
+  DATABASE_URL                fallback for the above (default: sqlite:///tenancy.db)
+  WIX_APP_ID, WIX_APP_SECRET  the app's credentials (required)
+  WIX_API_BASE_URL            Wix's API (default: https://www.wixapis.com; or `tenancy emulator`)
+
+exit codes:
+  0    every claimed tenant synced (or marked removed)
+  1    some tenants failed (listed in the summary and on their rows)
+  2    configuration or usage error: bad option or id, database unreachable or not migrated,
+       a role that row-level security filters, Wix refusing the app credentials
+  130  stopped by SIGINT/SIGTERM (tenants in flight committed, summary printed)
+"""
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 WIX_PER_INSTANCE_PER_MINUTE = 200  # API.md §8
 
@@ -152,8 +168,16 @@ def run(args: argparse.Namespace) -> int:
     except InvalidInstanceId as exc:
         raise ConfigurationError(f"--instance: {exc}") from None
     settings = Settings.from_env()
-    engine = _engine(settings.admin_database_url, args.concurrency)
+    url = settings.admin_database_url
     client = WixClient.from_settings(settings, timeout=args.timeout, pool_size=max(4, args.concurrency))
+    engine = _engine(url, args.concurrency)
+    try:
+        with database_errors(url), engine.connect() as connection:
+            require_rls_bypass(connection, "tenancy sync")
+    except ConfigurationError:
+        engine.dispose()
+        client.close()
+        raise
     stop = threading.Event()
     options: dict[str, Any] = {
         "mode": "instances" if instances else "all" if args.all else "due",
@@ -168,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         "stop": stop,
     }
     try:
-        with _signals_stop(stop):
+        with _signals_stop(stop), database_errors(url):
             while True:
                 code = _run_once(engine, client, options, as_json=args.json)
                 if args.every is None or stop.is_set():
@@ -179,11 +203,6 @@ def run(args: argparse.Namespace) -> int:
     except WixAuthError as exc:  # sync() handles per-instance refusals itself
         message = f"Wix refused the app credentials (WIX_APP_ID/WIX_APP_SECRET): {exc}"
         raise ConfigurationError(message) from None
-    except (OperationalError, ProgrammingError) as exc:
-        # Unreachable database, or no tenants table: the setup is wrong, not a tenant.
-        first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        hint = " (run `alembic upgrade head` first?)" if isinstance(exc, ProgrammingError) else ""
-        raise ConfigurationError(f"database error: {first_line}{hint}") from None
     finally:
         client.close()
         engine.dispose()
@@ -194,7 +213,7 @@ def _engine(url: str, concurrency: int) -> Engine:
     if not url.startswith("sqlite"):
         # One connection per worker, plus one for registering and counting.
         options.update(pool_size=concurrency + 1, max_overflow=2)
-    return create_engine(url, **options)
+    return make_engine(url, **options)
 
 
 def _run_once(engine: Engine, client: WixClient, options: dict[str, Any], *, as_json: bool) -> int:

@@ -30,6 +30,7 @@ def test_demo_migrates_syncs_and_opens_a_tenant_session_from_a_token(tmp_path: P
     assert "3 synced (3 changed, 0 unchanged), 0 removed, 0 failed" in out
     assert "the session sees 1 tenant row(s) of 3 synced" in out
     assert "note: row-level security needs PostgreSQL" in out
+    assert first.stderr == ""  # no log lines between the steps
     engine = create_engine(f"sqlite:///{tmp_path / 'tenancy.db'}")
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Tenant)) == 3
