@@ -72,6 +72,13 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = (base / "dist").glob("tenancy-*.whl")
     _run([sys.executable, "-m", "venv", str(base / "venv")], base, env)
     _run([str(base / "venv/bin/pip"), "install", "--quiet", str(wheel), "pytest"], base, env)
+    # No extras: SQLAlchemy 2.1 brings no greenlet, so `import tenancy` must not need it.
+    probe = [
+        str(base / "venv/bin/python"),
+        "-c",
+        "import importlib.util; print(importlib.util.find_spec('greenlet'))",
+    ]
+    assert _run(probe, base, env).stdout.strip() == "None"
     return base / "venv"
 
 

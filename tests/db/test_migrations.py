@@ -104,3 +104,18 @@ def test_tenancy_revisions_ship_in_the_package_with_a_branch_label() -> None:
     assert base is not None and base.branch_labels == {"tenancy"}
     assert [r.revision for r in script.get_revisions("tenancy@head")] == [script.get_current_head()]
     assert all(Path(rev.path).parent == TENANCY_VERSIONS for rev in script.walk_revisions())
+
+
+@pytest.mark.postgres
+def test_tenancy_runtime_role_is_granted_by_any_env_py_that_calls_run_migrations(
+    empty_pg_database: Database, monkeypatch
+) -> None:
+    """TENANCY_RUNTIME_ROLE works in an app's env.py (run_migrations), not only in this repository's."""
+    monkeypatch.setenv("TENANCY_RUNTIME_ROLE", empty_pg_database.runtime)
+    admin = create_engine(empty_pg_database.admin_url)
+    migrate(admin)
+    admin.dispose()
+    runtime = create_engine(empty_pg_database.runtime_url)
+    with runtime.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM tenants")).scalar_one() == 0
+    runtime.dispose()
