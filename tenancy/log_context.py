@@ -30,7 +30,16 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["InstanceIdFilter", "bind", "bound", "current_instance_id", "log_instance_ids", "scope"]
+__all__ = [
+    "InstanceIdFilter",
+    "bind",
+    "bound",
+    "current_instance_id",
+    "log_instance_ids",
+    "new_scope",
+    "push",
+    "scope",
+]
 
 NO_TENANT = "-"
 
@@ -59,6 +68,11 @@ def scope() -> Iterator[None]:
         yield
     finally:
         _reset(token)
+
+
+def new_scope() -> None:
+    """Open a fresh slot in the current context, for good (a request's own task: it ends with it)."""
+    _slot.set(_Slot())
 
 
 def bind(instance_id: uuid.UUID | None) -> None:

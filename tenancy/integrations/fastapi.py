@@ -44,12 +44,12 @@ from tenancy.settings import Settings
 __all__ = ["TenancyFastAPI"]
 
 
-async def _request_log_scope() -> AsyncIterator[None]:
+async def _request_log_scope() -> None:
     # Runs in the request's own task: the slot it opens is shared with the worker threads
     # that run sync dependencies and handlers (they get copies of this context), so the
-    # tenant bound while opening the session shows on the handler's log records.
-    with log_context.scope():
-        yield
+    # tenant bound while opening the session shows on the handler's log records. Not a
+    # generator (those cost an exit stack per request): the slot dies with the request's task.
+    log_context.new_scope()
 
 
 class TenancyFastAPI:
