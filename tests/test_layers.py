@@ -21,6 +21,7 @@ ALLOWED: dict[str, set[str]] = {
     "wix": {"top"},
     "tenant_sync": {"top", "db", "wix"},
     "testing": {"top", "db"},
+    "migrations": {"top", "db"},
     "commands": {"top", "db", "wix", "tenant_sync", "emulator", "api"},
     "api": {"top", "db", "wix", "tenant_sync"},
     # Web framework adapters: above everything the request and webhook flows use.

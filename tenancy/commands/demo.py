@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 import logging
 import warnings
-from pathlib import Path
 
+from alembic import command
 from sqlalchemy import Engine, create_engine, func, select
 
-import tenancy
-from tenancy.db.models import Base, Tenant
+from tenancy.db.alembic_env import library_config
+from tenancy.db.models import Tenant
 from tenancy.db.sessions import TenantSessionFactory
 from tenancy.emulator import Emulator
 from tenancy.errors import ConfigurationError, TenancyWarning
@@ -30,9 +30,6 @@ HELP = (
     "emulator, sync its sites, open a tenant session from a token and show that tenant's row"
 )
 
-# The repository's alembic.ini (present in a checkout or an editable install).
-_ALEMBIC_INI = Path(tenancy.__file__).resolve().parents[1] / "alembic.ini"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -43,18 +40,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _migrate(engine: Engine) -> str:
-    if _ALEMBIC_INI.is_file():
-        from alembic import command
-        from alembic.config import Config
-
-        cfg = Config(str(_ALEMBIC_INI))
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
-        return "alembic upgrade head"
-    # Installed without the repository: the models describe the same schema.
-    Base.metadata.create_all(engine)
-    return "metadata.create_all (alembic.ini not found)"
+    # tenancy's own revisions ship in the package: the same migrations as `alembic upgrade heads`.
+    cfg = library_config()
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "heads")
+    return "tenancy's migrations, alembic upgrade heads"
 
 
 def run(args: argparse.Namespace) -> int:
