@@ -41,10 +41,11 @@ NOTES_PER_TENANT = 20
 def app_factory() -> Any:
     """The example app plus the baseline endpoint (uvicorn ``bench:app_factory --factory``)."""
     from fastapi import Depends, Header
-    from notes_app.main import NoteOut, create_app, log
-    from notes_app.models import Note
     from sqlalchemy import create_engine, select
     from sqlalchemy.orm import Session
+
+    from notes_app.main import NoteOut, create_app, log
+    from notes_app.models import Note
 
     app = create_app()
     plain = create_engine(os.environ["TENANCY_ADMIN_DATABASE_URL"])
@@ -74,15 +75,16 @@ def _free_port() -> int:
 def _migrate_and_seed(admin_url: str, runtime_role: str, instance_ids: list[str]) -> None:
     from alembic import command
     from alembic.config import Config
-    from notes_app.models import Note, Notebook
     from sqlalchemy import create_engine
+
+    from notes_app.models import Note, Notebook
 
     engine = create_engine(admin_url)
     cfg = Config(str(HERE / "alembic.ini"))
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         cfg.attributes["runtime_role"] = runtime_role
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "heads")
     with engine.begin() as conn:
         for iid in map(uuid.UUID, instance_ids):
             book = conn.execute(

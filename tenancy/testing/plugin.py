@@ -40,7 +40,7 @@ def tenancy_database(pytestconfig: pytest.Config) -> Iterator[Database]:
             with engine.begin() as connection:
                 cfg.attributes["connection"] = connection
                 cfg.attributes["runtime_role"] = db.runtime
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, "heads")  # your branch and tenancy's
             engine.dispose()
         yield db
 

@@ -21,10 +21,10 @@ import requests
 import uvicorn
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from notes_app.main import create_app
 from sqlalchemy import Engine
 
 import tenancy
+from notes_app.main import create_app
 from tenancy.emulator import Emulator
 from tenancy.testing.postgres import Database
 

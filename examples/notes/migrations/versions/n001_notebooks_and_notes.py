@@ -1,7 +1,7 @@
 """Notebooks and notes, under tenant isolation.
 
 Revision ID: n001
-Revises: 0003 (tenancy's tenants table)
+Revises: (the first of the app's own branch; tenancy's revisions are a branch of their own)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from alembic import op
 import tenancy.alembic_ops  # noqa: F401  (registers op.enable_tenant_isolation)
 
 revision: str = "n001"
-down_revision: str | None = "0003"
+down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
