@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 from tenancy.errors import ConfigurationError
 
@@ -33,13 +33,14 @@ except ImportError:  # pragma: no cover - exercised in a subprocess without Fast
         "tenancy.integrations.fastapi needs FastAPI: pip install 'tenancy[fastapi]'"
     ) from None
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from tenancy import log_context
 from tenancy.db.sessions import INFO_KEY, TenantSession
 from tenancy.errors import InvalidWebhook, TenancyError
 from tenancy.integrations.runtime import DEFAULT_RETRY_AFTER, EventHook, Runtime, receive_webhook, refusal
 from tenancy.settings import Settings
+
+if TYPE_CHECKING:  # the asyncio extension needs greenlet (tenancy[async]); sync apps run without it
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["TenancyFastAPI"]
 

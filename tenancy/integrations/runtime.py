@@ -118,7 +118,11 @@ class Runtime:
         sessions = TenantSessionFactory(engine, admin_engine=admin_engine, resolver=RefusalCache(resolver))
         runtime = cls(settings, engine, admin_engine, wix, resolver, sessions, verifier)
         if asyncio:
-            from sqlalchemy.ext.asyncio import create_async_engine
+            try:
+                from sqlalchemy.ext.asyncio import create_async_engine
+            except ImportError:
+                message = "asyncio=True needs greenlet: pip install 'tenancy[async]'"
+                raise ConfigurationError(message) from None
 
             runtime.async_sessions = AsyncTenantSessionFactory(
                 create_async_engine(settings.database_url, **options),
