@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 import tenancy
 from tenancy.emulator import Emulator
 from tenancy.integrations.fastapi import TenancyFastAPI
-from tests.integrations.conftest import Item, Uvicorn, bearer
+from tenancy.testing import serve_asgi
+from tests.integrations.conftest import Item, bearer
 
 pytestmark = pytest.mark.postgres
 
@@ -41,9 +42,8 @@ def _app(settings: tenancy.Settings) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def url(web_settings: tenancy.Settings) -> Iterator[str]:
-    served = Uvicorn(_app(web_settings))
-    yield served.url
-    served.stop()
+    with serve_asgi(_app(web_settings)) as served:
+        yield served
 
 
 def test_async_sessions_per_request(url: str, emu: Emulator) -> None:

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 import requests
-from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
 from sqlalchemy import Engine, select
@@ -18,7 +17,8 @@ from werkzeug.serving import make_server
 import tenancy
 from tenancy.emulator import Emulator
 from tenancy.integrations.flask import FlaskTenancy
-from tests.integrations.conftest import Item, bearer, sign_event
+from tenancy.testing import WebhookSigner
+from tests.integrations.conftest import Item, bearer
 
 pytestmark = pytest.mark.postgres
 
@@ -115,7 +115,7 @@ def test_wix_down_gets_503_with_retry_after(flask_url: str, emu: Emulator) -> No
 
 
 def test_webhooks_signed_apply_and_forged_change_nothing(
-    flask_url: str, emu: Emulator, webhook_key: rsa.RSAPrivateKey, web_admin: Engine
+    flask_url: str, signer: WebhookSigner, web_admin: Engine
 ) -> None:
     """A signed AppInstalled registers the tenant; a forged AppRemoved gets 401 and changes nothing."""
     iid = str(uuid.uuid4())
@@ -125,15 +125,11 @@ def test_webhooks_signed_apply_and_forged_change_nothing(
             query = select(tenancy.Tenant.status).where(tenancy.Tenant.instance_id == uuid.UUID(iid))
             return conn.execute(query).scalar_one_or_none()
 
-    answer = requests.post(
-        f"{flask_url}/webhooks/wix", data=sign_event("AppInstalled", iid, webhook_key), timeout=10
-    )
+    answer = requests.post(f"{flask_url}/webhooks/wix", data=signer.sign("AppInstalled", iid), timeout=10)
     assert (answer.status_code, answer.json()) == (200, {"action": "refresh"})
     assert status() == "active"
-    forger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    forged = requests.post(
-        f"{flask_url}/webhooks/wix", data=sign_event("AppRemoved", iid, forger), timeout=10
-    )
+    forged_body = WebhookSigner().sign("AppRemoved", iid)  # signed with a key the app does not trust
+    forged = requests.post(f"{flask_url}/webhooks/wix", data=forged_body, timeout=10)
     assert forged.status_code == 401
     assert status() == "active"
 

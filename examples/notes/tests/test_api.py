@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
-from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import Engine, select
 
 import tenancy
 from tenancy.emulator import Emulator
-from tests.conftest import WebhookSigner, auth, seed_site
+from tenancy.testing import WebhookSigner
+from tests.conftest import auth, seed_site
 
 
 def _tenant_row(engine: Engine, iid: str) -> dict:
@@ -100,8 +100,7 @@ def test_a_forged_webhook_gets_401_and_changes_nothing(
     iid = emulator.instance_ids[6]
     assert requests.get(f"{api}/notes", headers=auth(tokens[iid]), timeout=10).status_code == 200
     before = _tenant_row(admin_engine, iid)
-    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    for body in (signer.sign("AppRemoved", iid, key=other_key), "not-a-jwt"):
+    for body in (WebhookSigner().sign("AppRemoved", iid), "not-a-jwt"):  # another key; no JWT
         answer = requests.post(f"{api}/webhooks/wix", data=body, timeout=10)
         assert (answer.status_code, answer.json()) == (401, {"detail": "invalid webhook"})
     assert _tenant_row(admin_engine, iid) == before
