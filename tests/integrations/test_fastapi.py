@@ -1,4 +1,4 @@
-"""TenancyFastAPI(asyncio=True) behind uvicorn: AsyncSession per request, refusals, commit rules."""
+"""TenancyFastAPI behind uvicorn: sync and async sessions per request, refusals, commit rules."""
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations at run time,
 # and `AsyncDb` is local to _app().
@@ -10,6 +10,7 @@ import requests
 from fastapi import Depends, FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 import tenancy
 from tenancy.emulator import Emulator
@@ -56,3 +57,45 @@ def test_async_sessions_per_request(url: str, emu: Emulator) -> None:
     assert requests.get(f"{url}/items", headers=bearer(b), timeout=10).json() == ["async-b"]
     refused = requests.get(f"{url}/items", headers=bearer("OauthNG.JWS.emu-bogus"), timeout=10)
     assert (refused.status_code, refused.json()) == (401, {"detail": "invalid token"})
+
+
+def _sync_app(settings: tenancy.Settings) -> FastAPI:
+    tenancy_app = TenancyFastAPI(settings)
+    app = FastAPI(lifespan=tenancy_app.lifespan)
+    Db = Annotated[Session, Depends(tenancy_app.session)]
+
+    @app.get("/items")
+    def items(db: Db) -> list[str]:
+        return list(db.scalars(select(Item.name).order_by(Item.id)))
+
+    @app.post("/items/{name}")
+    def add(name: str, db: Db, then: str = "commit") -> dict[str, str]:
+        db.add(Item(name=name))
+        db.flush()  # written inside the request's transaction
+        if then == "raise":
+            raise RuntimeError("the handler failed after writing")
+        if then == "commit":
+            db.commit()
+        return {"then": then}
+
+    return app
+
+
+def test_sync_sessions_keep_only_what_the_handler_commits(
+    web_settings: tenancy.Settings, emu: Emulator
+) -> None:
+    """Committed: kept. Not committed, or the handler raised after writing: rolled back, session closed."""
+    token = emu.mint_token(emu.instance_ids[0])
+    with serve_asgi(_sync_app(web_settings)) as url:
+        before = requests.get(f"{url}/items", headers=bearer(token), timeout=10).json()
+        assert requests.post(f"{url}/items/kept", headers=bearer(token), timeout=10).status_code == 200
+        assert (
+            requests.post(f"{url}/items/draft?then=leave", headers=bearer(token), timeout=10).status_code
+            == 200
+        )
+        assert (
+            requests.post(f"{url}/items/boom?then=raise", headers=bearer(token), timeout=10).status_code
+            == 500
+        )
+        after = requests.get(f"{url}/items", headers=bearer(token), timeout=10).json()
+    assert after == [*before, "kept"]
