@@ -27,6 +27,7 @@ from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.instance_ids import parse_instance_id
 from tenancy.settings import Settings
 from tenancy.tenant_sync.job import DEFAULT_RECHECK_REMOVED_AFTER, Backoff, SyncReport, sync
+from tenancy.tenant_sync.metrics import require_prometheus_client, write_metrics
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter, TokenBucket
 from tenancy.wix.client import WixClient
 
@@ -159,6 +160,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true", help="print the report as JSON on stdout (one line per run)"
     )
+    parser.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="after each run, write Prometheus metrics to PATH (atomically; for node_exporter's "
+        "textfile collector; needs tenancy[metrics])",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -167,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         instances = [parse_instance_id(value) for value in args.instance]
     except InvalidInstanceId as exc:
         raise ConfigurationError(f"--instance: {exc}") from None
+    if args.metrics_file:
+        require_prometheus_client()  # fail before syncing, not after
     settings = Settings.from_env()
     url = settings.admin_database_url
     client = WixClient.from_settings(settings, timeout=args.timeout, pool_size=max(4, args.concurrency))
@@ -194,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with _signals_stop(stop), database_errors(url):
             while True:
-                code = _run_once(engine, client, options, as_json=args.json)
+                code = _run_once(engine, client, options, as_json=args.json, metrics_file=args.metrics_file)
                 if args.every is None or stop.is_set():
                     return code
                 log.info("next sync run in %s", args.every)
@@ -216,9 +225,18 @@ def _engine(url: str, concurrency: int) -> Engine:
     return make_engine(url, **options)
 
 
-def _run_once(engine: Engine, client: WixClient, options: dict[str, Any], *, as_json: bool) -> int:
+def _run_once(
+    engine: Engine,
+    client: WixClient,
+    options: dict[str, Any],
+    *,
+    as_json: bool,
+    metrics_file: str | None = None,
+) -> int:
     with _progress() as (on_start, on_progress):
         report = sync(engine, client, on_start=on_start, on_progress=on_progress, **options)
+    if metrics_file:
+        write_metrics(metrics_file, report, engine, stale_after=options["stale_after"])
     if as_json:
         print(report.to_json(), flush=True)
     else:

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
+from tenancy import log_context
 from tenancy.errors import (
     ConfigurationError,
     WixAuthError,
@@ -193,7 +194,7 @@ class _Job:
     def work(self) -> None:
         """One worker: claim, fetch, write, commit, until nothing is left or ``stop``."""
         try:
-            with self.engine.connect() as conn:
+            with self.engine.connect() as conn, log_context.scope():
                 while not self.stop.is_set():
                     if not self._one(conn):
                         return
@@ -212,6 +213,7 @@ class _Job:
             if row is None:
                 return False
             iid: uuid.UUID = row.instance_id
+            log_context.bind(iid)  # this tenant's log lines carry its instance_id
             reason: str | None
             try:
                 app = self._fetch(iid)
@@ -235,6 +237,7 @@ class _Job:
         self.report.record(outcome, iid, reason)
         if outcome == "failed":
             log.warning("instance %s not synced: %s", iid, reason)
+        log_context.bind(None)
         if self.on_progress is not None:
             self.on_progress(self.report)
         return True
