@@ -12,16 +12,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, update
+from sqlalchemy import update
 
 from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.breaker import DEFAULT_OUTAGE_AFTER
 from tenancy.tenant_sync.job import Backoff, sync
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter
-from tenancy.wix.client import WixClient
-from tests.conftest import migrate
-from tests.pgserver import fresh_database
 from tests.sync_helpers import SyncDb, consistent, rows, seed
 from tests.wix_helpers import client_for
 
@@ -31,24 +28,9 @@ TINY = Backoff(base=dt.timedelta(milliseconds=1), cap=dt.timedelta(milliseconds=
 
 
 @pytest.fixture
-def db(pg_server: str) -> Iterator[SyncDb]:
-    with fresh_database() as database:
-        engine = create_engine(database.admin_url, pool_size=10)
-        migrate(engine)
-        yield SyncDb(database.admin_url, engine)
-        engine.dispose()
-
-
-@pytest.fixture
 def emu() -> Iterator[Emulator]:
     with Emulator(sites=7, seed=41) as emulator:
         yield emulator
-
-
-@pytest.fixture
-def client(emu: Emulator) -> Iterator[WixClient]:
-    with client_for(emu) as wix:
-        yield wix
 
 
 def _uuid(value: str) -> uuid.UUID:
