@@ -1,9 +1,10 @@
 """``tenancy sync``: refresh the tenants table from Wix, once or ``--every DURATION``.
 
 Exit codes: 0 every claimed tenant synced (or marked removed), 1 some tenants failed
-(listed in the summary and on their rows), 2 configuration or usage error (including Wix
-refusing the app's credentials), 130 interrupted by SIGINT/SIGTERM during a run (the
-tenants in flight were finished and the summary printed).
+(listed in the summary and on their rows, with Wix's request id; a 401/403/404 for one
+instance included) or Wix was down and the run stopped early, 2 configuration or usage
+error (including the token endpoint refusing the app's credentials), 130 interrupted by
+SIGINT/SIGTERM during a run (the tenants in flight were finished and the summary printed).
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from tenancy.commands.database import database_errors, make_engine, require_rls_
 from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.instance_ids import parse_instance_id
 from tenancy.settings import Settings
-from tenancy.tenant_sync.job import DEFAULT_RECHECK_REMOVED_AFTER, Backoff, SyncReport, sync
+from tenancy.tenant_sync.job import (
+    DEFAULT_OUTAGE_AFTER,
+    DEFAULT_RECHECK_REMOVED_AFTER,
+    Backoff,
+    SyncReport,
+    sync,
+)
 from tenancy.tenant_sync.metrics import require_prometheus_client, write_metrics
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter, TokenBucket
 from tenancy.wix.client import WixClient
@@ -155,6 +162,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="longest wait before retrying a failed tenant (default: 1h)",
     )
     parser.add_argument(
+        "--outage-after",
+        type=_positive_int,
+        default=DEFAULT_OUTAGE_AFTER,
+        metavar="N",
+        help="stop the run early when N tenants in a row find Wix unavailable (connection errors, "
+        f"timeouts, 5xx); only those are charged a failure (default: {DEFAULT_OUTAGE_AFTER})",
+    )
+    parser.add_argument(
         "--timeout", type=_positive_float, default=10.0, metavar="SECONDS", help="HTTP timeout (default: 10)"
     )
     parser.add_argument(
@@ -195,6 +210,7 @@ def run(args: argparse.Namespace) -> int:
         "concurrency": args.concurrency,
         "remove_after": args.remove_after,
         "recheck_removed_after": args.recheck_removed_after,
+        "outage_after": args.outage_after,
         "backoff": Backoff(base=args.retry_backoff, cap=max(args.retry_backoff, args.retry_backoff_max)),
         "rate_limit": TokenBucket(args.rate),
         "instance_limit": KeyedRateLimiter(WIX_PER_INSTANCE_PER_MINUTE),
