@@ -27,6 +27,7 @@ from tenancy.errors import (
     WixRateLimited,
     WixUnavailable,
 )
+from tenancy.log_context import InstanceIdFilter, log_instance_ids
 from tenancy.settings import Settings
 from tenancy.tenant_sync.events import apply_event
 from tenancy.tenant_sync.job import sync
@@ -44,6 +45,7 @@ __all__ = [
     "CrossTenantAccess",
     "CrossTenantWrite",
     "DuplicateInTenant",
+    "InstanceIdFilter",
     "InvalidInstanceId",
     "InvalidToken",
     "InvalidWebhook",
@@ -68,6 +70,7 @@ __all__ = [
     "apply_event",
     "disable_isolation",
     "enable_isolation",
+    "log_instance_ids",
     "mark_tenant_table",
     "sync",
     "tenant_foreign_key",

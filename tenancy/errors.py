@@ -14,9 +14,10 @@ of them. Messages name the problem and never contain a secret or a token::
      └─ WixError (.status, .request_id)
          ├─ WixUnavailable          unreachable, timed out or 5xx after retries
          ├─ WixRateLimited          429 after retries
-         └─ WixAuthError            401/403 from the token endpoint or an API call
-             └─ WixInstanceNotAccessible  the token endpoint refused this one instance
-                                          (4xx other than 429: e.g. app removed)
+         └─ WixAuthError            the token endpoint refused the app's credentials
+             └─ WixInstanceNotAccessible  Wix refused this one instance: the token endpoint
+                                          (4xx other than 429, e.g. app removed) or Get App
+                                          Instance (401/403/404)
 """
 
 from __future__ import annotations
@@ -137,18 +138,24 @@ class WixRateLimited(WixError):
 
 
 class WixAuthError(WixError):
-    """Wix refused the app's credentials or app token (401/403)."""
+    """Wix refused the app's credentials (the token endpoint: ``invalid_client``, or a bare 401).
+
+    The subclass :class:`WixInstanceNotAccessible` is a refusal of one instance only.
+    """
 
     __module__ = "tenancy"
 
 
 class WixInstanceNotAccessible(WixAuthError):
-    """The token endpoint refused an app token for this one instance (a 4xx other than 429).
+    """Wix refused this one instance, not the app.
 
-    The app credentials were accepted (that would be a plain :class:`WixAuthError`), but
-    Wix will not give a token for this instance: typically the app was removed from the
-    site, or the instance id is unknown. Not transient; a sync job may count it towards
-    marking the tenant removed.
+    Either the token endpoint refused an app token for it (a 4xx other than 429 that is not
+    a credential error: typically the app was removed from the site, or the instance id is
+    unknown), or Get App Instance answered 401 (even with a fresh token), 403
+    (``PERMISSION_DENIED``) or 404 (``NOT_FOUND``). The app's credentials were accepted
+    (their refusal is a plain :class:`WixAuthError`). Not transient: a sync job records it
+    on that tenant's row and goes on with the others; ``status`` and ``request_id`` say
+    what Wix answered.
     """
 
     __module__ = "tenancy"

@@ -12,11 +12,32 @@ from sqlalchemy.exc import ArgumentError
 
 from tenancy.errors import ConfigurationError
 
-__all__ = ["BINDING_KEY_PATTERN", "DEFAULT_DATABASE_URL", "DEFAULT_WIX_API_BASE_URL", "Settings"]
+__all__ = [
+    "ADMIN_URL_VARIABLE",
+    "BINDING_KEY_PATTERN",
+    "DEFAULT_DATABASE_URL",
+    "DEFAULT_WIX_API_BASE_URL",
+    "URL_VARIABLE",
+    "Settings",
+    "normalize_database_url",
+]
 
 DEFAULT_DATABASE_URL = "sqlite:///tenancy.db"
 DEFAULT_WIX_API_BASE_URL = "https://www.wixapis.com"
 BINDING_KEY_PATTERN = re.compile(r"[0-9]{1,9}:[0-9a-f]{64}")
+URL_VARIABLE = "DATABASE_URL"
+ADMIN_URL_VARIABLE = "TENANCY_ADMIN_DATABASE_URL"
+# What hosts hand out (postgres://, postgresql://) means psycopg 3 here, the driver tenancy ships;
+# SQLAlchemy would otherwise look for psycopg2 (or fail on the postgres:// spelling).
+_PSYCOPG_SCHEMES = ("postgres://", "postgresql://")
+
+
+def normalize_database_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` URLs as ``postgresql+psycopg://``; others unchanged."""
+    for scheme in _PSYCOPG_SCHEMES:
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,12 +58,17 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("database_url", "admin_database_url"):
-            value = getattr(self, name)
+            value = normalize_database_url(getattr(self, name))
+            object.__setattr__(self, name, value)  # frozen: normalized once, here
             try:
                 make_url(value)
             except ArgumentError:
                 # The URL may hold a password: name the setting, not the value.
-                raise ConfigurationError(f"{name} is not a database URL") from None
+                variable = URL_VARIABLE if name == "database_url" else ADMIN_URL_VARIABLE
+                raise ConfigurationError(
+                    f"{name} ({variable}) is not a database URL: write postgresql://USER@HOST/DB "
+                    "or sqlite:///FILE"
+                ) from None
         if self.binding_key is not None and not BINDING_KEY_PATTERN.fullmatch(
             self.binding_key.strip().lower()
         ):
@@ -80,10 +106,10 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
-        database_url = get("DATABASE_URL") or DEFAULT_DATABASE_URL
+        database_url = get(URL_VARIABLE) or DEFAULT_DATABASE_URL
         return cls(
             database_url=database_url,
-            admin_database_url=get("TENANCY_ADMIN_DATABASE_URL") or database_url,
+            admin_database_url=get(ADMIN_URL_VARIABLE) or database_url,
             wix_app_id=get("WIX_APP_ID"),
             wix_app_secret=get("WIX_APP_SECRET"),
             wix_api_base_url=(get("WIX_API_BASE_URL") or DEFAULT_WIX_API_BASE_URL).rstrip("/"),

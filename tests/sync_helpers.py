@@ -7,16 +7,19 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, create_engine, select
 
 from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.store import register_instances
+from tests.conftest import migrate
+from tests.pgserver import fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +30,16 @@ class SyncDb:
 
     url: str
     engine: Engine
+
+
+@contextmanager
+def migrated_database(pool_size: int = 10) -> Iterator[SyncDb]:
+    """A fresh database, migrated, with an admin engine of ``pool_size`` connections."""
+    with fresh_database() as database:
+        engine = create_engine(database.admin_url, pool_size=pool_size)
+        migrate(engine)
+        yield SyncDb(database.admin_url, engine)
+        engine.dispose()
 
 
 def seed(engine: Engine, instance_ids: Iterable[str | uuid.UUID]) -> None:

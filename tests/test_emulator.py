@@ -15,7 +15,7 @@ import requests
 
 from tenancy.commands.main import main
 from tenancy.emulator import EmulatedSite, Emulator
-from tenancy.errors import WixRateLimited
+from tenancy.errors import WixInstanceNotAccessible, WixRateLimited, WixUnavailable
 from tenancy.wix.client import WixClient
 from tests.wix_helpers import client_for
 
@@ -232,10 +232,16 @@ def test_emulator_command_prints_a_working_base_url() -> None:
         lines: list[str] = []
         for line in process.stdout:
             lines.append(line.rstrip("\n"))
-            if line.startswith("ready"):
+            if line.startswith("# ready"):
                 break
-        values = dict(line.split("=", 1) for line in lines if line.startswith("WIX_"))
-        tokens = [line.split()[1:] for line in lines if line.startswith("token ")]
+        # Every line is shell: `export NAME=value`, or a comment.
+        assert all(line.startswith(("export WIX_", "# ")) for line in lines), lines
+        values = dict(
+            line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export")
+        )
+        tokens = [line.split()[2:] for line in lines if line.startswith("# token ")]
+        assert "# sites from --seed 4: the same instance ids every run (another seed, other ids)" in lines
+        assert "# user tokens (Authorization header), valid for 60 minutes:" in lines
         assert values["WIX_API_BASE_URL"].startswith("http://127.0.0.1:")
         assert len(tokens) == 2
         with WixClient(
@@ -253,8 +259,9 @@ def test_emulator_command_prints_a_working_base_url() -> None:
 
 
 def test_rate_limit_per_instance() -> None:
-    """With rate_limit, Get App Instance answers 429 past that many calls a minute per instance."""
-    with Emulator(sites=2, rate_limit=3) as emu, client_for(emu, max_retries=0) as client:
+    """With rate_limit, requests about an instance (its app token, Get App Instance) answer 429
+    past that many a minute per instance; other instances are unaffected."""
+    with Emulator(sites=2, rate_limit=4) as emu, client_for(emu, max_retries=0) as client:
         a, b = emu.instance_ids
         for _ in range(3):
             client.get_app_instance(a)
@@ -267,3 +274,40 @@ def test_rate_limit_per_instance() -> None:
 def test_command_refuses_unknown_fault_kinds() -> None:
     """A typo in --fault-kinds is a usage error (exit 2), not a silent default."""
     assert main(["emulator", "--fault-rate", "0.1", "--fault-kinds", "meteor"]) == 2
+
+
+def test_per_instance_status_refuses_one_instance_in_wix_shapes() -> None:
+    """set_instance_status: that instance gets the status in Wix's error shape with a request id;
+    the others are served normally; over the control API too."""
+    with Emulator(sites=3) as emu, client_for(emu, max_retries=0) as client:
+        a, b, c = emu.instance_ids
+        emu.set_instance_status(a, 403)
+        with pytest.raises(WixInstanceNotAccessible) as denied:
+            client.get_app_instance(a)
+        assert denied.value.status == 403 and denied.value.request_id
+        assert "PERMISSION_DENIED" in str(denied.value)
+        assert client.get_app_instance(b).instance is not None
+        requests.post(
+            f"{emu.base_url}/_emulator/sites/{c}/status", json={"status": 400, "endpoint": "access_token"}
+        )
+        with pytest.raises(WixInstanceNotAccessible) as refused:
+            client.app_access_token(c)
+        assert refused.value.status == 400
+        emu.clear_overrides()
+        assert client.get_app_instance(a).instance is not None
+
+
+@pytest.mark.parametrize("kind", ["drop", "503"])
+def test_outage_switch_takes_every_wix_endpoint_down_but_not_the_control_api(kind: str) -> None:
+    """set_outage: every Wix endpoint fails (no answer, or an empty 5xx); clear_outage restores."""
+    with Emulator(sites=1) as emu, client_for(emu, max_retries=1) as client:
+        requests.post(f"{emu.base_url}/_emulator/outage", json={"kind": kind})
+        with pytest.raises(WixUnavailable):
+            client.get_app_instance(emu.instance_ids[0])
+        with pytest.raises(WixUnavailable):
+            client.token_info("OauthNG.JWS.x")
+        assert requests.get(f"{emu.base_url}/_emulator/stats").json()["counts"]["outage"] >= 3
+        emu.clear_outage()
+        assert client.get_app_instance(emu.instance_ids[0]).instance is not None
+        with pytest.raises(ValueError, match="outage kind"):
+            emu.set_outage("meteor")

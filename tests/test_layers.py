@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tenancy"
 
 # What each layer may import from tenancy (besides itself). "top" is the package's own
-# top-level modules: errors, settings, instance_ids.
+# top-level modules: errors, settings, instance_ids, log_context.
 ALLOWED: dict[str, set[str]] = {
     "top": set(),
     "emulator": set(),
@@ -21,10 +21,13 @@ ALLOWED: dict[str, set[str]] = {
     "wix": {"top"},
     "tenant_sync": {"top", "db", "wix"},
     "testing": {"top", "db"},
+    "migrations": {"top", "db"},
     "commands": {"top", "db", "wix", "tenant_sync", "emulator", "api"},
     "api": {"top", "db", "wix", "tenant_sync"},
+    # Web framework adapters: above everything the request and webhook flows use.
+    "integrations": {"top", "db", "wix", "tenant_sync"},
 }
-TOP_MODULES = {"errors", "settings", "instance_ids"}
+TOP_MODULES = {"errors", "settings", "instance_ids", "log_context"}
 API_MODULES = {"__init__", "alembic_ops"}
 
 

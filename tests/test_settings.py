@@ -49,6 +49,20 @@ def test_bad_values_raise_configuration_error(name: str, value: str) -> None:
         tenancy.Settings.from_env(environ={name: value})
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["postgres://app:pw@db:5432/x", "postgresql://app:pw@db:5432/x", "postgresql+psycopg://app:pw@db:5432/x"],
+)
+def test_postgres_urls_use_psycopg(url: str) -> None:
+    """The URLs hosts hand out (postgres://, postgresql://) select psycopg 3, the driver tenancy ships."""
+    settings = tenancy.Settings.from_env(environ={"DATABASE_URL": url, "TENANCY_ADMIN_DATABASE_URL": url})
+    assert settings.database_url == "postgresql+psycopg://app:pw@db:5432/x"
+    assert settings.admin_database_url == "postgresql+psycopg://app:pw@db:5432/x"
+    from sqlalchemy import create_engine
+
+    assert create_engine(settings.database_url).dialect.driver == "psycopg"
+
+
 def test_the_binding_key_comes_from_the_environment_and_is_never_shown() -> None:
     """TENANCY_BINDING_KEY is read, validated without echoing it, and masked in repr()."""
     key = "3:" + "ab" * 32

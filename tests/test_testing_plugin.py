@@ -32,6 +32,7 @@ class Leaky(tenancy.TenantScoped, _Base):
 @pytest.fixture(scope="module")
 def tables(tenancy_admin_engine, tenancy_database):
     _Base.metadata.create_all(tenancy_admin_engine)
+    tenancy.Base.metadata.create_all(tenancy_admin_engine, tables=[tenancy.Tenant.__table__])
     with tenancy_admin_engine.begin() as conn:
         grant_runtime_role(conn, tenancy_database.runtime)
     return _Base.metadata

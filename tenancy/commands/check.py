@@ -1,37 +1,55 @@
-"""``tenancy check``: audit a live database; exit 1 on any finding."""
+"""``tenancy check``: audit a live database; exit 1 on any finding, 2 when it cannot audit."""
 
 from __future__ import annotations
 
 import argparse
 import json
 
-from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
+from tenancy.commands.database import database_errors, make_engine, safe_url
 from tenancy.db.audit import audit
 from tenancy.errors import ConfigurationError
-from tenancy.settings import Settings
+from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings
 
 NAME = "check"
 HELP = (
     "audit a live PostgreSQL database: runtime role privileges, RLS enabled + forced + policy "
     "on every tenant table, keys that lead with instance_id; exit 1 on a finding"
 )
+EPILOG = f"""\
+environment:
+  {ADMIN_URL_VARIABLE}  the owner role's URL, used to read the catalog (default: {URL_VARIABLE})
+  {URL_VARIABLE}                the runtime role's URL; its user is the role audited (or --role)
+
+exit codes:
+  0  clean
+  1  findings (one per line)
+  2  could not audit: unreachable, not PostgreSQL, not migrated (no tenants table or no
+     tenant tables), or not allowed
+"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--role", help="the runtime role (default: the user of DATABASE_URL)")
-    parser.add_argument("--schema", default="public")
+    parser.add_argument("--role", help=f"the runtime role (default: the user of {URL_VARIABLE})")
+    parser.add_argument("--schema", default="public", help="the schema to audit (default: public)")
     parser.add_argument("--json", action="store_true", help="print findings as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    role = args.role or create_engine(settings.database_url).url.username
+    url = settings.admin_database_url
+    if make_url(url).get_backend_name() != "postgresql":
+        raise ConfigurationError(
+            f"tenancy check audits PostgreSQL (row-level security), not {safe_url(url)}: set "
+            f"{ADMIN_URL_VARIABLE} and {URL_VARIABLE} to postgresql:// URLs"
+        )
+    role = args.role or make_url(settings.database_url).username
     if not role:
-        raise ConfigurationError("name the runtime role with --role (DATABASE_URL has no user)")
-    engine = create_engine(settings.admin_database_url)
+        raise ConfigurationError(f"name the runtime role with --role ROLE ({URL_VARIABLE} has no user)")
+    engine = make_engine(url)
     try:
-        with engine.connect() as connection:
+        with database_errors(url), engine.connect() as connection:
             findings = audit(connection, runtime_role=role, schema=args.schema)
     finally:
         engine.dispose()

@@ -10,12 +10,15 @@ from __future__ import annotations
 import argparse
 import logging
 import warnings
-from pathlib import Path
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, func, select
+from alembic import command
+from sqlalchemy import Engine, func, select
 
-import tenancy
-from tenancy.db.models import Base, Tenant
+from tenancy.commands.database import make_engine
+from tenancy.db.alembic_env import library_config
+from tenancy.db.models import Tenant
 from tenancy.db.sessions import TenantSessionFactory
 from tenancy.emulator import Emulator
 from tenancy.errors import ConfigurationError, TenancyWarning
@@ -30,8 +33,15 @@ HELP = (
     "emulator, sync its sites, open a tenant session from a token and show that tenant's row"
 )
 
-# The repository's alembic.ini (present in a checkout or an editable install).
-_ALEMBIC_INI = Path(tenancy.__file__).resolve().parents[1] / "alembic.ini"
+EPILOG = """\
+environment: none read (the demo uses --database-url and the bundled emulator, never Wix or
+DATABASE_URL)
+
+exit codes:
+  0  every emulated site synced and the tenant session saw its row only
+  1  a site failed to sync
+  2  usage error (e.g. --sites 0, a --database-url that cannot be used)
+"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -43,28 +53,20 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _migrate(engine: Engine) -> str:
-    if _ALEMBIC_INI.is_file():
-        from alembic import command
-        from alembic.config import Config
-
-        cfg = Config(str(_ALEMBIC_INI))
-        with engine.begin() as connection:
-            cfg.attributes["connection"] = connection
-            command.upgrade(cfg, "head")
-        return "alembic upgrade head"
-    # Installed without the repository: the models describe the same schema.
-    Base.metadata.create_all(engine)
-    return "metadata.create_all (alembic.ini not found)"
+    # tenancy's own revisions ship in the package: the same migrations as `alembic upgrade heads`.
+    cfg = library_config()
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "heads")
+    return "tenancy's migrations, alembic upgrade heads"
 
 
 def run(args: argparse.Namespace) -> int:
     if args.sites < 1:
         raise ConfigurationError("--sites must be at least 1")
-    # Alembic's plugin chatter is noise here; the numbered steps say what happened.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    engine = create_engine(args.database_url)
+    engine = make_engine(args.database_url, variable="--database-url")
     url = engine.url.render_as_string(hide_password=True)
-    with warnings.catch_warnings(record=True) as caught:
+    with _quiet_logs(not getattr(args, "verbose", False)), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", TenancyWarning)
         how = _migrate(engine)
         print(f"1. migrated {url} ({how})")
@@ -94,6 +96,21 @@ def run(args: argparse.Namespace) -> int:
     for note in sorted(notes):
         print(f"note: {note}")
     return 0 if report.ok else 1
+
+
+@contextmanager
+def _quiet_logs(quiet: bool) -> Iterator[None]:
+    """The numbered steps say what happened: log lines (Alembic's, the sync's) would interleave
+    with them on a terminal. `tenancy -v demo` shows them."""
+    loggers = [logging.getLogger(name) for name in ("alembic", "tenancy")] if quiet else []
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _show(tenant: Tenant) -> None:

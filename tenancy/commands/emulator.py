@@ -17,7 +17,16 @@ HELP = (
     "run a local Wix API emulator (token-info, oauth2/token, apps/v1/instance) on loopback "
     "and print the environment that points tenancy at it; serves until Ctrl-C or SIGTERM"
 )
+EPILOG = """\
+environment: none read; it prints the variables that point tenancy at it
+(WIX_API_BASE_URL, WIX_APP_ID, WIX_APP_SECRET) as `export` lines
+
+exit codes:
+  0  stopped by Ctrl-C or SIGTERM
+  2  usage error (bad option, port in use, unreadable --sites-file)
+"""
 _TOKENS_BY_DEFAULT = 10  # more sites than this print tokens only with --print-tokens
+_USER_TOKEN_TTL = 3600  # seconds, like the tokens Wix gives a dashboard page
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -84,17 +93,22 @@ def run(args: argparse.Namespace) -> int:
         if args.fault_rate > 0:
             emulator.set_faults(rate=args.fault_rate, kinds=kinds, seed=args.seed)
         ids = emulator.instance_ids
-        say(f"tenancy emulator: serving {emulator.base_url} with {len(ids)} sites for app {emulator.app_id}")
+        # Shell-ready: `export` lines, everything else a comment, so pasting the block is harmless.
+        say(
+            f"# tenancy emulator: serving {emulator.base_url} with {len(ids)} sites for app {emulator.app_id}"
+        )
         # The emulator's own dummy credentials: printing them is the point.
-        say(f"WIX_API_BASE_URL={emulator.base_url}")
-        say(f"WIX_APP_ID={emulator.app_id}")
-        say(f"WIX_APP_SECRET={emulator.app_secret}")
+        say(f"export WIX_API_BASE_URL={emulator.base_url}")
+        say(f"export WIX_APP_ID={emulator.app_id}")
+        say(f"export WIX_APP_SECRET={emulator.app_secret}")
+        if not args.sites_file:
+            say(f"# sites from --seed {args.seed}: the same instance ids every run (another seed, other ids)")
         if args.print_tokens or len(ids) <= _TOKENS_BY_DEFAULT:
+            say(f"# user tokens (Authorization header), valid for {_USER_TOKEN_TTL // 60} minutes:")
             for iid in ids:
-                say(f"token {iid} {emulator.mint_token(iid)}")
-        else:
-            say(f"tokens: --print-tokens, or POST {emulator.base_url}/_emulator/tokens with an instance_id")
-        say("ready (Ctrl-C to stop)")
+                say(f"# token {iid} {emulator.mint_token(iid, ttl=_USER_TOKEN_TTL)}")
+        say(f'# more tokens: POST {emulator.base_url}/_emulator/tokens with {{"instance_id": ...}}')
+        say("# ready (Ctrl-C to stop)")
         while not stop.wait(0.5):
             pass
     except KeyboardInterrupt:

@@ -1,7 +1,9 @@
 """The ``tenancy`` command line: ``main(argv) -> exit code``.
 
 Exit codes: 0 success, 1 the job ran and found failures (failed tenants, audit
-findings), 2 configuration or usage error. This module and the subcommands are the
+findings), 2 configuration or usage error (one line on stderr: the problem and the fix).
+Each subcommand module defines ``EPILOG``: the environment variables it reads and its exit codes,
+shown by ``tenancy COMMAND --help``. This module and the subcommands are the
 only places that read the environment (through :meth:`tenancy.Settings.from_env`).
 """
 
@@ -13,7 +15,11 @@ import logging
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
+from sqlalchemy.exc import DBAPIError
+
+from tenancy.commands.database import first_line
 from tenancy.errors import ConfigurationError, TenancyError
 
 __all__ = ["COMMANDS", "main"]
@@ -31,14 +37,25 @@ COMMANDS: tuple[str, ...] = (
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (the problem and where to read more), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def _parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tenancy", description="Multi-tenant data access for a Wix app backend."
-    )
+    parser = _Parser(prog="tenancy", description="Multi-tenant data access for a Wix app backend.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in modules:
-        cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
+        cmd = sub.add_parser(
+            module.NAME,
+            help=module.HELP,
+            description=module.HELP,
+            epilog=module.EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.configure(cmd)
         cmd.set_defaults(_module=module)
     return parser
@@ -64,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TenancyError as exc:
         print(f"tenancy: {exc}", file=sys.stderr)
         return EXIT_FAILURES
+    except DBAPIError as exc:  # a command that did not explain it: still one line, no traceback
+        print(f"tenancy: database error: {first_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
 

@@ -1,9 +1,10 @@
 """``tenancy sync``: refresh the tenants table from Wix, once or ``--every DURATION``.
 
 Exit codes: 0 every claimed tenant synced (or marked removed), 1 some tenants failed
-(listed in the summary and on their rows), 2 configuration or usage error (including Wix
-refusing the app's credentials), 130 interrupted by SIGINT/SIGTERM during a run (the
-tenants in flight were finished and the summary printed).
+(listed in the summary and on their rows, with Wix's request id; a 401/403/404 for one
+instance included) or Wix was down and the run stopped early, 2 configuration or usage
+error (including the token endpoint refusing the app's credentials), 130 interrupted by
+SIGINT/SIGTERM during a run (the tenants in flight were finished and the summary printed).
 """
 
 from __future__ import annotations
@@ -20,13 +21,20 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy import Engine
 
+from tenancy.commands.database import database_errors, make_engine, require_rls_bypass
 from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.instance_ids import parse_instance_id
 from tenancy.settings import Settings
-from tenancy.tenant_sync.job import DEFAULT_RECHECK_REMOVED_AFTER, Backoff, SyncReport, sync
+from tenancy.tenant_sync.job import (
+    DEFAULT_OUTAGE_AFTER,
+    DEFAULT_RECHECK_REMOVED_AFTER,
+    Backoff,
+    SyncReport,
+    sync,
+)
+from tenancy.tenant_sync.metrics import require_prometheus_client, write_metrics
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter, TokenBucket
 from tenancy.wix.client import WixClient
 
@@ -35,6 +43,22 @@ HELP = (
     "refresh the tenants table from Wix's Get App Instance: tenants that are due, --all, "
     "or --instance ID...; several processes may run at once"
 )
+EPILOG = """\
+environment:
+  TENANCY_ADMIN_DATABASE_URL  the owner role's URL (BYPASSRLS; default: DATABASE_URL, which
+                              only works on SQLite: row-level security hides tenants from the
+                              runtime role)
+  DATABASE_URL                fallback for the above (default: sqlite:///tenancy.db)
+  WIX_APP_ID, WIX_APP_SECRET  the app's credentials (required)
+  WIX_API_BASE_URL            Wix's API (default: https://www.wixapis.com; or `tenancy emulator`)
+
+exit codes:
+  0    every claimed tenant synced (or marked removed)
+  1    some tenants failed (listed in the summary and on their rows)
+  2    configuration or usage error: bad option or id, database unreachable or not migrated,
+       a role that row-level security filters, Wix refusing the app credentials
+  130  stopped by SIGINT/SIGTERM (tenants in flight committed, summary printed)
+"""
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 WIX_PER_INSTANCE_PER_MINUTE = 200  # API.md §8
 
@@ -138,10 +162,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="longest wait before retrying a failed tenant (default: 1h)",
     )
     parser.add_argument(
+        "--outage-after",
+        type=_positive_int,
+        default=DEFAULT_OUTAGE_AFTER,
+        metavar="N",
+        help="stop the run early when N tenants in a row find Wix unavailable (connection errors, "
+        f"timeouts, 5xx); only those are charged a failure (default: {DEFAULT_OUTAGE_AFTER})",
+    )
+    parser.add_argument(
         "--timeout", type=_positive_float, default=10.0, metavar="SECONDS", help="HTTP timeout (default: 10)"
     )
     parser.add_argument(
         "--json", action="store_true", help="print the report as JSON on stdout (one line per run)"
+    )
+    parser.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="after each run, write Prometheus metrics to PATH (atomically; for node_exporter's "
+        "textfile collector; needs tenancy[metrics])",
     )
 
 
@@ -151,9 +189,19 @@ def run(args: argparse.Namespace) -> int:
         instances = [parse_instance_id(value) for value in args.instance]
     except InvalidInstanceId as exc:
         raise ConfigurationError(f"--instance: {exc}") from None
+    if args.metrics_file:
+        require_prometheus_client()  # fail before syncing, not after
     settings = Settings.from_env()
-    engine = _engine(settings.admin_database_url, args.concurrency)
+    url = settings.admin_database_url
     client = WixClient.from_settings(settings, timeout=args.timeout, pool_size=max(4, args.concurrency))
+    engine = _engine(url, args.concurrency)
+    try:
+        with database_errors(url), engine.connect() as connection:
+            require_rls_bypass(connection, "tenancy sync")
+    except ConfigurationError:
+        engine.dispose()
+        client.close()
+        raise
     stop = threading.Event()
     options: dict[str, Any] = {
         "mode": "instances" if instances else "all" if args.all else "due",
@@ -162,15 +210,16 @@ def run(args: argparse.Namespace) -> int:
         "concurrency": args.concurrency,
         "remove_after": args.remove_after,
         "recheck_removed_after": args.recheck_removed_after,
+        "outage_after": args.outage_after,
         "backoff": Backoff(base=args.retry_backoff, cap=max(args.retry_backoff, args.retry_backoff_max)),
         "rate_limit": TokenBucket(args.rate),
         "instance_limit": KeyedRateLimiter(WIX_PER_INSTANCE_PER_MINUTE),
         "stop": stop,
     }
     try:
-        with _signals_stop(stop):
+        with _signals_stop(stop), database_errors(url):
             while True:
-                code = _run_once(engine, client, options, as_json=args.json)
+                code = _run_once(engine, client, options, as_json=args.json, metrics_file=args.metrics_file)
                 if args.every is None or stop.is_set():
                     return code
                 log.info("next sync run in %s", args.every)
@@ -179,11 +228,6 @@ def run(args: argparse.Namespace) -> int:
     except WixAuthError as exc:  # sync() handles per-instance refusals itself
         message = f"Wix refused the app credentials (WIX_APP_ID/WIX_APP_SECRET): {exc}"
         raise ConfigurationError(message) from None
-    except (OperationalError, ProgrammingError) as exc:
-        # Unreachable database, or no tenants table: the setup is wrong, not a tenant.
-        first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        hint = " (run `alembic upgrade head` first?)" if isinstance(exc, ProgrammingError) else ""
-        raise ConfigurationError(f"database error: {first_line}{hint}") from None
     finally:
         client.close()
         engine.dispose()
@@ -194,12 +238,21 @@ def _engine(url: str, concurrency: int) -> Engine:
     if not url.startswith("sqlite"):
         # One connection per worker, plus one for registering and counting.
         options.update(pool_size=concurrency + 1, max_overflow=2)
-    return create_engine(url, **options)
+    return make_engine(url, **options)
 
 
-def _run_once(engine: Engine, client: WixClient, options: dict[str, Any], *, as_json: bool) -> int:
+def _run_once(
+    engine: Engine,
+    client: WixClient,
+    options: dict[str, Any],
+    *,
+    as_json: bool,
+    metrics_file: str | None = None,
+) -> int:
     with _progress() as (on_start, on_progress):
         report = sync(engine, client, on_start=on_start, on_progress=on_progress, **options)
+    if metrics_file:
+        write_metrics(metrics_file, report, engine, stale_after=options["stale_after"])
     if as_json:
         print(report.to_json(), flush=True)
     else:

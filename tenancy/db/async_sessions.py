@@ -6,7 +6,8 @@
 
 The sync :class:`~tenancy.db.sessions.TenantSession` runs inside the ``AsyncSession``, so the ORM
 guard, the per-transaction tenant setting and the runtime role check are the very same code.
-Needs ``greenlet`` (``pip install 'tenancy[async]'``).
+Needs ``greenlet`` (``pip install 'tenancy[async]'``): SQLAlchemy's asyncio module is imported
+when a factory is built, so ``import tenancy`` works on a plain install.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from tenancy.db import psycopg_begin
 from tenancy.db.binding import BindingKey
@@ -27,7 +27,23 @@ from tenancy.db.translate import install_error_translation
 from tenancy.errors import ConfigurationError
 from tenancy.instance_ids import parse_instance_id
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
 __all__ = ["AsyncTenantSessionFactory"]
+
+INSTALL_HINT = "pip install 'tenancy[async]'"
+
+
+def _asyncio() -> ModuleType:
+    """SQLAlchemy's asyncio module, or a ConfigurationError saying how to install greenlet."""
+    try:
+        import sqlalchemy.ext.asyncio as module
+    except ImportError:  # SQLAlchemy 2.1 installs greenlet only with its asyncio extra
+        raise ConfigurationError(
+            f"AsyncTenantSessionFactory needs the greenlet library: {INSTALL_HINT}"
+        ) from None
+    return module
 
 
 class AsyncTenantSessionFactory:
@@ -42,6 +58,7 @@ class AsyncTenantSessionFactory:
         session_options: Mapping[str, Any] | None = None,
         binding_key: str | BindingKey | None = None,
     ) -> None:
+        self._async = _asyncio()
         self.engine = engine
         self.admin_engine = admin_engine
         self.resolver = resolver
@@ -57,13 +74,14 @@ class AsyncTenantSessionFactory:
     def for_instance(self, instance_id: uuid.UUID | str) -> AsyncSession:
         """An ``AsyncSession`` that only sees and writes *instance_id*'s rows."""
         tenant = parse_instance_id(instance_id)
-        return AsyncSession(
+        session: AsyncSession = self._async.AsyncSession(
             self.engine,
             sync_session_class=TenantSession,
             instance_id=tenant,
             binding_keys=self._keys,
             **self._options,
         )
+        return session
 
     async def for_token(self, token: str) -> AsyncSession:
         """Resolve a Wix access token (in a worker thread) and open its tenant's session.
@@ -87,6 +105,6 @@ class AsyncTenantSessionFactory:
     def admin(self, *, reason: str) -> AsyncSession:
         """A cross-tenant ``AsyncSession`` on the admin engine; *reason* is logged."""
         engine = open_admin(type(self).__name__, self.admin_engine, reason)
-        session = AsyncSession(engine, **self._options)
+        session: AsyncSession = self._async.AsyncSession(engine, **self._options)
         session.info["tenancy.admin_reason"] = reason
         return session

@@ -28,7 +28,8 @@ from sqlalchemy import Connection, text
 from tenancy.db import roles
 from tenancy.db.binding import FUNCTION, SCHEMA
 from tenancy.db.isolation import POLICY_NAME
-from tenancy.db.models import TENANT_COLUMN
+from tenancy.db.models import TENANT_COLUMN, Tenant
+from tenancy.errors import ConfigurationError
 
 __all__ = ["SEALED_POLICY_TEXT", "Finding", "audit"]
 
@@ -55,17 +56,36 @@ class Finding:
 
 
 def audit(connection: Connection, *, runtime_role: str, schema: str = "public") -> list[Finding]:
-    """Return every finding for *runtime_role* and the tenant tables of *schema* (empty = clean)."""
+    """Return every finding for *runtime_role* and the tenant tables of *schema* (empty = clean).
+
+    Raises :class:`~tenancy.ConfigurationError` when there is nothing to audit: no ``tenants``
+    table, or no tenant table besides it (an unmigrated database).
+    """
     if connection.dialect.name != "postgresql":
         return [Finding("database", connection.dialect.name, "row-level security needs PostgreSQL")]
+    tenant_tables = roles.tenant_tables(connection, schema, include_tenants=True, include_partitions=True)
+    _require_migrated(schema, tenant_tables)
     findings: list[Finding] = []
     findings += _role_findings(connection, runtime_role, schema)
-    tenant_tables = roles.tenant_tables(connection, schema, include_tenants=True, include_partitions=True)
     findings += _rls_findings(connection, schema, tenant_tables)
     findings += _key_findings(connection, schema, tenant_tables)
     findings += _view_findings(connection, schema, tenant_tables)
     findings += _raw_sql_findings(connection, runtime_role, schema, tenant_tables)
     return findings
+
+
+def _require_migrated(schema: str, tenant_tables: list[str]) -> None:
+    """An unmigrated database has nothing to audit: passing it would be a false pass."""
+    if Tenant.__tablename__ not in tenant_tables:
+        raise ConfigurationError(
+            f"schema {schema!r} has no {Tenant.__tablename__} table: the database is not migrated; "
+            "run `alembic upgrade heads` (README: Your own app)"
+        )
+    if len(tenant_tables) == 1:
+        raise ConfigurationError(
+            f"schema {schema!r} has no tenant tables (tables with an {TENANT_COLUMN} column) besides "
+            f"{Tenant.__tablename__}: nothing of yours to audit; run `alembic upgrade heads`"
+        )
 
 
 def _role_findings(conn: Connection, role: str, schema: str) -> list[Finding]:

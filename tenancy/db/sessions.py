@@ -17,12 +17,13 @@ import threading
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
+from tenancy import log_context
 from tenancy.db import guard, psycopg_begin
 from tenancy.db.binding import (
     BIND_SQL,
@@ -94,6 +95,19 @@ class TenantSession(Session):
 
     def __repr__(self) -> str:
         return f"<TenantSession instance_id={self._tenancy_instance_id}>"
+
+    def __enter__(self) -> Self:
+        # Log records emitted inside `with session:` carry the tenant (tenancy.log_instance_ids).
+        self._tenancy_log_restore = log_context.push(self._tenancy_instance_id)
+        return self
+
+    def __exit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        try:
+            super().__exit__(type_, value, traceback)
+        finally:
+            restore = self.__dict__.pop("_tenancy_log_restore", None)
+            if restore is not None:
+                restore()
 
     def add_all(self, instances: Iterable[object]) -> None:
         """Add objects all-or-nothing: one of another tenant rejects the whole batch."""

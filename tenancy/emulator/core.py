@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,11 @@ from typing import Any
 from tenancy.emulator.server import Reply, Request, Server
 from tenancy.emulator.sites import EmulatedSite, random_site, site_from_dict
 
-__all__ = ["ENDPOINTS", "FAULT_KINDS", "Emulator", "RecordedRequest"]
+__all__ = ["ENDPOINTS", "FAULT_KINDS", "OUTAGE_KINDS", "Emulator", "RecordedRequest"]
 
 ENDPOINTS = ("token_info", "access_token", "get_app_instance")
 FAULT_KINDS = ("429", "429-retry-after", "500", "503", "malformed", "drop", "timeout")
+OUTAGE_KINDS = ("drop", "500", "503", "timeout")  # how "Wix is down" looks from outside
 
 _ROUTES = {
     ("POST", "/oauth2/token-info"): "token_info",
@@ -50,6 +51,8 @@ _BODY_429 = _wix_error("RESOURCE_EXHAUSTED", "RESOURCE_EXHAUSTED")
 _BODY_5XX = {"message": "", "details": {}}  # "sent empty by design"
 _NOT_INSTALLED = {"error": "invalid_request", "error_description": "instance not found"}
 _BAD_CLIENT = {"error": "invalid_client", "error_description": "invalid client credentials"}
+# Wix's application error code for a status (API.md §8.1), for per-instance refusals.
+_CODES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND"}
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,13 @@ class Emulator:
     ``token_ttl`` seconds. Faults: ``retry_after`` is the ``Retry-After`` value of the
     "429-retry-after" kind and ``timeout_delay`` how long a "timeout" fault stalls before
     dropping the connection. ``rate_limit`` (requests per minute per instance, Wix
-    documents 200) makes Get App Instance answer 429 past it, as Wix throttles; off by
-    default. Use as a context manager, or call :meth:`stop`.
+    documents 200) makes the token endpoint and Get App Instance answer 429 past it (both
+    count: Wix does not say whether its token endpoint shares the limit, so the emulator is
+    the stricter), as Wix throttles; off by default; its one-minute windows run on
+    ``clock`` (monotonic seconds), which tests share with the client's rate limiter so no
+    real minute passes. Per-instance refusals:
+    :meth:`set_instance_status`; Wix down: :meth:`set_outage`. Use as a context manager,
+    or call :meth:`stop`.
     """
 
     def __init__(
@@ -125,6 +133,7 @@ class Emulator:
         timeout_delay: float = 2.0,
         history: int = 500,
         rate_limit: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._rng = random.Random(seed)
         self.app_id = app_id or str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
@@ -143,6 +152,8 @@ class Emulator:
         self._overrides: list[_Override] = []
         self._request_number = 0
         self.rate_limit = rate_limit
+        self._clock = clock
+        self._outage: str | None = None
         self._windows: dict[str, tuple[float, int]] = {}  # instance -> (window start, requests)
         if isinstance(sites, int):
             for number in range(1, sites + 1):
@@ -388,9 +399,43 @@ class Emulator:
             )
 
     def clear_overrides(self) -> None:
-        """Back to normal answers."""
+        """Back to normal answers (per-instance statuses included)."""
         with self._lock:
             self._overrides.clear()
+
+    def set_instance_status(
+        self, instance_id: str, status: int, *, endpoint: str = "get_app_instance", times: int | None = None
+    ) -> None:
+        """Refuse one instance on ``endpoint`` with ``status``, in Wix's error shape.
+
+        Get App Instance answers Wix's standard body (``PERMISSION_DENIED`` for 403,
+        ``NOT_FOUND`` for 404, ...); the token endpoint answers OAuth's ``{error,
+        error_description}``. Every answer has its own ``x-wix-request-id``. The other
+        instances are unaffected; :meth:`clear_overrides` ends it.
+        """
+        if endpoint == "access_token":
+            body: dict[str, Any] = {
+                "error": "invalid_request",
+                "error_description": f"HTTP {status} for instance",
+            }
+        else:
+            code = _CODES.get(status, str(status))
+            body = _wix_error(code.replace("_", " ").lower(), code)
+        self.respond_with(endpoint, status=status, body=body, instance_id=instance_id, times=times)
+
+    def set_outage(self, kind: str | None = "drop") -> None:
+        """Wix is down: every Wix endpoint answers ``kind`` (``"drop"``: the connection closes
+        without an answer; ``"500"``/``"503"``: Wix's empty 5xx; ``"timeout"``: stalls
+        ``timeout_delay`` seconds, then drops). ``None`` ends the outage. The control API
+        under ``/_emulator/`` keeps working."""
+        if kind is not None and kind not in OUTAGE_KINDS:
+            raise ValueError(f"unknown outage kind {kind!r}; one of {', '.join(OUTAGE_KINDS)}")
+        with self._lock:
+            self._outage = kind
+
+    def clear_outage(self) -> None:
+        """Wix is back."""
+        self.set_outage(None)
 
     def set_latency(self, seconds: float) -> None:
         """Delay every Wix answer by ``seconds``."""
@@ -415,8 +460,10 @@ class Emulator:
             self._requests.append(
                 RecordedRequest(endpoint, request.method, path, request.headers, request.body, iid)
             )
-            fault = self._draw_fault(endpoint, iid)
-            if fault is None and endpoint == "get_app_instance" and self._throttled(iid):
+            fault = self._outage or self._draw_fault(endpoint, iid)
+            if self._outage is not None:
+                self._counts["outage"] += 1
+            if fault is None and endpoint != "token_info" and self._throttled(iid):
                 fault = "429"
             override = self._take_override(endpoint, iid) if fault is None else None
         if self._latency > 0:
@@ -470,7 +517,7 @@ class Emulator:
         """Wix's per-instance limit: a one-minute window from its first request (lock held)."""
         if self.rate_limit is None or iid is None:
             return False
-        now = time.monotonic()
+        now = self._clock()
         start, used = self._windows.get(iid, (now, 0))
         if now - start >= 60:
             start, used = now, 0
@@ -636,6 +683,12 @@ class Emulator:
             if method == "POST" and parts == ["tokens"]:
                 instance_id = body.pop("instance_id")
                 return self._reply(200, {"token": self.mint_token(instance_id, **body)})
+            if method == "POST" and len(parts) == 3 and parts[0] == "sites" and parts[2] == "status":
+                self.set_instance_status(parts[1], int(body.pop("status")), **body)
+                return self._reply(200, {})
+            if method == "POST" and parts == ["outage"]:
+                self.set_outage(body.get("kind"))
+                return self._reply(200, {})
             if method == "POST" and parts == ["faults"]:
                 self.set_faults(**body)
                 return self._reply(200, {})

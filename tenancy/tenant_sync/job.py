@@ -21,13 +21,16 @@ from typing import Any, Literal
 from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
+from tenancy import log_context
 from tenancy.errors import (
     ConfigurationError,
     WixAuthError,
     WixError,
     WixInstanceNotAccessible,
+    WixUnavailable,
 )
 from tenancy.instance_ids import parse_instance_id
+from tenancy.tenant_sync.breaker import DEFAULT_OUTAGE_AFTER, OutageBreaker
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter, TokenBucket
 from tenancy.tenant_sync.report import Outcome, SyncReport
 from tenancy.tenant_sync.store import (
@@ -43,7 +46,7 @@ from tenancy.tenant_sync.store import (
 from tenancy.wix.client import WixClient
 from tenancy.wix.types import AppInstance
 
-__all__ = ["DEFAULT_STALE_AFTER", "Backoff", "SyncReport", "sync"]
+__all__ = ["DEFAULT_OUTAGE_AFTER", "DEFAULT_STALE_AFTER", "Backoff", "SyncReport", "sync"]
 
 log = logging.getLogger("tenancy.sync")
 
@@ -56,7 +59,15 @@ def _utcnow() -> dt.datetime:
 
 
 class _Refused(Exception):
-    """Wix refused the instance (token endpoint 4xx, or Get App Instance 404)."""
+    """Wix refused this one instance; ``gone`` when the refusal says the app is not installed
+    there any more (the token endpoint refusing it, or Get App Instance's 404), which counts
+    towards marking the tenant removed. A 401/403 from Get App Instance (the token was just
+    issued) is a failure of that tenant, not evidence of removal."""
+
+    def __init__(self, error: WixError, *, gone: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.gone = gone
 
 
 def sync(
@@ -69,6 +80,7 @@ def sync(
     concurrency: int = 8,
     remove_after: int = 3,
     recheck_removed_after: dt.timedelta = DEFAULT_RECHECK_REMOVED_AFTER,
+    outage_after: int = DEFAULT_OUTAGE_AFTER,
     backoff: Backoff | None = None,
     rate_limit: TokenBucket | None = None,
     instance_limit: KeyedRateLimiter | None = None,
@@ -84,20 +96,30 @@ def sync(
     ``mode``: ``"due"`` (never synced, or last synced more than ``stale_after`` ago, and
     not in backoff), ``"all"`` (every tenant not attempted since this run started, or
     since ``since``), or ``"instances"`` (the given ids, registered first if missing).
-    ``concurrency`` worker threads; on SQLite one (no row locks there). After
-    ``remove_after`` consecutive refusals by the token endpoint a tenant is marked
-    ``removed`` and rechecked every ``recheck_removed_after``. Other failures are retried
-    after ``backoff`` (exponential, jittered). ``rate_limit`` caps requests overall,
-    ``instance_limit`` per instance (Wix: 200 a minute). Setting ``stop`` ends the run after
+    ``concurrency`` worker threads; on SQLite one (no row locks there).
+
+    One tenant's failure never stops the others: it is recorded on its row
+    (``last_sync_error``: the reason with Wix's status and request id) and listed in the
+    report. After ``remove_after`` consecutive refusals that mean the app is gone (the token
+    endpoint refusing the instance, Get App Instance's 404) a tenant is marked ``removed``
+    and rechecked every ``recheck_removed_after``. Other failures (Get App Instance's
+    401/403 included) are retried after ``backoff`` (exponential, jittered). When
+    ``outage_after`` tenants in a row find Wix unavailable (connection errors, timeouts,
+    5xx after retries), Wix itself is down: the run stops early with one log line naming
+    the base URL (``report.stopped_early``), only those tenants are charged a failure,
+    tenants claimed meanwhile are released untouched and the rest keep their schedule.
+    ``rate_limit`` caps requests overall, ``instance_limit`` per instance (Wix: 200 in any
+    minute). Setting ``stop`` ends the run after
     the tenants in flight (``report.interrupted``). ``on_start(total)`` gets the number of
     tenants to do, ``on_progress(report)`` is called after each.
 
     Raises :class:`~tenancy.InvalidInstanceId` for a bad id (before writing anything),
-    and :class:`~tenancy.WixAuthError` if Wix refuses the app's credentials (the run stops:
-    every tenant would fail, so none is charged with it).
+    and :class:`~tenancy.WixAuthError` if the token endpoint refuses the app's credentials
+    (the run stops: every tenant would fail, so none is charged with it). That is the only
+    Wix answer that stops a run with an error.
     """
-    if concurrency < 1 or remove_after < 1:
-        raise ConfigurationError("concurrency and remove_after must be at least 1")
+    if concurrency < 1 or remove_after < 1 or outage_after < 1:
+        raise ConfigurationError("concurrency, remove_after and outage_after must be at least 1")
     ids = tuple(dict.fromkeys(parse_instance_id(i) for i in instances))
     if (mode == "instances") != bool(ids):
         raise ConfigurationError("instance ids go with mode='instances', and it needs at least one")
@@ -125,6 +147,7 @@ def sync(
         remove_after=remove_after,
         recheck_removed_after=recheck_removed_after,
         backoff=backoff or Backoff(),
+        breaker=OutageBreaker(outage_after),
         rate_limit=rate_limit,
         instance_limit=instance_limit,
         stop=stop or threading.Event(),
@@ -143,7 +166,8 @@ def sync(
     for thread in threads:
         thread.join()
     report.finished_at = clock()
-    report.interrupted = job.stop.is_set() and job.fatal is None and job.crash is None
+    report.stopped_early = job.outage
+    report.interrupted = job.stop.is_set() and job.fatal is None and job.crash is None and job.outage is None
     if job.fatal is not None:
         raise job.fatal
     if job.crash is not None:
@@ -164,6 +188,7 @@ class _Job:
         remove_after: int,
         recheck_removed_after: dt.timedelta,
         backoff: Backoff,
+        breaker: OutageBreaker,
         rate_limit: TokenBucket | None,
         instance_limit: KeyedRateLimiter | None,
         stop: threading.Event,
@@ -178,6 +203,8 @@ class _Job:
         self.remove_after = remove_after
         self.recheck_removed_after = recheck_removed_after
         self.backoff = backoff
+        self.breaker = breaker
+        self.outage: str | None = None
         self.rate_limit = rate_limit
         self.instance_limit = instance_limit
         self.stop = stop
@@ -193,7 +220,7 @@ class _Job:
     def work(self) -> None:
         """One worker: claim, fetch, write, commit, until nothing is left or ``stop``."""
         try:
-            with self.engine.connect() as conn:
+            with self.engine.connect() as conn, log_context.scope():
                 while not self.stop.is_set():
                     if not self._one(conn):
                         return
@@ -207,50 +234,74 @@ class _Job:
 
     def _one(self, conn: Connection) -> bool:
         """Sync the next tenant in its own transaction; ``False`` when none is left."""
+        error: WixError | None = None
+        reason: str | None
         with conn.begin() as transaction:
             row = claim_next(conn, self.selection(), exhausted=self.exhausted)
             if row is None:
                 return False
+            if self.stop.is_set():  # claimed just as the run stopped: release it, uncharged
+                transaction.rollback()
+                return False
             iid: uuid.UUID = row.instance_id
-            reason: str | None
+            log_context.bind(iid)  # this tenant's log lines carry its instance_id
             try:
                 app = self._fetch(iid)
-            except WixAuthError as exc:
-                if isinstance(exc, WixInstanceNotAccessible):
-                    outcome, reason = self._failure(conn, row, str(exc), refused=True), str(exc)
-                else:  # the app's credentials: fatal for the run, nothing charged to the tenant
-                    transaction.rollback()
-                    self._abort(exc)
-                    return False
+            except WixAuthError as exc:  # the app's credentials: fatal, nothing charged
+                transaction.rollback()
+                self._abort(exc)
+                return False
             except _Refused as exc:
-                outcome, reason = self._failure(conn, row, str(exc), refused=True), str(exc)
-            except WixError as exc:
-                outcome, reason = self._failure(conn, row, str(exc), refused=False), str(exc)
+                self.breaker.answered()
+                error, reason = exc.error, _reason(exc.error)
+                outcome = self._failure(conn, row, reason, refused=exc.gone)
+            except WixUnavailable as exc:
+                charge, tripped = self.breaker.unavailable(str(exc))
+                if tripped:
+                    self._outage(exc)
+                if not charge:  # Wix is down: not this tenant's fault, it keeps its schedule
+                    transaction.rollback()
+                    return False
+                error, reason = exc, _reason(exc)
+                outcome = self._failure(conn, row, reason, refused=False)
+            except WixError as exc:  # 429 after retries, a garbled answer: Wix did answer
+                self.breaker.answered()
+                error, reason = exc, _reason(exc)
+                outcome = self._failure(conn, row, reason, refused=False)
             except Exception as exc:  # a bug or an unforeseen answer: recorded, run goes on
                 log.exception("sync of instance %s failed unexpectedly", iid)
                 reason = f"unexpected {type(exc).__name__}"
                 outcome = self._failure(conn, row, reason, refused=False)
             else:
+                self.breaker.answered()
                 outcome, reason = self._store(conn, row, app)
-        self.report.record(outcome, iid, reason)
+        status, request_id = (error.status, error.request_id) if error is not None else (None, None)
+        self.report.record(outcome, iid, reason, status=status, request_id=request_id)
         if outcome == "failed":
             log.warning("instance %s not synced: %s", iid, reason)
+        elif outcome == "removed":
+            log.info("instance %s marked removed: %s", iid, reason)
+        log_context.bind(None)
+        self._progress()
+        return True
+
+    def _progress(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self.report)
-        return True
 
     def _fetch(self, iid: uuid.UUID) -> AppInstance:
         """App token, then Get App Instance: two requests, each under the rate limits."""
         try:
             self._throttle(iid)
-            self.client.app_access_token(iid)
+            try:
+                self.client.app_access_token(iid)
+            except WixInstanceNotAccessible as exc:  # "no token for this instance"
+                raise _Refused(exc, gone=True) from None
             self._throttle(iid)
             try:
                 return self.client.get_app_instance(iid)
-            except WixError as exc:
-                if exc.status == 404:  # "App instance not found": removed with a token cached
-                    raise _Refused(str(exc)) from None
-                raise
+            except WixInstanceNotAccessible as exc:  # 404 "App instance not found": removed
+                raise _Refused(exc, gone=exc.status == 404) from None
         finally:
             # A run touches each tenant once and the token outlives no stale_after worth
             # having; forgetting it keeps memory flat and makes the next try ask the token
@@ -291,9 +342,29 @@ class _Job:
             rng=rng,
         )
 
+    def _outage(self, exc: WixUnavailable) -> None:
+        """The one line a Wix outage gets, then stop the run (in-flight claims are released)."""
+        message = (
+            f"Wix unavailable at {self.client.base_url}: {self.breaker.threshold} tenants in a row "
+            f"failed, the last with: {exc}"
+        )
+        with self._fatal_lock:
+            self.outage = message
+        log.error("%s; stopping the sync early (tenants not yet fetched keep their schedule)", message)
+        self.stop.set()
+
     def _abort(self, exc: WixAuthError) -> None:
         with self._fatal_lock:
             if self.fatal is None:
                 log.error("Wix refused the app's credentials; stopping the sync: %s", exc)
                 self.fatal = exc
         self.stop.set()
+
+
+def _reason(error: WixError) -> str:
+    """The failure as stored on the row and listed in the report: the error's message, with
+    Wix's request id when the message does not carry it already."""
+    reason = str(error)
+    if error.request_id and error.request_id not in reason:
+        reason += f" [request id {error.request_id}]"
+    return reason

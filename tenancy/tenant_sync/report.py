@@ -20,14 +20,22 @@ Outcome = Literal["changed", "unchanged", "removed", "failed"]
 
 @dataclass(frozen=True)
 class SyncFailure:
-    """One tenant that was not synced, and why (status and Wix request id when known)."""
+    """One tenant that was not synced, and why: the reason (as stored in ``last_sync_error``),
+    Wix's HTTP status and ``x-wix-request-id`` when Wix answered (for Wix support)."""
 
     instance_id: uuid.UUID
     reason: str
+    status: int | None = None
+    request_id: str | None = None
 
-    def to_dict(self) -> dict[str, str]:
-        """JSON-ready form."""
-        return {"instance_id": str(self.instance_id), "reason": self.reason}
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``status`` and ``request_id`` are ``null`` when Wix never answered)."""
+        return {
+            "instance_id": str(self.instance_id),
+            "reason": self.reason,
+            "status": self.status,
+            "request_id": self.request_id,
+        }
 
 
 @dataclass
@@ -35,7 +43,9 @@ class SyncReport:
     """Counts of one run. ``synced`` = ``changed`` + ``unchanged``; ``removed`` counts tenants
     the token endpoint refused that are now marked removed; ``failed`` the others not synced.
 
-    Thread-safe to fill (:meth:`record`); ``interrupted`` is set when a signal stopped the run.
+    Thread-safe to fill (:meth:`record`); ``interrupted`` is set when a signal stopped the run,
+    ``stopped_early`` (a sentence naming Wix's base URL and what failed) when Wix was found
+    down and the run stopped without charging the remaining tenants.
     """
 
     started_at: dt.datetime
@@ -46,6 +56,7 @@ class SyncReport:
     failed: int = 0
     failures: list[SyncFailure] = field(default_factory=list)
     interrupted: bool = False
+    stopped_early: str | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -60,15 +71,24 @@ class SyncReport:
 
     @property
     def ok(self) -> bool:
-        """True when no tenant failed (exit code 0)."""
-        return self.failed == 0
+        """True when no tenant failed and the run was not stopped by a Wix outage (exit code 0)."""
+        return self.failed == 0 and self.stopped_early is None
 
-    def record(self, outcome: Outcome, instance_id: uuid.UUID, reason: str | None = None) -> None:
-        """Count one tenant's outcome; a failure is listed with its reason."""
+    def record(
+        self,
+        outcome: Outcome,
+        instance_id: uuid.UUID,
+        reason: str | None = None,
+        *,
+        status: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        """Count one tenant's outcome; a failure is listed with its reason, status and request id."""
         with self._lock:
             setattr(self, outcome, getattr(self, outcome) + 1)
             if outcome == "failed" and len(self.failures) < MAX_LISTED_FAILURES:
-                self.failures.append(SyncFailure(instance_id, reason or "unknown error"))
+                failure = SyncFailure(instance_id, reason or "unknown error", status, request_id)
+                self.failures.append(failure)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: counts, timestamps and the listed failures."""
@@ -83,6 +103,7 @@ class SyncReport:
             "failures": [failure.to_dict() for failure in self.failures],
             "failures_not_listed": self.failed - len(self.failures),
             "interrupted": self.interrupted,
+            "stopped_early": self.stopped_early,
         }
 
     def to_json(self) -> str:
@@ -92,12 +113,15 @@ class SyncReport:
     def summary(self) -> str:
         """A few human lines: the counts, then one line per failed tenant."""
         seconds = (self.finished_at - self.started_at).total_seconds() if self.finished_at else 0.0
+        state = "interrupted" if self.interrupted else "stopped early" if self.stopped_early else "done"
         head = (
-            f"sync {'interrupted' if self.interrupted else 'done'} in {seconds:.1f}s: "
+            f"sync {state} in {seconds:.1f}s: "
             f"{self.synced} synced ({self.changed} changed, {self.unchanged} unchanged), "
             f"{self.removed} removed, {self.failed} failed"
         )
         lines = [head]
+        if self.stopped_early:
+            lines.append(f"  stopped early: {self.stopped_early}")
         lines += [f"  failed {f.instance_id}: {f.reason}" for f in self.failures]
         if self.failed > len(self.failures):
             lines.append(f"  ... and {self.failed - len(self.failures)} more failures")

@@ -155,7 +155,9 @@ def register_instances(conn: Connection, instance_ids: Sequence[uuid.UUID], *, n
     for iid in dict.fromkeys(instance_ids):
         if insert is not None:
             stmt = insert(tenants).values(instance_id=iid, status="active", first_seen_at=now)
-            added += conn.execute(stmt.on_conflict_do_nothing(index_elements=["instance_id"])).rowcount
+            # Count the returned rows: psycopg reports rowcount -1 for this statement.
+            inserted = stmt.on_conflict_do_nothing(index_elements=["instance_id"]).returning(c.instance_id)
+            added += len(conn.execute(inserted).all())
         elif conn.execute(select(c.instance_id).where(c.instance_id == iid)).first() is None:
             conn.execute(tenants.insert().values(instance_id=iid, status="active", first_seen_at=now))
             added += 1

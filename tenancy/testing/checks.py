@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from tenancy.db.audit import audit
 from tenancy.db.models import TenantScoped
 from tenancy.db.sessions import TenantSessionFactory
-from tenancy.errors import CrossTenantWrite
+from tenancy.errors import ConfigurationError, CrossTenantWrite
 
 __all__ = ["assert_database_isolated", "assert_tenant_isolation"]
 
@@ -79,7 +79,13 @@ def assert_tenant_isolation(
 
 
 def assert_database_isolated(admin_engine: Engine, *, runtime_role: str, schema: str = "public") -> None:
-    """Assert that ``tenancy check`` finds nothing for *runtime_role* in *schema*."""
+    """Assert that ``tenancy check`` finds nothing for *runtime_role* in *schema*.
+
+    Fails too when there is nothing to audit: no ``tenants`` table or no tenant table besides it.
+    """
     with admin_engine.connect() as conn:
-        findings = audit(conn, runtime_role=runtime_role, schema=schema)
+        try:
+            findings = audit(conn, runtime_role=runtime_role, schema=schema)
+        except ConfigurationError as exc:
+            raise AssertionError(f"tenancy check could not audit: {exc}") from None
     assert not findings, "tenancy check findings:\n" + "\n".join(str(f) for f in findings)

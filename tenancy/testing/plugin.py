@@ -1,25 +1,39 @@
 """pytest plugin: PostgreSQL fixtures with an owner and a runtime role, for isolation tests.
 
 Registered through the ``pytest11`` entry point. Fixtures are session-scoped except
-``tenancy_sessions``. Set the ini option ``tenancy_alembic_ini`` (path to your
-``alembic.ini``) to migrate the database to head as the owner role; otherwise only roles
-and the database are created and your tests create their tables.
+``tenancy_sessions``. Set the ini option ``tenancy_alembic_ini`` (path to your ``alembic.ini``,
+relative to the rootdir) to migrate the database with ``alembic upgrade heads`` as the owner
+role; otherwise only roles and the database are created and your tests create their tables.
+
+The migration runs on the test database whatever your ``env.py`` reads: the connection is in
+``config.attributes["connection"]``, and ``sqlalchemy.url``, ``TENANCY_ADMIN_DATABASE_URL`` and
+``DATABASE_URL`` point at the test database while it runs. Afterwards the runtime role is
+granted, and the ``tenants`` table must exist there, else the session fails saying what to change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 
+from tenancy.db.roles import grant_runtime_role
 from tenancy.db.sessions import TenantSessionFactory
+from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE
 from tenancy.testing.postgres import HOW_TO_GET_ONE, Database, fresh_database, server_url
+
+INI_OPTION = "tenancy_alembic_ini"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addini("tenancy_alembic_ini", "alembic.ini to migrate tenancy_database with", default="")
+    parser.addini(
+        INI_OPTION, "alembic.ini to migrate tenancy_database with (alembic upgrade heads)", default=""
+    )
 
 
 @pytest.fixture(scope="session")
@@ -30,19 +44,78 @@ def tenancy_database(pytestconfig: pytest.Config) -> Iterator[Database]:
     except Exception as exc:
         pytest.fail(f"{exc}\n{HOW_TO_GET_ONE}", pytrace=False)
     with fresh_database(prefix="tenancy_user_test") as db:
-        ini = str(pytestconfig.getini("tenancy_alembic_ini") or "")
+        ini = str(pytestconfig.getini(INI_OPTION) or "")
         if ini:
-            from alembic import command
-            from alembic.config import Config
-
-            cfg = Config(str(Path(pytestconfig.rootpath, ini)))
-            engine = create_engine(db.admin_url)
-            with engine.begin() as connection:
-                cfg.attributes["connection"] = connection
-                cfg.attributes["runtime_role"] = db.runtime
-                command.upgrade(cfg, "head")
-            engine.dispose()
+            migrate(Path(pytestconfig.rootpath, ini), db)
         yield db
+
+
+def migrate(ini: Path, db: Database) -> None:
+    """``alembic upgrade heads`` with *ini* on *db* as its owner, grant the runtime role, verify."""
+    from alembic import command
+    from alembic.config import Config
+
+    if not ini.is_file():
+        pytest.fail(f"{INI_OPTION} = {ini}: no such file", pytrace=False)
+    config = Config(str(ini))
+    config.set_main_option("sqlalchemy.url", db.admin_url.replace("%", "%%"))
+    engine = create_engine(db.admin_url)
+    try:
+        urls = {ADMIN_URL_VARIABLE: db.admin_url, URL_VARIABLE: db.admin_url}
+        with _environ(urls), _logging_kept(), engine.begin() as connection:
+            config.attributes["connection"] = connection
+            config.attributes["runtime_role"] = db.runtime
+            command.upgrade(config, "heads")
+        with engine.begin() as connection:
+            migrated = connection.execute(text("SELECT to_regclass('tenants') IS NOT NULL")).scalar_one()
+            if migrated:
+                grant_runtime_role(connection, db.runtime)
+    finally:
+        engine.dispose()
+    if not migrated:
+        pytest.fail(
+            f"{INI_OPTION} = {ini}: `alembic upgrade heads` did not create the tenants table in the "
+            f"test database {db.name}, so the env.py of that alembic.ini migrated another database "
+            "or left out tenancy's revisions. Make the env.py call "
+            "tenancy.alembic_ops.run_migrations(context, target_metadata=...) (README: Your own app), "
+            'or have it use config.attributes["connection"] and include tenancy\'s revisions.',
+            pytrace=False,
+        )
+
+
+@contextmanager
+def _logging_kept() -> Iterator[None]:
+    """Undo what the env.py does to logging: alembic init's calls fileConfig(), which disables
+    every logger that exists already (the test session's caplog would go quiet)."""
+    loggers = [
+        logging.getLogger(),
+        *(logging.getLogger(name) for name in list(logging.root.manager.loggerDict)),
+    ]
+    saved = [(lg, lg.disabled, lg.level, list(lg.handlers), lg.propagate) for lg in loggers]
+    try:
+        yield
+    finally:
+        for logger, disabled, level, handlers, propagate in saved:
+            logger.disabled, logger.level, logger.handlers, logger.propagate = (
+                disabled,
+                level,
+                handlers,
+                propagate,
+            )
+
+
+@contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -3,13 +3,15 @@
 Contracts follow Wix's API (POST ``/oauth2/token-info``, POST ``/oauth2/token`` with four
 snake_case fields, GET ``/apps/v1/instance`` with the bare token in ``Authorization``).
 
-Retries live here, in a small loop, rather than in a urllib3 ``Retry`` on the adapter:
-the loop caps ``Retry-After`` (urllib3 sleeps whatever the server says), adds jitter,
-logs each retry with Wix's request id, ends with an error that still carries the last
-status and request id (urllib3 would raise ``MaxRetryError`` without them), takes an
-injected ``sleep`` so tests need no real waiting, and behaves the same whatever
-``requests.Session`` the caller injects. The adapter this module mounts therefore has
-urllib3 retries switched off, so nothing is retried twice.
+Retries run in tenacity (``Retrying`` with ``retry_if_result``), not in a urllib3 ``Retry``
+on the adapter: our wait function caps ``Retry-After`` (urllib3 sleeps whatever the server
+says) and adds jitter, each retry is logged (at DEBUG) with Wix's request id, the final
+error still carries the last status and request id (urllib3 would raise ``MaxRetryError``
+without them), the injected ``sleep`` means tests need no real waiting, and it behaves the
+same whatever ``requests.Session`` the caller injects. The adapter this module mounts
+therefore has urllib3 retries switched off, so nothing is retried twice. (stamina, built on
+tenacity, was not used: it retries on exceptions only and its sleep cannot be injected per
+client, only switched off process-wide for tests.)
 
 Secrets: the app secret, app tokens and request tokens never reach a message, a log line
 or a ``repr()``. Foreign exceptions (which may hold the request body) are translated
@@ -32,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+import tenacity
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -258,7 +261,9 @@ class WixClient:
 
     def _token_error(self, reply: _Reply, iid: uuid.UUID) -> WixError:
         code, _ = _error_fields(reply.content)
-        if reply.status == 401 or code in _CREDENTIAL_ERRORS:
+        # The app's credentials: an RFC 6749 credential error code, or a 401 that names no
+        # other error. Anything else in 4xx is about this instance (e.g. not installed).
+        if code in _CREDENTIAL_ERRORS or (reply.status == 401 and code in (None, "401")):
             return self._error(WixAuthError, "access_token", reply, instance_id=iid)
         if 400 <= reply.status < 500:
             return self._error(WixInstanceNotAccessible, "access_token", reply, instance_id=iid)
@@ -269,9 +274,10 @@ class WixClient:
     def get_app_instance(self, instance_id: uuid.UUID | str) -> AppInstance:
         """Get App Instance for one instance, with its (cached) app token.
 
-        A 401 drops the cached token and retries once with a fresh one; 401/403 after
-        that raise :class:`~tenancy.WixAuthError`, 404 a :class:`~tenancy.WixError` with
-        ``status == 404``. An answer naming another instance id is a
+        A 401 drops the cached token and retries once with a fresh one; 401, 403 and 404
+        after that raise :class:`~tenancy.WixInstanceNotAccessible` (a
+        :class:`~tenancy.WixAuthError` with ``status`` and ``request_id``): Wix refuses this
+        one instance, not the app. An answer naming another instance id is a
         :class:`~tenancy.WixError` too, never returned.
         """
         iid = parse_instance_id(instance_id)
@@ -297,7 +303,9 @@ class WixClient:
                 self.forget_app_token(iid, token)
                 continue
             if reply.status != 200:
-                error_type = WixAuthError if reply.status in (401, 403) else WixError
+                # 401 (with a fresh token), 403 and 404 are about this one instance: the app
+                # token was issued, so the app's credentials are fine (DESIGN.md invariant 7).
+                error_type = WixInstanceNotAccessible if reply.status in (401, 403, 404) else WixError
                 raise self._error(error_type, "get_app_instance", reply, instance_id=iid, secrets=tuple(used))
             parsed = AppInstance.from_json(self._json(reply, "get_app_instance", instance_id=iid))
             answered = parsed.instance.instance_id if parsed.instance is not None else None
@@ -324,35 +332,62 @@ class WixClient:
         instance_id: uuid.UUID | None = None,
         secrets: tuple[str, ...] = (),
     ) -> _Reply:
-        """One logical call: the HTTP request plus retries on transient failures."""
+        """One logical call: the HTTP request plus retries on transient failures.
+
+        tenacity runs the loop (``retry_if_result`` on a transient outcome, our own wait
+        function so ``Retry-After`` is read from the last reply and capped, the injected
+        ``sleep``); what the last attempt returned decides the error raised here.
+        """
         where = _where(instance_id)
         attempts = self._max_retries + 1
-        for attempt in range(1, attempts + 1):
-            reply, failure = self._attempt(method, self._base_url + path, json_body, headers, endpoint, where)
-            if reply is not None and reply.status != 429 and reply.status < 500:
-                return reply
-            if attempt == attempts:
-                if reply is None:
-                    raise WixUnavailable(f"Wix {endpoint}{where}: {failure} after {attempts} attempts")
-                error_type = WixRateLimited if reply.status == 429 else WixUnavailable
-                suffix = f" after {attempts} attempts"
-                raise self._error(
-                    error_type, endpoint, reply, instance_id=instance_id, secrets=secrets, suffix=suffix
-                )
-            delay = self._delay(attempt, reply.retry_after if reply is not None else None)
+        url = self._base_url + path
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            reply, _ = _outcome(state)
+            return self._delay(state.attempt_number, reply.retry_after if reply is not None else None)
+
+        def before_sleep(state: tenacity.RetryCallState) -> None:
+            # DEBUG: a run against a Wix that is down would otherwise log a line per retry
+            # per tenant; the sync logs one line per failed tenant and one for the outage.
+            reply, failure = _outcome(state)
             if reply is not None:
                 failure = f"HTTP {reply.status} (request id {reply.request_id})"
-            log.info(
+            delay = state.next_action.sleep if state.next_action is not None else 0.0
+            log.debug(
                 "Wix %s%s: %s; retry %d of %d in %.2fs",
                 endpoint,
                 where,
                 failure,
-                attempt,
+                state.attempt_number,
                 self._max_retries,
                 delay,
             )
-            self._sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(attempts),
+            wait=wait,
+            retry=tenacity.retry_if_result(_transient),
+            sleep=self._sleep,
+            before_sleep=before_sleep,
+            retry_error_callback=_outcome,  # the last outcome, not tenacity's RetryError
+            reraise=True,
+        )
+        reply, failure = retrying(self._attempt, method, url, json_body, headers, endpoint, where)
+        if reply is None:
+            raise WixUnavailable(
+                f"Wix {endpoint}{where}: {failure} after {attempts} attempts ({self._base_url})"
+            )
+        if _transient((reply, failure)):
+            error_type = WixRateLimited if reply.status == 429 else WixUnavailable
+            raise self._error(
+                error_type,
+                endpoint,
+                reply,
+                instance_id=instance_id,
+                secrets=secrets,
+                suffix=f" after {attempts} attempts",
+            )
+        return reply
 
     def _attempt(
         self,
@@ -433,6 +468,19 @@ class WixClient:
         if reply.request_id:
             message += f" [request id {reply.request_id}]"
         return error_type(message, status=reply.status, request_id=reply.request_id)
+
+
+def _transient(outcome: tuple[_Reply | None, str]) -> bool:
+    """No answer (connection error, timeout), a 429 or a 5xx: worth another attempt."""
+    reply = outcome[0]
+    return reply is None or reply.status == 429 or reply.status >= 500
+
+
+def _outcome(state: tenacity.RetryCallState) -> tuple[_Reply | None, str]:
+    """What the last attempt returned (attempts that raise are never retried)."""
+    assert state.outcome is not None
+    result: tuple[_Reply | None, str] = state.outcome.result()
+    return result
 
 
 def _pooled_session(pool_size: int) -> requests.Session:

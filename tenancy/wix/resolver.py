@@ -1,7 +1,10 @@
 """TokenResolver: from a request's access token to a verified tenant (``instance_id``), cached.
 
-A token is accepted only if Wix's Token Info says it is active, was issued for this app
-(``clientId``) and names an instance (DESIGN.md invariant 6). Every refusal raises
+A token is accepted only if Wix's Token Info says it is active, its ``exp`` (when given) has
+not passed, it was issued for this app (``clientId``) and it names an instance (DESIGN.md
+invariant 6). ``exp`` is allowed :data:`EXP_LEEWAY` (30) seconds of clock skew between this
+host and Wix: a Token Info answer whose ``exp`` lies more than that in the past is refused
+(``reason="expired"``), even with ``active: true``. Every refusal raises
 :class:`~tenancy.InvalidToken` with the same message ("token rejected"; the ``reason``
 attribute says why, for logs). When Wix cannot answer, :class:`~tenancy.WixUnavailable`,
 :class:`~tenancy.WixRateLimited` (or, for a garbled answer, :class:`~tenancy.WixError`)
@@ -30,11 +33,12 @@ from tenancy.errors import InvalidToken
 from tenancy.wix.singleflight import SingleFlight
 from tenancy.wix.types import TokenInfo
 
-__all__ = ["MAX_TOKEN_LENGTH", "TokenInfoSource", "TokenResolver"]
+__all__ = ["EXP_LEEWAY", "MAX_TOKEN_LENGTH", "TokenInfoSource", "TokenResolver"]
 
 log = logging.getLogger("tenancy.resolver")
 
 MAX_TOKEN_LENGTH = 4096  # Wix tokens are ~1 KB; anything much longer is not one
+EXP_LEEWAY = 30.0  # seconds a Token Info ``exp`` may lie in the past (clock skew with Wix)
 
 
 class TokenInfoSource(Protocol):
@@ -50,7 +54,8 @@ class TokenResolver:
     """Resolves access tokens to :class:`~tenancy.wix.types.TokenInfo` with a verified instance.
 
     Thread-safe; share one per process. ``clock`` returns Unix seconds (it is compared with
-    the token's ``exp``).
+    the token's ``exp``); ``exp_leeway`` is the clock skew allowed on ``exp`` (default
+    :data:`EXP_LEEWAY`, 30 s): a token whose ``exp`` is further in the past is refused.
     """
 
     def __init__(
@@ -60,9 +65,11 @@ class TokenResolver:
         max_entries: int = 10_000,
         max_ttl: float = 300.0,
         clock: Callable[[], float] = time.time,
+        exp_leeway: float = EXP_LEEWAY,
     ) -> None:
-        if max_entries < 1 or max_ttl <= 0:
-            raise ValueError("max_entries must be >= 1 and max_ttl > 0")
+        if max_entries < 1 or max_ttl <= 0 or exp_leeway < 0:
+            raise ValueError("max_entries must be >= 1, max_ttl > 0 and exp_leeway >= 0")
+        self._exp_leeway = exp_leeway
         self._client = client
         self._app_id = client.app_id
         self._max_entries = max_entries
@@ -135,7 +142,7 @@ class TokenResolver:
             if entry is not None and entry[1] > now:
                 return entry[0]
         info = self._client.token_info(token)
-        reason = self._refusal(info)
+        reason = self._refusal(info, now)
         if reason is not None:
             log.debug("token refused: %s", reason)
             raise InvalidToken(reason=reason)
@@ -150,9 +157,11 @@ class TokenResolver:
                     self._cache.popitem(last=False)
         return info
 
-    def _refusal(self, info: TokenInfo) -> str | None:
+    def _refusal(self, info: TokenInfo, now: float) -> str | None:
         if not info.active:
             return "inactive"
+        if info.expires_at is not None and info.expires_at.timestamp() + self._exp_leeway < now:
+            return "expired"
         if info.client_id != self._app_id:
             return "issued for another app"
         if info.instance_id is None:

@@ -4,7 +4,7 @@ Wix posts App Instance events (``AppInstalled``, ``AppRemoved``, plan events) as
 signed RS256 with the app's public key (from the app dashboard). Three levels of JSON sit
 inside: the claims' ``data`` is the envelope (a JSON string, or an object), whose ``data`` is
 the event payload and whose ``identity`` says who acted. This module verifies the signature
-and the token's time claims, then unpacks all three; anything else raises
+(PyJWT, RS256 only) and the token's time claims, then unpacks all three; anything else raises
 :class:`~tenancy.InvalidWebhook` (answer 400/401 and Wix retries). Apply the event to the
 ``tenants`` table with :func:`tenancy.tenant_sync.events.apply_event`.
 """
@@ -14,21 +14,36 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tenancy.errors import InvalidWebhook
 
-__all__ = ["MAX_WEBHOOK_BYTES", "WebhookVerifier", "WixEvent"]
+__all__ = ["MAX_WEBHOOK_BYTES", "MIN_RSA_BITS", "WebhookVerifier", "WixEvent"]
 
 MAX_WEBHOOK_BYTES = 256 * 1024  # Wix events are a few KB; refuse anything absurd unparsed
+MIN_RSA_BITS = 2048  # Wix's keys are 2048-bit; PyJWT would only warn about shorter ones
+# PyJWT checks the signature (RS256 only); the time claims are checked with our clock, and
+# claims Wix does not send (aud, iss, sub, jti) are not judged: Wix's SDK ignores them too.
+_JWT_OPTIONS: jwt.types.Options = {
+    "verify_signature": True,
+    "verify_exp": False,
+    "verify_nbf": False,
+    "verify_iat": False,
+    "verify_aud": False,
+    "verify_iss": False,
+    "verify_sub": False,
+    "verify_jti": False,
+    "require": [],
+}
 
 
 @dataclass(frozen=True)
@@ -43,8 +58,14 @@ class WixEvent:
     issued_at: float | None = field(default=None, compare=False)
 
 
-def _b64url(part: str) -> bytes:
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+def _finite(value: object) -> bool:
+    """A usable NumericDate: a number, not a bool, not NaN or infinite (JSON parsers allow those)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _json_object(value: Any, what: str) -> dict[str, Any]:
@@ -72,14 +93,19 @@ def _load_public_key(public_key: str) -> rsa.RSAPublicKey:
         raise InvalidWebhook("the webhook public key is not a PEM public key") from None
     if not isinstance(key, rsa.RSAPublicKey):
         raise InvalidWebhook("the webhook public key is not an RSA key (Wix signs RS256)")
+    if key.key_size < MIN_RSA_BITS:
+        raise InvalidWebhook(f"the webhook public key has {key.key_size} bits; at least {MIN_RSA_BITS}")
     return key
 
 
 class WebhookVerifier:
     """Verifies and unpacks Wix webhook bodies with the app's public key.
 
-    *public_key* is the PEM from the app dashboard, or its base64 form. ``leeway`` seconds
-    are allowed on ``exp``/``nbf``; ``clock`` returns Unix seconds (tests pin it).
+    *public_key* is the PEM from the app dashboard, or its base64 form (RSA, at least
+    2048 bits). Signatures are checked by PyJWT with the algorithm pinned to RS256 (the
+    token's own header never chooses it). ``leeway`` seconds are allowed on ``exp``/``nbf``;
+    ``clock`` returns Unix seconds (tests pin it), which is why the time claims are checked
+    here rather than by PyJWT (it reads the system clock).
     """
 
     def __init__(
@@ -101,36 +127,41 @@ class WebhookVerifier:
                 body = body.decode("ascii")
             except UnicodeDecodeError:
                 raise InvalidWebhook("webhook body is not a JWT") from None
+        if not isinstance(body, str):
+            raise InvalidWebhook("webhook body is not a JWT")
         token = body.strip()
         if len(token) > MAX_WEBHOOK_BYTES:
             raise InvalidWebhook("webhook body is too large")
-        parts = token.split(".")
-        if len(parts) != 3:
+        if not token.isascii() or token.count(".") != 2:
             raise InvalidWebhook("webhook body is not a JWT")
-        try:
-            header = _json_object(_b64url(parts[0]).decode("utf-8"), "JWT header")
-            signature = _b64url(parts[2])
-            claims = _json_object(_b64url(parts[1]).decode("utf-8"), "JWT claims")
-        except (binascii.Error, ValueError):
-            raise InvalidWebhook("webhook body is not a JWT") from None
-        if header.get("alg") != "RS256":
-            # Never let the token choose its algorithm ("none", HS256 with the public key...).
-            raise InvalidWebhook("webhook JWT is not signed RS256")
-        try:
-            self._key.verify(
-                signature, f"{parts[0]}.{parts[1]}".encode("ascii"), padding.PKCS1v15(), hashes.SHA256()
-            )
-        except InvalidSignature:
-            raise InvalidWebhook("webhook signature does not verify with the app's public key") from None
+        claims = self._verified_claims(token)
         self._check_times(claims)
         return self._event(claims)
+
+    def _verified_claims(self, token: str) -> dict[str, Any]:
+        problem: str
+        try:
+            claims: dict[str, Any] = jwt.decode(token, self._key, algorithms=["RS256"], options=_JWT_OPTIONS)
+        except jwt.InvalidAlgorithmError:
+            # Never let the token choose its algorithm ("none", HS256 with the public key...).
+            problem = "webhook JWT is not signed RS256"
+        except jwt.InvalidSignatureError:
+            problem = "webhook signature does not verify with the app's public key"
+        except jwt.DecodeError:
+            problem = "webhook body is not a JWT"
+        except jwt.PyJWTError as exc:  # e.g. a malformed "kid" or "crit" header
+            problem = f"webhook JWT is invalid ({type(exc).__name__})"
+        else:
+            return claims
+        # Raised outside the except blocks: PyJWT's exceptions are not chained onto ours.
+        raise InvalidWebhook(problem)
 
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = self._clock()
         exp, nbf = claims.get("exp"), claims.get("nbf")
-        if exp is not None and (not isinstance(exp, int | float) or now > exp + self._leeway):
+        if exp is not None and (not _finite(exp) or now > exp + self._leeway):
             raise InvalidWebhook("webhook JWT has expired")
-        if nbf is not None and (not isinstance(nbf, int | float) or now < nbf - self._leeway):
+        if nbf is not None and (not _finite(nbf) or now < nbf - self._leeway):
             raise InvalidWebhook("webhook JWT is not valid yet")
 
     @staticmethod
@@ -154,5 +185,5 @@ class WebhookVerifier:
             payload=payload,
             identity=_json_object(identity, "webhook identity") if identity else None,
             account_info=account if isinstance(account, dict) else None,
-            issued_at=float(iat) if isinstance(iat, int | float) else None,
+            issued_at=float(iat) if isinstance(iat, int | float) and _finite(iat) else None,
         )

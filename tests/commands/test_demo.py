@@ -26,10 +26,11 @@ def test_demo_migrates_syncs_and_opens_a_tenant_session_from_a_token(tmp_path: P
     first = _demo(tmp_path)
     assert first.returncode == 0, first.stderr
     out = first.stdout
-    assert "1. migrated sqlite:///tenancy.db (alembic upgrade head)" in out
+    assert "1. migrated sqlite:///tenancy.db (tenancy's migrations, alembic upgrade heads)" in out
     assert "3 synced (3 changed, 0 unchanged), 0 removed, 0 failed" in out
     assert "the session sees 1 tenant row(s) of 3 synced" in out
     assert "note: row-level security needs PostgreSQL" in out
+    assert first.stderr == ""  # no log lines between the steps
     engine = create_engine(f"sqlite:///{tmp_path / 'tenancy.db'}")
     with engine.connect() as conn:
         assert conn.scalar(select(func.count()).select_from(Tenant)) == 3

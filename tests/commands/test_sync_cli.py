@@ -26,19 +26,15 @@ from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
 from tenancy.errors import TenancyWarning
 from tests.conftest import migrate
-from tests.pgserver import fresh_database
-from tests.sync_helpers import SyncDb, consistent, env_for, rows, seed, start_sync
+from tests.sync_helpers import SyncDb, consistent, env_for, migrated_database, rows, seed, start_sync
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def db(pg_server: str) -> Iterator[SyncDb]:
-    with fresh_database() as database:
-        engine = create_engine(database.admin_url, pool_size=4)
-        migrate(engine)
-        yield SyncDb(database.admin_url, engine)
-        engine.dispose()
+    with migrated_database(pool_size=4) as database:
+        yield database
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, emu: Emulator, url: str) -> None:
@@ -100,13 +96,19 @@ def test_usage_errors_exit_2_and_write_nothing(db, monkeypatch, argv) -> None:
     assert rows(db.engine) == {}
 
 
-def test_instance_registers_and_syncs_new_ids(db, monkeypatch, capsys) -> None:
-    """--instance ID... seeds tenants known from elsewhere and syncs them at once."""
+def test_instance_registers_and_syncs_new_ids(db, monkeypatch, capsys, caplog) -> None:
+    """--instance ID... seeds tenants known from elsewhere and syncs them at once, logging how many
+    it really registered (PostgreSQL's rowcount of -1 was summed before)."""
+    caplog.set_level("INFO", logger="tenancy.sync")
     with Emulator(sites=3, seed=6) as emu:
         _use(monkeypatch, emu, db.url)
         assert main(["sync", "--instance", *emu.instance_ids[:2], "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["synced"] == 2
-    assert set(rows(db.engine)) == {uuid.UUID(i) for i in emu.instance_ids[:2]}
+        assert "registered 2 new tenant(s)" in caplog.messages
+        caplog.clear()
+        assert main(["sync", "--instance", *emu.instance_ids, "--json"]) == 0
+        assert "registered 1 new tenant(s)" in caplog.messages
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["synced"] == 2
+    assert set(rows(db.engine)) == {uuid.UUID(i) for i in emu.instance_ids}
 
 
 def test_wrong_app_credentials_exit_2(db, monkeypatch, capsys) -> None:
@@ -120,6 +122,49 @@ def test_wrong_app_credentials_exit_2(db, monkeypatch, capsys) -> None:
     assert (
         "refused the app credentials" in captured.err and "not-the-secret" not in captured.err + captured.out
     )
+
+
+def test_a_403_for_one_instance_exits_1_and_the_others_sync(db) -> None:
+    """The issue's first case: Get App Instance 403 for one instance (its token issued fine) is that
+    tenant's failure: exit 1, listed with Wix's request id in the JSON and on its row; the
+    others synced in the same run; no "stopping the sync"."""
+    with Emulator(sites=7, seed=21) as emu:
+        seed(db.engine, emu.instance_ids)
+        bad = emu.instance_ids[3]
+        emu.set_instance_status(bad, 403)
+        proc = start_sync(emu, db.url, "--all", "--json")
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    report = json.loads(out)
+    assert (report["synced"], report["failed"], report["stopped_early"]) == (6, 1, None)
+    (failure,) = report["failures"]
+    assert failure["instance_id"] == bad and failure["status"] == 403 and failure["request_id"]
+    row = rows(db.engine)[uuid.UUID(bad)]
+    assert "PERMISSION_DENIED" in row["last_sync_error"] and failure["request_id"] in row["last_sync_error"]
+    assert f"instance {bad} not synced" in err and failure["request_id"] in err
+    assert "stopping" not in err
+
+
+@pytest.mark.slow
+def test_wix_down_exits_1_with_one_line_naming_the_base_url(db) -> None:
+    """The issue's second case: Wix unreachable. Exit 1, one ERROR line naming the base URL and what
+    failed, no retry lines, 3 tenants charged a failure and the other 4 untouched."""
+    with Emulator(sites=7, seed=22) as emu:
+        seed(db.engine, emu.instance_ids)
+        emu.set_outage("drop")
+        proc = start_sync(emu, db.url, "--json")
+        out, err = proc.communicate(timeout=120)
+        base_url = emu.base_url
+    assert proc.returncode == 1, err
+    report = json.loads(out)
+    assert report["failed"] == 3 and report["synced"] == 0
+    assert f"Wix unavailable at {base_url}" in report["stopped_early"]
+    outage_lines = [line for line in err.splitlines() if f"Wix unavailable at {base_url}" in line]
+    assert len(outage_lines) == 1 and "connection failed" in outage_lines[0]
+    assert "retry" not in err.lower()
+    assert len([line for line in err.splitlines() if "not synced" in line]) == 3
+    charged = [row for row in rows(db.engine).values() if row["last_attempt_at"] is not None]
+    assert len(charged) == 3 and all(row["consecutive_failures"] == 1 for row in charged)
 
 
 def test_sqlite_in_one_process(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -239,7 +284,10 @@ def test_an_unmigrated_or_unreachable_database_exits_2(empty_pg_database, monkey
         assert "alembic upgrade head" in capsys.readouterr().err
         _use(monkeypatch, emu, "postgresql+psycopg://nobody@127.0.0.1:1/none")
         assert main(["sync"]) == 2
-        assert "database error" in capsys.readouterr().err
+        assert (
+            "cannot reach the database postgresql+psycopg://nobody@127.0.0.1:1/none"
+            in capsys.readouterr().err
+        )
 
 
 @pytest.mark.slow

@@ -11,26 +11,40 @@ from sqlalchemy import create_engine, text
 from tenancy.commands.main import main
 from tenancy.db.audit import audit
 from tenancy.db.isolation import isolation_statements
+from tenancy.errors import ConfigurationError
 from tests.conftest import migrate
 from tests.pgserver import Database, server_url
 
 pytestmark = pytest.mark.postgres
 
 
+# An app's tenant table, as its migration leaves it (isolated, key led by instance_id).
+APP_TABLE = "CREATE TABLE items (instance_id uuid NOT NULL, id int NOT NULL, PRIMARY KEY (instance_id, id))"
+
+
 @pytest.fixture
-def db(empty_pg_database: Database) -> Database:
-    engine = create_engine(empty_pg_database.admin_url)
-    migrate(engine, runtime_role=empty_pg_database.runtime)
+def db(unmigrated: Database) -> Database:
+    _owner_sql(unmigrated, APP_TABLE, *isolation_statements("items"))
+    engine = create_engine(unmigrated.admin_url)
+    migrate(engine, runtime_role=unmigrated.runtime)
     engine.dispose()
+    return unmigrated
+
+
+@pytest.fixture
+def unmigrated(empty_pg_database: Database, monkeypatch) -> Database:
+    monkeypatch.setenv("TENANCY_ADMIN_DATABASE_URL", empty_pg_database.admin_url)
+    monkeypatch.setenv("DATABASE_URL", empty_pg_database.runtime_url)
     return empty_pg_database
 
 
 def _audit(db: Database, role: str | None = None) -> list[str]:
     engine = create_engine(db.admin_url)
-    with engine.connect() as conn:
-        found = [str(f) for f in audit(conn, runtime_role=role or db.runtime)]
-    engine.dispose()
-    return found
+    try:
+        with engine.connect() as conn:
+            return [str(f) for f in audit(conn, runtime_role=role or db.runtime)]
+    finally:
+        engine.dispose()
 
 
 def _owner_sql(db: Database, *statements: str) -> None:
@@ -41,11 +55,9 @@ def _owner_sql(db: Database, *statements: str) -> None:
     engine.dispose()
 
 
-def test_a_migrated_database_passes(db: Database, monkeypatch, capsys) -> None:
-    """After `alembic upgrade head` with the runtime role granted, the audit is clean (exit 0)."""
+def test_a_migrated_database_passes(db: Database, capsys) -> None:
+    """After `alembic upgrade heads` with the runtime role granted, the audit is clean (exit 0)."""
     assert _audit(db) == []
-    monkeypatch.setenv("TENANCY_ADMIN_DATABASE_URL", db.admin_url)
-    monkeypatch.setenv("DATABASE_URL", db.runtime_url)
     assert main(["check"]) == 0
     assert "ok" in capsys.readouterr().out
 
@@ -59,8 +71,6 @@ def test_a_new_table_without_a_policy_is_a_finding(db: Database, monkeypatch, ca
     assert any("public.notes: row-level security is not enabled" in f for f in found)
     assert any("public.notes: row-level security is not forced" in f for f in found)
     assert any("public.notes: has no tenancy_tenant_isolation policy" in f for f in found)
-    monkeypatch.setenv("TENANCY_ADMIN_DATABASE_URL", db.admin_url)
-    monkeypatch.setenv("DATABASE_URL", db.runtime_url)
     assert main(["check", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False and report["findings"]
@@ -122,3 +132,22 @@ def test_a_view_that_is_not_security_invoker_is_a_finding(db: Database) -> None:
     )
     _owner_sql(db, "ALTER VIEW tenant_sites SET (security_invoker = true)")
     assert not [f for f in _audit(db) if f.startswith("view:")]
+
+
+def test_an_unmigrated_database_cannot_be_audited(unmigrated: Database, capsys) -> None:
+    """No tenants table: not a clean audit (a false pass) but exit 2, one line saying to migrate."""
+    with pytest.raises(ConfigurationError, match="no tenants table: the database is not migrated"):
+        _audit(unmigrated)
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run `alembic upgrade heads`" in err
+
+
+def test_a_database_without_tenant_tables_cannot_be_audited(unmigrated: Database, capsys) -> None:
+    """tenancy's tables alone (the app's migrations not run): nothing to audit, exit 2."""
+    engine = create_engine(unmigrated.admin_url)
+    migrate(engine, runtime_role=unmigrated.runtime)
+    engine.dispose()
+    assert main(["check"]) == 2
+    err = capsys.readouterr().err
+    assert "no tenant tables (tables with an instance_id column) besides tenants" in err

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, event, text, update
+from sqlalchemy import event, text, update
 
 from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
@@ -17,9 +17,7 @@ from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.tenant_sync.job import Backoff, SyncReport, sync
 from tenancy.tenant_sync.store import Selection
 from tenancy.wix.client import WixClient
-from tests.conftest import migrate
-from tests.pgserver import fresh_database
-from tests.sync_helpers import SyncDb, consistent, rows, seed
+from tests.sync_helpers import consistent, rows, seed
 from tests.wix_helpers import at_once, client_for, sample, sample_reply
 
 pytestmark = pytest.mark.postgres
@@ -28,24 +26,9 @@ TINY = Backoff(base=dt.timedelta(milliseconds=1), cap=dt.timedelta(milliseconds=
 
 
 @pytest.fixture
-def db(pg_server: str) -> Iterator[SyncDb]:
-    with fresh_database() as database:
-        engine = create_engine(database.admin_url, pool_size=10)
-        migrate(engine)
-        yield SyncDb(database.admin_url, engine)
-        engine.dispose()
-
-
-@pytest.fixture
 def emu() -> Iterator[Emulator]:
     with Emulator(sites=6, seed=3) as emulator:
         yield emulator
-
-
-@pytest.fixture
-def client(emu: Emulator) -> Iterator[WixClient]:
-    with client_for(emu) as wix:
-        yield wix
 
 
 class Later:

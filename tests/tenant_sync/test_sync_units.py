@@ -71,7 +71,7 @@ def test_token_bucket_allows_a_burst_then_paces() -> None:
 
 
 def test_per_instance_limit_is_200_a_minute_and_independent_per_key() -> None:
-    """Each instance gets 200 requests a minute; another instance is not slowed down by it."""
+    """Each instance gets 200 requests in any minute; another instance is not slowed down by it."""
     t = FakeTime()
     limiter = KeyedRateLimiter(200, clock=t.clock, sleep=t.sleep)
     busy, other = uuid.uuid4(), uuid.uuid4()
@@ -81,11 +81,26 @@ def test_per_instance_limit_is_200_a_minute_and_independent_per_key() -> None:
     limiter.acquire(other)
     assert t.now == 0
     limiter.acquire(busy)
-    assert t.now == pytest.approx(60 / 200)
+    assert t.now == pytest.approx(60)
+
+
+def test_per_instance_limit_never_allows_more_than_200_in_any_minute() -> None:
+    """Spread or bursty, no 60-second window ever holds more than 200 acquisitions of one key
+    (a token bucket with a burst of 200 would let up to 400 through in one minute)."""
+    t = FakeTime()
+    limiter = KeyedRateLimiter(200, clock=t.clock, sleep=t.sleep)
+    times = []
+    for n in range(1000):
+        limiter.acquire("instance")
+        times.append(t.now)
+        t.now += 0.05 if n % 3 else 0.0
+    for i, start in enumerate(times):
+        inside = sum(1 for when in times[i:] if when < start + 60)
+        assert inside <= 200
 
 
 def test_per_instance_limiter_memory_is_bounded() -> None:
-    """However many instances pass through, at most max_keys buckets are kept."""
+    """However many instances pass through, at most max_keys logs are kept."""
     t = FakeTime()
     limiter = KeyedRateLimiter(200, max_keys=50, clock=t.clock, sleep=t.sleep)
     for _ in range(1000):
@@ -101,7 +116,9 @@ def test_report_json_and_summary() -> None:
     report.record("changed", ok)
     report.record("unchanged", uuid.uuid4())
     report.record("removed", uuid.uuid4())
-    report.record("failed", bad, "Wix get_app_instance: HTTP 503 [request id 1.2]")
+    report.record(
+        "failed", bad, "Wix get_app_instance: HTTP 503 [request id 1.2]", status=503, request_id="1.2"
+    )
     report.finished_at = report.started_at + dt.timedelta(seconds=2)
     data = json.loads(report.to_json())
     assert {k: data[k] for k in ("synced", "changed", "unchanged", "removed", "failed")} == {
@@ -112,8 +129,14 @@ def test_report_json_and_summary() -> None:
         "failed": 1,
     }
     assert data["failures"] == [
-        {"instance_id": str(bad), "reason": "Wix get_app_instance: HTTP 503 [request id 1.2]"}
+        {
+            "instance_id": str(bad),
+            "reason": "Wix get_app_instance: HTTP 503 [request id 1.2]",
+            "status": 503,
+            "request_id": "1.2",
+        }
     ]
+    assert data["stopped_early"] is None
     assert not report.ok
     assert f"failed {bad}: Wix get_app_instance: HTTP 503" in report.summary()
 

@@ -210,14 +210,38 @@ def test_entry_never_outlives_the_tokens_exp(emu: Emulator, client: WixClient) -
     assert emu.count("token_info") == 2
 
 
-def test_token_already_past_exp_is_not_cached(emu: Emulator, client: WixClient) -> None:
-    """If Wix says active but exp has passed by our clock, the answer is used once, not cached."""
+def test_token_past_exp_is_refused_even_if_wix_says_active(emu: Emulator, client: WixClient) -> None:
+    """Token Info answering active: true with an exp beyond the 30 s leeway is refused, never cached."""
     clock = Clock(time.time() + 7200)
     resolver = TokenResolver(client, clock=clock)
-    token = emu.mint_token(emu.instance_ids[0], ttl=60)
-    resolver.resolve(token)
-    resolver.resolve(token)
+    token = emu.mint_token(emu.instance_ids[0], ttl=60)  # the emulator's real clock: active
+    for _ in range(2):
+        with pytest.raises(InvalidToken) as refused:
+            resolver.resolve(token)
+        assert refused.value.reason == "expired"
     assert emu.count("token_info") == 2 and resolver.cached == 0
+
+
+def test_served_exp_in_the_past_is_refused(emu: Emulator, client: WixClient) -> None:
+    """The issue's case over HTTP: Wix's own answer says active with exp an hour ago."""
+    iid = emu.instance_ids[0]
+    body = {"active": True, "clientId": emu.app_id, "instanceId": iid, "exp": str(int(time.time()) - 3600)}
+    emu.respond_with("token_info", status=200, body=body)
+    with pytest.raises(InvalidToken) as refused:
+        TokenResolver(client).resolve("OauthNG.JWS.expired")
+    assert refused.value.reason == "expired"
+
+
+def test_exp_within_the_leeway_is_accepted_but_not_cached(emu: Emulator, client: WixClient) -> None:
+    """Clock skew: an exp 10 s behind our clock (leeway 30 s) is still accepted, used once, not cached."""
+    token = emu.mint_token(emu.instance_ids[0], ttl=60)
+    clock = Clock(time.time() + 70)
+    resolver = TokenResolver(client, clock=clock)
+    assert resolver.resolve(token).instance_id == uuid.UUID(emu.instance_ids[0])
+    assert resolver.cached == 0
+    strict = TokenResolver(client, clock=clock, exp_leeway=0)
+    with pytest.raises(InvalidToken):
+        strict.resolve(token)
 
 
 def test_cache_is_bounded_lru(emu: Emulator, client: WixClient) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql
 
 revision: str = "0001"
 down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = ("tenancy",)
 depends_on: str | Sequence[str] | None = None
 
 JSONType = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
@@ -51,9 +51,9 @@ def upgrade() -> None:
         sa.CheckConstraint("status IN ('active', 'removed')", name=op.f("ck_tenants_status")),
         sa.PrimaryKeyConstraint("instance_id", name=op.f("pk_tenants")),
     )
-    op.enable_tenant_isolation("tenants")
+    op.enable_tenant_isolation("tenants")  # type: ignore[attr-defined]  # registered by tenancy
 
 
 def downgrade() -> None:
-    op.disable_tenant_isolation("tenants")
+    op.disable_tenant_isolation("tenants")  # type: ignore[attr-defined]
     op.drop_table("tenants")

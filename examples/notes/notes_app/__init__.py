@@ -1,0 +1,1 @@
+"""notes: a small Wix app backend on tenancy (FastAPI, PostgreSQL, the Wix emulator)."""

@@ -1,0 +1,203 @@
+"""The body of an Alembic ``env.py``: your migrations plus tenancy's, isolation, and the grant.
+
+Your ``env.py`` is one call (README: Your own app)::
+
+    from alembic import context
+    import tenancy.alembic_ops
+    from myapp.models import Base
+
+    tenancy.alembic_ops.run_migrations(context, target_metadata=Base.metadata)
+
+:func:`run_migrations` adds tenancy's revisions (``tenancy/migrations/versions``, branch label
+``tenancy``) to your script directory, connects as the owner role, autogenerates
+``op.enable_tenant_isolation(...)`` for new tenant tables, puts your new revisions on your own
+branch (in your ``versions/``: ``alembic upgrade heads`` runs both branches), leaves tenancy's own
+tables to tenancy's revisions, and afterwards grants the runtime role named by
+``TENANCY_RUNTIME_ROLE`` (or ``config.attributes["runtime_role"]``) what tenant sessions need.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeAlias
+
+from alembic.config import Config
+from alembic.environment import EnvironmentContext
+from alembic.operations import ops
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionMap
+from sqlalchemy import Connection, MetaData, create_engine, pool
+
+from tenancy.db.alembic_ops import writer
+from tenancy.db.models import Tenant
+from tenancy.db.roles import grant_runtime_role
+from tenancy.errors import ConfigurationError
+from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings, normalize_database_url
+
+__all__ = [
+    "BRANCH",
+    "RUNTIME_ROLE_VARIABLE",
+    "TENANCY_VERSIONS",
+    "database_url",
+    "library_config",
+    "run_library_migrations",
+    "run_migrations",
+]
+
+BRANCH = "tenancy"
+"""The branch label of tenancy's revisions (``alembic upgrade tenancy@head`` migrates only them)."""
+TENANCY_VERSIONS = Path(__file__).resolve().parents[1] / "migrations" / "versions"
+"""Where tenancy's revisions live inside the installed package."""
+RUNTIME_ROLE_VARIABLE = "TENANCY_RUNTIME_ROLE"
+_OWN_TABLES = frozenset({Tenant.__tablename__})
+_PLACEHOLDER_URL = "driver://"  # what `alembic init` writes into alembic.ini
+
+Context: TypeAlias = EnvironmentContext | ModuleType
+"""``from alembic import context`` in env.py (a module that proxies the EnvironmentContext)."""
+
+
+def database_url(context: Context) -> str:
+    """The owner role's URL: ``TENANCY_ADMIN_DATABASE_URL``, else ``DATABASE_URL``, else the
+    ``sqlalchemy.url`` of alembic.ini (unless it is ``alembic init``'s placeholder), else the
+    SQLite default."""
+    if not any(os.environ.get(name, "").strip() for name in (ADMIN_URL_VARIABLE, URL_VARIABLE)):
+        ini_url = (context.config.get_main_option("sqlalchemy.url") or "").strip()
+        if ini_url and not ini_url.startswith(_PLACEHOLDER_URL):
+            return normalize_database_url(ini_url)
+    return Settings.from_env().admin_database_url
+
+
+def run_migrations(context: Context, *, target_metadata: MetaData | None, **configure_options: Any) -> None:
+    """Run your migrations and tenancy's, from your ``env.py``; see the module docstring.
+
+    *configure_options* go to ``context.configure`` (``process_revision_directives`` and
+    ``include_object`` are chained after tenancy's own). A connection handed in through
+    ``config.attributes["connection"]`` is used as is (tests, ``tenancy``'s pytest plugin).
+    """
+    _include_tenancy_versions(context.script)
+    user_directives = configure_options.pop("process_revision_directives", None)
+    user_filter = configure_options.pop("include_object", None)
+
+    def directives(ctx: MigrationContext, revision: Any, scripts: list[ops.MigrationScript]) -> None:
+        _place_on_own_branch(context.script, scripts)
+        writer(ctx, revision, scripts)
+        if user_directives is not None:
+            user_directives(ctx, revision, scripts)
+
+    def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+        table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+        if table in _OWN_TABLES:
+            return False  # tenancy's revisions own these tables
+        return user_filter is None or bool(user_filter(obj, name, type_, reflected, compare_to))
+
+    options = {"process_revision_directives": directives, "include_object": include_object}
+    _run(context, target_metadata, {**options, **configure_options})
+
+
+def library_config() -> Config:
+    """An Alembic config of tenancy's own script directory (tenancy's tables and revisions alone)."""
+    config = Config()
+    config.set_main_option("script_location", str(TENANCY_VERSIONS.parent))
+    return config
+
+
+def run_library_migrations(context: Context) -> None:
+    """``env.py`` of tenancy's own script directory: tenancy's tables and revisions alone."""
+    from tenancy.db.models import Base
+
+    _run(context, Base.metadata, {"process_revision_directives": writer})
+
+
+def _run(context: Context, target_metadata: MetaData | None, options: dict[str, Any]) -> None:
+    options.setdefault("compare_type", True)
+    if context.is_offline_mode():
+        context.configure(
+            url=database_url(context),
+            target_metadata=target_metadata,
+            literal_binds=True,
+            dialect_opts={"paramstyle": "named"},
+            **options,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        _migrate(context, connection, target_metadata, options)
+        return
+    engine = create_engine(database_url(context), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            _migrate(context, connection, target_metadata, options)
+    finally:
+        engine.dispose()
+
+
+def _migrate(
+    context: Context,
+    connection: Connection,
+    target_metadata: MetaData | None,
+    options: dict[str, Any],
+) -> None:
+    # SQLite cannot ALTER constraints in place; batch mode rebuilds tables there.
+    options.setdefault("render_as_batch", connection.dialect.name == "sqlite")
+    context.configure(connection=connection, target_metadata=target_metadata, **options)
+    with context.begin_transaction():
+        context.run_migrations()
+        role = context.config.attributes.get("runtime_role") or os.environ.get(RUNTIME_ROLE_VARIABLE, "")
+        if role.strip() and connection.dialect.name == "postgresql":
+            grant_runtime_role(connection, role.strip())
+
+
+def _include_tenancy_versions(script: ScriptDirectory) -> None:
+    """Add tenancy's versions folder to *script*'s version locations (unless alembic.ini has it).
+
+    Alembic reads ``version_locations`` from alembic.ini before env.py runs and loads revisions
+    lazily; the locations and the revision map are reset so that the next lookup sees tenancy's.
+    """
+    current = list(script.version_locations or [str(Path(script.dir, "versions"))])
+    if any(_resolve(location) == TENANCY_VERSIONS for location in current):
+        return
+    script.version_locations = [*current, str(TENANCY_VERSIONS)]
+    for cached in ("_version_locations", "_singular_version_location"):
+        vars(script).pop(cached, None)
+    script.revision_map = RevisionMap(script._load_revisions)
+    if not any(_is_tenancy(revision.path) for revision in script.walk_revisions()):  # pragma: no cover
+        # Only if a future Alembic loaded its revisions before env.py ran.
+        raise ConfigurationError(
+            "tenancy's migrations were not found by Alembic; add them to alembic.ini: "
+            f"version_locations = %(here)s/migrations/versions {TENANCY_VERSIONS} (path_separator = space)"
+        )
+
+
+def _resolve(location: str) -> Path:
+    from alembic.util import coerce_resource_to_filename
+
+    return coerce_resource_to_filename(location).resolve()
+
+
+def _place_on_own_branch(script: ScriptDirectory, scripts: Iterable[ops.MigrationScript]) -> None:
+    """A new revision without ``--head`` goes on the app's own branch, in the app's versions/.
+
+    Without this Alembic would put the first one after tenancy's head, in tenancy's folder
+    inside site-packages, and a later tenancy release would fork the history.
+    """
+    heads = script.get_revisions("heads")
+    own = [h for h in heads if h is not None and not _is_tenancy(h.path)]
+    folder = next((p for p in script._version_locations if p.resolve() != TENANCY_VERSIONS), None)
+    for migration in scripts:
+        if migration.head not in (None, "head") or len(own) > 1:
+            continue  # `--head` chose, or several heads of yours: Alembic asks you to choose
+        # The first revision of yours starts a branch of its own (no dependency on tenancy's
+        # revisions: `alembic heads` and `history` do not run env.py and would not find them).
+        migration.head = own[0].revision if own else "base"
+        if migration.version_path is None and folder is not None:
+            migration.version_path = str(folder)
+
+
+def _is_tenancy(path: str) -> bool:
+    return Path(path).resolve().parent == TENANCY_VERSIONS

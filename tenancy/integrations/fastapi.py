@@ -1,0 +1,189 @@
+"""FastAPI: a tenant session per request from its ``Authorization`` header, and Wix webhooks.
+
+>>> from tenancy.integrations.fastapi import TenancyFastAPI
+>>> tenancy_app = TenancyFastAPI()                      # Settings.from_env() at startup
+>>> app = FastAPI(lifespan=tenancy_app.lifespan)        # engines + Wix client up and down
+>>> Db = Annotated[Session, Depends(tenancy_app.session)]
+>>> @app.get("/notes")
+... def list_notes(db: Db) -> list[str]:
+...     return list(db.scalars(select(Note.title)))     # this installation's notes only
+>>> tenancy_app.add_webhook_route(app, "/webhooks/wix")
+
+A refused token answers ``401 {"detail": "invalid token"}``; Wix unreachable or rate limiting
+answers ``503`` with ``Retry-After``. The session is closed when the handler returns, rolled
+back if it raised, and committed only if the handler commits. ``TenancyFastAPI(asyncio=True)``
+adds :meth:`TenancyFastAPI.async_session` (an ``AsyncSession``; needs ``tenancy[async]``).
+Needs ``pip install 'tenancy[fastapi]'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+from tenancy.errors import ConfigurationError
+
+try:
+    from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+    from fastapi.concurrency import run_in_threadpool
+    from fastapi.responses import JSONResponse
+except ImportError:  # pragma: no cover - exercised in a subprocess without FastAPI
+    raise ConfigurationError(
+        "tenancy.integrations.fastapi needs FastAPI: pip install 'tenancy[fastapi]'"
+    ) from None
+
+from tenancy import log_context
+from tenancy.db.sessions import INFO_KEY, TenantSession
+from tenancy.errors import InvalidWebhook, TenancyError
+from tenancy.integrations.runtime import DEFAULT_RETRY_AFTER, EventHook, Runtime, receive_webhook, refusal
+from tenancy.settings import Settings
+
+if TYPE_CHECKING:  # the asyncio extension needs greenlet (tenancy[async]); sync apps run without it
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["TenancyFastAPI"]
+
+
+async def _request_log_scope() -> None:
+    # Runs in the request's own task: the slot it opens is shared with the worker threads
+    # that run sync dependencies and handlers (they get copies of this context), so the
+    # tenant bound while opening the session shows on the handler's log records. Not a
+    # generator (those cost an exit stack per request): the slot dies with the request's task.
+    log_context.new_scope()
+
+
+class TenancyFastAPI:
+    """tenancy for one FastAPI app: lifespan, session dependencies and the webhook route.
+
+    *settings* defaults to :meth:`tenancy.Settings.from_env` at startup. ``engine_options``
+    go to ``create_engine`` (pool sizes), ``wix_options`` to :class:`~tenancy.WixClient`
+    (requests retry Wix once, briefly, by default). ``retry_after`` is the ``Retry-After``
+    of 503 answers, in seconds.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        asyncio: bool = False,
+        engine_options: Mapping[str, Any] | None = None,
+        wix_options: Mapping[str, Any] | None = None,
+        retry_after: int = DEFAULT_RETRY_AFTER,
+    ) -> None:
+        self._settings = settings
+        self._asyncio = asyncio
+        self._engine_options = engine_options
+        self._wix_options = wix_options
+        self.retry_after = retry_after
+        self._runtime: Runtime | None = None
+
+    def __repr__(self) -> str:
+        return f"<TenancyFastAPI started={self._runtime is not None} asyncio={self._asyncio}>"
+
+    # --- startup and shutdown -----------------------------------------------------------
+
+    @property
+    def runtime(self) -> Runtime:
+        """Engines, Wix client and session factories (between startup and shutdown)."""
+        if self._runtime is None:
+            raise ConfigurationError(
+                "tenancy is not started: pass FastAPI(lifespan=tenancy_app.lifespan), "
+                "or enter tenancy_app.lifespan(app) in your own lifespan"
+            )
+        return self._runtime
+
+    def start(self) -> Runtime:
+        """Build the engines and the Wix client (the lifespan does this for you)."""
+        if self._runtime is None:
+            self._runtime = Runtime.start(
+                self._settings or Settings.from_env(),
+                asyncio=self._asyncio,
+                engine_options=self._engine_options,
+                wix_options=self._wix_options,
+            )
+        return self._runtime
+
+    async def stop(self) -> None:
+        """Dispose of the engines and close the Wix client."""
+        runtime, self._runtime = self._runtime, None
+        if runtime is not None:
+            await runtime.aclose()
+
+    @asynccontextmanager
+    async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
+        """``FastAPI(lifespan=tenancy_app.lifespan)``, or ``async with`` it inside your own."""
+        self.start()
+        try:
+            yield
+        finally:
+            await self.stop()
+
+    # --- dependencies -------------------------------------------------------------------
+
+    def _refuse(self, exc: TenancyError) -> NoReturn:
+        answer = refusal(exc, retry_after=self.retry_after)
+        if answer is None:
+            raise exc
+        raise HTTPException(answer.status, answer.detail, headers=dict(answer.headers)) from None
+
+    def session(
+        self,
+        authorization: Annotated[str | None, Header()] = None,
+        _log: Annotated[None, Depends(_request_log_scope)] = None,
+    ) -> Iterator[TenantSession]:
+        """Dependency: the request's tenant session (``Depends(tenancy_app.session)``)."""
+        try:
+            session = self.runtime.sessions.for_token(authorization or "")
+        except TenancyError as exc:
+            self._refuse(exc)
+        log_context.bind(session.tenant_id)
+        try:
+            yield session
+        except Exception:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    async def async_session(
+        self, authorization: Annotated[str | None, Header()] = None
+    ) -> AsyncIterator[AsyncSession]:
+        """Dependency: the request's tenant ``AsyncSession`` (needs ``TenancyFastAPI(asyncio=True)``)."""
+        factory = self.runtime.async_sessions
+        if factory is None:
+            raise ConfigurationError("async_session needs TenancyFastAPI(asyncio=True)")
+        try:
+            session = await factory.for_token(authorization or "")
+        except TenancyError as exc:
+            self._refuse(exc)
+        with log_context.bound(session.info[INFO_KEY]):
+            try:
+                yield session
+            except Exception:
+                await session.rollback()
+                raise
+            finally:
+                await session.close()
+
+    # --- webhooks -----------------------------------------------------------------------
+
+    def add_webhook_route(
+        self, app: FastAPI | APIRouter, path: str = "/webhooks/wix", *, on_event: EventHook | None = None
+    ) -> None:
+        """POST *path*: verify Wix's signed body and apply the event to ``tenants``.
+
+        200 ``{"action": ...}`` when applied (``refresh``, ``removed`` or ``ignored``);
+        401 ``{"detail": "invalid webhook"}`` for a body that does not verify (nothing
+        changes). ``on_event(event, action)`` runs after the update, for your own reactions.
+        """
+
+        async def wix_webhook(request: Request) -> JSONResponse:
+            body = await request.body()
+            try:
+                action = await run_in_threadpool(receive_webhook, self.runtime, body, on_event)
+            except InvalidWebhook:
+                return JSONResponse({"detail": "invalid webhook"}, status_code=401)
+            return JSONResponse({"action": action})
+
+        app.add_api_route(path, wix_webhook, methods=["POST"], include_in_schema=False)

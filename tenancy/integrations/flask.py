@@ -1,0 +1,139 @@
+"""Flask: an extension giving each request its tenant session, and a Wix webhook view.
+
+>>> from tenancy.integrations.flask import FlaskTenancy
+>>> tenancy_ext = FlaskTenancy()
+>>> tenancy_ext.init_app(app)                           # Settings.from_env(); POST /webhooks/wix
+>>> @app.get("/notes")
+... def list_notes():
+...     db = tenancy_ext.session                        # opened from Authorization on first use
+...     return [n.title for n in db.scalars(select(Note))]
+
+The session is opened on first use in a request and closed at the end of it (rolled back
+if the view raised; committed only if the view commits). A refused token is answered with
+werkzeug's ``401 Unauthorized``; Wix unreachable or rate limiting with ``503 Service
+Unavailable`` and ``Retry-After`` (Flask's own error responses: register an
+``errorhandler(HTTPException)`` to render them as JSON). Needs ``pip install 'tenancy[flask]'``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
+
+from tenancy.errors import ConfigurationError
+
+try:
+    from flask import Flask, current_app, g, jsonify, request
+    from flask.typing import ResponseReturnValue
+    from werkzeug.datastructures import WWWAuthenticate
+    from werkzeug.exceptions import ServiceUnavailable, Unauthorized
+except ImportError:  # pragma: no cover - exercised in a subprocess without Flask
+    raise ConfigurationError("tenancy.integrations.flask needs Flask: pip install 'tenancy[flask]'") from None
+
+from tenancy import log_context
+from tenancy.db.sessions import TenantSession
+from tenancy.errors import InvalidWebhook, TenancyError
+from tenancy.integrations.runtime import DEFAULT_RETRY_AFTER, EventHook, Runtime, receive_webhook, refusal
+from tenancy.settings import Settings
+
+__all__ = ["FlaskTenancy"]
+
+_EXTENSION = "tenancy"
+_SESSION = "_tenancy_session"
+_LOG_RESTORE = "_tenancy_log_restore"
+
+
+class FlaskTenancy:
+    """The tenancy extension: ``FlaskTenancy(app)`` or ``FlaskTenancy()`` + :meth:`init_app`.
+
+    *settings* defaults to :meth:`tenancy.Settings.from_env` when the app is initialised.
+    ``webhook_path`` (``None`` for none) gets the webhook view; ``on_event(event, action)``
+    runs after an event is applied. ``engine_options``/``wix_options``/``retry_after`` as
+    for :class:`tenancy.integrations.fastapi.TenancyFastAPI`.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        settings: Settings | None = None,
+        engine_options: Mapping[str, Any] | None = None,
+        wix_options: Mapping[str, Any] | None = None,
+        retry_after: int = DEFAULT_RETRY_AFTER,
+        webhook_path: str | None = "/webhooks/wix",
+        on_event: EventHook | None = None,
+    ) -> None:
+        self._settings = settings
+        self._engine_options = engine_options
+        self._wix_options = wix_options
+        self.retry_after = retry_after
+        self.webhook_path = webhook_path
+        self.on_event = on_event
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Build the engines and Wix client for *app*, close sessions per request, add the webhook."""
+        app.extensions[_EXTENSION] = Runtime.start(
+            self._settings or Settings.from_env(),
+            engine_options=self._engine_options,
+            wix_options=self._wix_options,
+        )
+        app.teardown_request(self._teardown)
+        if self.webhook_path is not None:
+            app.add_url_rule(self.webhook_path, "tenancy_wix_webhook", self._webhook, methods=["POST"])
+
+    @property
+    def runtime(self) -> Runtime:
+        """The current app's engines, Wix client and session factory."""
+        runtime = current_app.extensions.get(_EXTENSION)
+        if not isinstance(runtime, Runtime):
+            raise ConfigurationError("FlaskTenancy.init_app(app) was not called for this app")
+        return runtime
+
+    def close(self, app: Flask) -> None:
+        """Dispose of *app*'s engines and close its Wix client (at shutdown)."""
+        runtime = app.extensions.pop(_EXTENSION, None)
+        if isinstance(runtime, Runtime):
+            runtime.close()
+
+    @property
+    def session(self) -> TenantSession:
+        """This request's tenant session, opened from ``Authorization`` on first use."""
+        session: TenantSession | None = g.get(_SESSION)
+        if session is None:
+            try:
+                session = self.runtime.sessions.for_token(request.headers.get("Authorization", ""))
+            except TenancyError as exc:
+                self._refuse(exc)
+            setattr(g, _SESSION, session)
+            setattr(g, _LOG_RESTORE, log_context.push(session.tenant_id))
+        return session
+
+    def _refuse(self, exc: TenancyError) -> NoReturn:
+        answer = refusal(exc, retry_after=self.retry_after)
+        if answer is None:
+            raise exc
+        if answer.status == 401:
+            raise Unauthorized(answer.detail, www_authenticate=WWWAuthenticate("bearer"))
+        raise ServiceUnavailable(answer.detail, retry_after=self.retry_after)
+
+    @staticmethod
+    def _teardown(exc: BaseException | None) -> None:
+        session: TenantSession | None = g.pop(_SESSION, None)
+        restore: Callable[[], None] | None = g.pop(_LOG_RESTORE, None)
+        try:
+            if session is not None:
+                if exc is not None:
+                    session.rollback()
+                session.close()
+        finally:
+            if restore is not None:
+                restore()
+
+    def _webhook(self) -> ResponseReturnValue:
+        try:
+            action = receive_webhook(self.runtime, request.get_data(cache=False), self.on_event)
+        except InvalidWebhook:
+            return jsonify(error="invalid webhook"), 401
+        return jsonify(action=action)
