@@ -11,18 +11,34 @@ from __future__ import annotations
 import argparse
 import os
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
-from tenancy.db.binding import SCHEMA, add_key, newest_key
+from tenancy.commands.database import database_errors, make_engine, safe_url
+from tenancy.db.binding import ENV_VAR, SCHEMA, add_key, newest_key
 from tenancy.errors import ConfigurationError
-from tenancy.settings import Settings
+from tenancy.settings import ADMIN_URL_VARIABLE, Settings
 
 NAME = "rotate-key"
 HELP = (
-    "rotate the database binding key (connected as the owner, TENANCY_ADMIN_DATABASE_URL): "
+    f"rotate the database binding key (connected as the owner, {ADMIN_URL_VARIABLE}): "
     "--start adds a new key, --finish retires the older ones, --export FILE writes the newest "
-    "key for TENANCY_BINDING_KEY"
+    f"key for {ENV_VAR}"
 )
+EPILOG = f"""\
+environment:
+  {ADMIN_URL_VARIABLE}  the owner role's URL (only it can read or add keys)
+
+a rotation without downtime:
+  tenancy rotate-key --start            add a key; old and new both verify
+  tenancy rotate-key --export FILE      the new {ENV_VAR} value (file mode 0600)
+  ... restart every process (with the new {ENV_VAR} where it is configured) ...
+  tenancy rotate-key --finish           retire the older keys: their seals bind nothing
+
+exit codes:
+  0  done
+  2  could not: unreachable, not PostgreSQL, not migrated, FILE exists, or not allowed
+"""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -37,12 +53,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = Settings.from_env()
-    engine = create_engine(settings.admin_database_url)
-    if engine.dialect.name != "postgresql":
-        raise ConfigurationError("the binding key exists on PostgreSQL only")
+    url = Settings.from_env().admin_database_url
+    if make_url(url).get_backend_name() != "postgresql":
+        raise ConfigurationError(
+            f"the binding key exists on PostgreSQL only, not {safe_url(url)}: set {ADMIN_URL_VARIABLE}"
+        )
+    engine = make_engine(url)
     try:
-        with engine.begin() as connection:
+        with database_errors(url), engine.begin() as connection:
             if args.start:
                 key_id = add_key(connection)
                 print(

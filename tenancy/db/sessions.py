@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
@@ -316,8 +317,18 @@ def key_source(binding_key: str | BindingKey | None, admin_engine: Any) -> KeySo
     def load() -> BindingKey | None:
         if engine.dialect.name != "postgresql":
             return None
-        with engine.connect() as connection:
-            return newest_key(connection)
+        try:
+            with engine.connect() as connection:
+                return newest_key(connection)
+        except DBAPIError as exc:
+            # Typically the admin engine is the runtime role (TENANCY_ADMIN_DATABASE_URL unset),
+            # which cannot read the keys, or the database is not migrated.
+            raise ConfigurationError(
+                "could not read the binding key through admin_engine "
+                f"({type(exc.orig).__name__ if exc.orig else type(exc).__name__}): connect it as the "
+                "owner role (TENANCY_ADMIN_DATABASE_URL) after `alembic upgrade heads`, or set "
+                "TENANCY_BINDING_KEY (binding_key=)"
+            ) from None
 
     return KeySource(None, load)
 

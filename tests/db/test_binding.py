@@ -48,3 +48,12 @@ def test_a_wrong_key_binds_nothing(runtime_engine: Engine, binding_key: BindingK
         assert session.execute(text("SELECT tenancy.current_instance_id()")).scalar() is None
     with tenancy.TenantSessionFactory(runtime_engine, binding_key=binding_key).for_instance(T) as session:
         assert session.execute(text("SELECT tenancy.current_instance_id()")).scalar() == T
+
+
+@pytest.mark.postgres
+def test_an_admin_engine_that_cannot_read_the_key_is_a_configuration_error(runtime_engine: Engine) -> None:
+    """admin_engine connected as the runtime role (TENANCY_ADMIN_DATABASE_URL unset): a clear error."""
+    sessions = tenancy.TenantSessionFactory(runtime_engine, admin_engine=runtime_engine)
+    with pytest.raises(tenancy.ConfigurationError, match="TENANCY_BINDING_KEY") as err:
+        sessions.for_instance(T)
+    assert "InsufficientPrivilege" in str(err.value)
