@@ -32,6 +32,13 @@ exit codes:
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("role", nargs="?", help=f"the runtime role (default: {URL_VARIABLE}'s user)")
     parser.add_argument("--schema", default="public", help="the schema of the tables (default: public)")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="TABLE",
+        help="also grant DML on this non-tenant table (repeatable); nothing else is granted",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
                     f"connected as {role!r}, the runtime role itself: a role cannot grant itself "
                     f"access to tables it does not own; set {ADMIN_URL_VARIABLE} to the owner role's URL"
                 )
-            grant_runtime_role(connection, role, schema=args.schema)
+            grant_runtime_role(connection, role, schema=args.schema, also=args.also)
     finally:
         engine.dispose()
     print(f"granted {role} what tenant sessions need in schema {args.schema}")

@@ -1,44 +1,43 @@
-"""Send the tenant setting in the same network round trip as psycopg's ``BEGIN``.
+"""Send the sealed tenant binding in the same network round trip as psycopg's ``BEGIN``.
 
-psycopg 3 opens a transaction lazily: before the first statement it sends ``BEGIN`` as a
-simple query of its own and waits for the answer. A tenant session then used to send
-``SELECT set_config(...)`` as a second statement: one more round trip per transaction
-(about -25% transactions per second on loopback, more across a network). Here the setting
-travels in the same simple-query message as ``BEGIN``::
+psycopg 3 opens a transaction lazily: before the first statement it sends ``BEGIN`` and waits
+for the answer. Sending the binding (``tenancy.instance_id`` and ``tenancy.seal``) as a
+statement of its own would cost one more round trip per transaction (about -25% transactions
+per second on loopback, more across a network). Here psycopg's ``BEGIN`` and the binding
+statement go out together in one libpq *pipeline* (public ``pgconn`` API)::
 
-    BEGIN; SET LOCAL tenancy.instance_id = '6f1c...-...'
+    BEGIN                                             -- one Sync, one round trip
+    SELECT set_config('tenancy.instance_id', $1, true), set_config('tenancy.seal', $2, true)
 
-so a tenant transaction costs exactly the round trips of an unscoped one.
+The values are bound parameters: they never appear in query text, which other backends of
+the role can read in ``pg_stat_activity`` (and ``pg_stat_statements`` keeps). The same
+statement reports whether SQL created a prepared statement on the connection (``PREPARE``):
+psycopg prepares through the protocol, so such a statement can only be an attempt to take over
+a ``_pg3_N`` name that this checkout would execute; the connection is then closed (the pool
+discards it) and the transaction refused. psycopg's automatic prepared statements stay on.
 
 Sync and async alike: :class:`TenantBeginConnection` and :class:`AsyncTenantBeginConnection`
-override the same two generator methods. Engines passed to the session factories adopt them
-for new connections by a class swap in a ``connect`` pool hook (:func:`install`).
+override the same generator method. Engines passed to the session factories adopt them for
+new connections by a class swap in a ``connect`` pool hook (:func:`install`).
 
-**Private psycopg API used**, all of it in this module (``tests/test_fast_begin.py`` fails
+**Private psycopg API used**, all of it in this module (``tests/db/test_fast_begin.py`` fails
 loudly if psycopg changes it, and :data:`SUPPORTED` turns the fast path off at import if a
 name is gone): ``psycopg._connection_base.BaseConnection`` and its ``_start_query`` (the
-generator every cursor runs to open the transaction), ``_get_tx_start_command`` (the
-``BEGIN ...`` bytes, with isolation level and read-only flags), ``_exec_command``,
+generator every cursor runs to open the transaction), ``_get_tx_start_command``,
 ``_check_connection_ok``, ``_autocommit``, ``_pipeline``, ``pgconn._encoding`` and
-``psycopg.generators.execute``. Why: psycopg offers no public hook to add to its ``BEGIN``,
-and doing it from SQLAlchemy (``do_begin``, or a statement in ``after_begin``) costs a round
-trip of its own, which is the cost removed here.
+``psycopg.generators.send`` / ``fetch_many``. Why: psycopg offers no public hook to add to its
+``BEGIN``; doing it from SQLAlchemy costs a round trip of its own.
 
-**Fail closed.** The setting is *armed* on the connection when a tenant session's
-transaction begins (``after_begin``) and the connection is idle, and *disarmed* by
-``commit()``, ``rollback()`` (which the pool's reset-on-return also calls) and pool
-check-in. While armed, every ``BEGIN`` psycopg sends carries it: in pipeline mode as two
-queued commands; in autocommit mode, where there is no transaction to carry it, the
-statement is refused; a ``BEGIN`` sent by any other path (``Connection.transaction()``,
-two-phase) fails on the two results it gets back instead of running unscoped. A connection
-that is not a :class:`TenantBeginConnection` (another driver, a psycopg subclass of the
-user's, connections opened before the factory) is never armed: the session then
-sends ``set_config`` as its own statement, as before.
+**Fail closed.** The binding is *armed* on the connection when a tenant session's transaction
+begins (``after_begin``) and the connection is idle, and *disarmed* by ``commit()``,
+``rollback()`` (which the pool's reset-on-return also calls) and pool check-in. While armed,
+every ``BEGIN`` from ``_start_query`` carries it; autocommit is refused. A transaction opened
+any other way simply has no binding, and the database shows it nothing.
 """
 
 from __future__ import annotations
 
-import re
+import contextlib
 import uuid
 from typing import Any
 
@@ -53,7 +52,7 @@ except ImportError:  # a psycopg that moved it: no fast path (SUPPORTED is False
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
 
-from tenancy.db.isolation import SETTING_NAME
+from tenancy.db.binding import BIND_SQL, TAINTED, bind_parameters
 
 __all__ = [
     "SUPPORTED",
@@ -61,107 +60,105 @@ __all__ = [
     "TenantBeginConnection",
     "arm",
     "install",
-    "setting_command",
 ]
 
 _IDLE = pq.TransactionStatus.IDLE
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
+_TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
-_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_BIND = BIND_SQL.encode("ascii")
 
-_NEEDED = ("_start_query", "_get_tx_start_command", "_check_connection_ok", "_exec_command")
-SUPPORTED: bool = all(hasattr(psycopg.Connection, name) for name in _NEEDED) and hasattr(
-    generators, "execute"
+_NEEDED = ("_start_query", "_get_tx_start_command", "_check_connection_ok")
+SUPPORTED: bool = (
+    all(hasattr(psycopg.Connection, name) for name in _NEEDED)
+    and hasattr(generators, "send")
+    and hasattr(generators, "fetch_many")
 )
 """Whether this psycopg has the private hooks the fast path needs (else: separate statement)."""
 
 
-def setting_command(tenant: uuid.UUID) -> bytes:
-    """``SET LOCAL tenancy.instance_id = '<uuid>'`` for a validated, canonical UUID."""
-    text = str(tenant)
-    if not isinstance(tenant, uuid.UUID) or not _CANONICAL.fullmatch(text):
-        raise ValueError("the tenant setting is inlined only for a canonical uuid.UUID")
-    return f"SET LOCAL {SETTING_NAME} = '{text}'".encode("ascii")
-
-
-# The overrides below are plain functions shared by the sync and async classes (a mixin base
+# The override below is a plain function shared by the sync and async classes (a mixin base
 # would change the instance layout and forbid adopting plain connections by class swap).
-# They call psycopg's own implementations on BaseConnection, where both classes get them.
-
-
-def _get_tx_start_command(self: Any) -> bytes:
-    begin: bytes = BaseConnection._get_tx_start_command(self)
-    setting: bytes | None = self._tenancy_setting
-    if setting is None:
-        return begin
-    # Two statements: any caller other than _start_query below (which expects two results)
-    # fails on them instead of opening a transaction without the setting.
-    return begin + b"; " + setting
+# It calls psycopg's own implementation on BaseConnection, where both classes get it.
 
 
 def _start_query(self: Any) -> Any:  # PQGen[None]
-    setting = self._tenancy_setting
-    if setting is None:
+    binding: tuple[bytes, bytes] | None = self._tenancy_binding
+    if binding is None:
         return (yield from BaseConnection._start_query(self))
     if self._autocommit:
         raise e.ProgrammingError(
             "tenancy: the connection was switched to autocommit inside a tenant transaction; "
-            "refusing to run a statement without the tenant setting"
+            "refusing to run a statement without the tenant binding"
         )
     if self.pgconn.transaction_status != _IDLE:
         return None
     if self._pipeline:
-        # Pipeline mode uses the extended protocol: one statement per command, queued
-        # together and sent at the next sync, so still no extra round trip.
-        yield from self._exec_command(BaseConnection._get_tx_start_command(self))
-        yield from self._exec_command(setting)
-        yield from self._pipeline._sync_gen()
-        return None
+        raise e.ProgrammingError("tenancy: a tenant transaction cannot begin in psycopg pipeline mode")
     self._check_connection_ok()
-    command = _get_tx_start_command(self)
-    self.pgconn.send_query(command)
-    results = yield from generators.execute(self.pgconn)
+    results = yield from _begin_bound(self.pgconn, BaseConnection._get_tx_start_command(self), binding)
     for result in results:
         if result.status == _FATAL_ERROR:
             raise e.error_from_result(result, encoding=self.pgconn._encoding)
-    if len(results) != 2 or any(r.status != _COMMAND_OK for r in results):
-        raise e.InternalError(f"unexpected results from {command.decode()!r}")
+    if [r.status for r in results] != [_COMMAND_OK, _TUPLES_OK]:
+        raise e.InternalError("tenancy: unexpected results from BEGIN and the tenant binding")
+    if results[1].get_value(0, 2) != b"t":
+        # Never run anything on it: close it, so the pool discards it (a disconnect).
+        self.pgconn.finish()
+        raise e.OperationalError(TAINTED)
     return None
 
 
-class TenantBeginConnection(psycopg.Connection[Any]):
-    """A psycopg connection whose ``BEGIN`` can carry the tenant setting (see the module doc)."""
+def _begin_bound(pgconn: Any, begin: bytes, binding: tuple[bytes, bytes]) -> Any:  # PQGen[list]
+    # BEGIN and the bound set_config in one libpq pipeline, one Sync: one round trip.
+    pgconn.enter_pipeline_mode()
+    results: list[Any] = []
+    try:
+        pgconn.send_query_params(begin, None)
+        pgconn.send_query_params(_BIND, list(binding))
+        pgconn.pipeline_sync()
+        yield from generators.send(pgconn)
+        for _ in range(3):  # BEGIN's results, the binding's, then the Sync marker
+            results += yield from generators.fetch_many(pgconn)
+    except BaseException:
+        with contextlib.suppress(psycopg.Error):
+            pgconn.exit_pipeline_mode()
+        raise
+    pgconn.exit_pipeline_mode()
+    return [r for r in results if r.status != pq.ExecStatus.PIPELINE_SYNC]
 
-    _tenancy_setting: bytes | None = None
-    _get_tx_start_command = _get_tx_start_command
+
+class TenantBeginConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose ``BEGIN`` can carry the tenant binding (see the module doc)."""
+
+    _tenancy_binding: tuple[bytes, bytes] | None = None
     _start_query = _start_query
 
     def commit(self) -> None:
-        """Commit, and forget the tenant setting (the next transaction re-arms it)."""
-        self._tenancy_setting = None
+        """Commit, and forget the tenant binding (the next transaction re-arms it)."""
+        self._tenancy_binding = None
         super().commit()
 
     def rollback(self) -> None:
-        """Roll back, and forget the tenant setting (the next transaction re-arms it)."""
-        self._tenancy_setting = None
+        """Roll back, and forget the tenant binding (the next transaction re-arms it)."""
+        self._tenancy_binding = None
         super().rollback()
 
 
 class AsyncTenantBeginConnection(psycopg.AsyncConnection[Any]):
     """The :class:`TenantBeginConnection` of ``AsyncSession`` s (psycopg's async connection)."""
 
-    _tenancy_setting: bytes | None = None
-    _get_tx_start_command = _get_tx_start_command
+    _tenancy_binding: tuple[bytes, bytes] | None = None
     _start_query = _start_query
 
     async def commit(self) -> None:
-        """Commit, and forget the tenant setting (the next transaction re-arms it)."""
-        self._tenancy_setting = None
+        """Commit, and forget the tenant binding (the next transaction re-arms it)."""
+        self._tenancy_binding = None
         await super().commit()
 
     async def rollback(self) -> None:
-        """Roll back, and forget the tenant setting (the next transaction re-arms it)."""
-        self._tenancy_setting = None
+        """Roll back, and forget the tenant binding (the next transaction re-arms it)."""
+        self._tenancy_binding = None
         await super().rollback()
 
 
@@ -169,8 +166,8 @@ _OURS = (TenantBeginConnection, AsyncTenantBeginConnection)
 _ADOPT = {psycopg.Connection: TenantBeginConnection, psycopg.AsyncConnection: AsyncTenantBeginConnection}
 
 
-def arm(driver_connection: object, tenant: uuid.UUID) -> bool:
-    """Make the next ``BEGIN`` on *driver_connection* carry *tenant*'s setting.
+def arm(driver_connection: object, tenant: uuid.UUID, seal: str) -> bool:
+    """Make the next ``BEGIN`` on *driver_connection* carry *tenant*'s sealed binding.
 
     Returns False (and changes nothing) when it cannot: not a :class:`TenantBeginConnection`,
     already inside a transaction (savepoints, a joined outer transaction), pipeline mode or
@@ -182,7 +179,8 @@ def arm(driver_connection: object, tenant: uuid.UUID) -> bool:
         return False
     if driver_connection.pgconn.transaction_status != _IDLE:
         return False
-    driver_connection._tenancy_setting = setting_command(tenant)
+    instance_id, tenant_seal = bind_parameters(tenant, seal)
+    driver_connection._tenancy_binding = (instance_id.encode("ascii"), tenant_seal.encode("ascii"))
     return True
 
 
@@ -222,4 +220,4 @@ def _disarm_on_checkin(dbapi_connection: Any, connection_record: Any) -> None:
     # calls rollback(); this also covers pools built with reset_on_return=None.
     driver = _driver(dbapi_connection)
     if isinstance(driver, _OURS):
-        driver._tenancy_setting = None
+        driver._tenancy_binding = None

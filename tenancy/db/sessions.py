@@ -6,8 +6,8 @@
 ...     session.commit()
 
 The ORM layer lives in :mod:`tenancy.db.guard`; the database layer is PostgreSQL row-level
-security (:mod:`tenancy.db.isolation`), fed by a transaction-local setting applied at the start
-of every transaction of the session.
+security (:mod:`tenancy.db.isolation`), fed by a sealed, transaction-local binding
+(:mod:`tenancy.db.binding`) applied at the start of every transaction of the session.
 """
 
 from __future__ import annotations
@@ -20,12 +20,22 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, Self, TypeVar
 
 from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
 from tenancy import log_context
 from tenancy.db import guard, psycopg_begin
-from tenancy.db.isolation import SETTING_NAME, warn_without_rls
+from tenancy.db.binding import (
+    BIND_SQL,
+    TAINTED,
+    BindingKey,
+    KeySource,
+    bind_parameters,
+    newest_key,
+    parse_binding_key,
+)
+from tenancy.db.isolation import warn_without_rls
 from tenancy.db.registration import TenantRegistry
 from tenancy.db.translate import install_error_translation
 from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite
@@ -46,8 +56,9 @@ admin_log = logging.getLogger("tenancy.admin")
 
 _E = TypeVar("_E")  # an Engine or an AsyncEngine
 
-# is_local=true: the setting dies with the transaction (commit, rollback, connection reuse).
-_SET_TENANT = text(f"SELECT set_config('{SETTING_NAME}', :tenant, true)")
+# is_local=true: the binding dies with the transaction (commit, rollback, connection reuse).
+# Used where the binding cannot ride with BEGIN (other drivers, savepoints, joined transactions).
+_BIND_TENANT = text(BIND_SQL.replace("$1", ":instance_id").replace("$2", ":seal"))
 
 
 class InstanceResolver(Protocol):
@@ -70,10 +81,12 @@ class TenantSession(Session):
         bind: Engine | Connection,
         *,
         instance_id: uuid.UUID,
+        binding_keys: KeySource | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(bind=bind, **kw)
         self._tenancy_instance_id = instance_id
+        self._tenancy_keys = binding_keys or KeySource(None, None)
         self.info[INFO_KEY] = instance_id
 
     @property
@@ -149,12 +162,18 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     if getattr(connection.connection.driver_connection, "autocommit", False):
         # SET LOCAL / set_config(..., true) would last one statement: statements would run unscoped.
         raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
-    # On psycopg the setting rides with BEGIN (no round trip of its own); armed before the
+    keys: KeySource = session._tenancy_keys  # type: ignore[attr-defined]
+    seal = keys.seal(tenant)  # no key: ConfigurationError before anything runs
+    # On psycopg the binding rides with BEGIN (no round trip of its own); armed before the
     # role check so that the check's query opens the transaction with it.
-    armed = psycopg_begin.arm(connection.connection.driver_connection, tenant)
+    armed = psycopg_begin.arm(connection.connection.driver_connection, tenant, seal)
     _ensure_runtime_role(connection)
     if not armed:
-        connection.execute(_SET_TENANT, {"tenant": str(tenant)})
+        instance_id, tenant_seal = bind_parameters(tenant, seal)
+        row = connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal}).one()
+        if not row.clean:
+            connection.invalidate()  # SQL-made prepared statements: never reuse this connection
+            raise CrossTenantAccess(TAINTED)
 
 
 # Pools whose role passed check_runtime_role(): a session may reach an engine other than the
@@ -200,6 +219,11 @@ class TenantSessionFactory:
     a reassigned ``session.bind``) is checked the same way before its first transaction. On
     other databases only the ORM layer isolates tenants, and a :class:`~tenancy.TenancyWarning`
     says so.
+
+    On PostgreSQL the database trusts a tenant only with its seal, computed with the binding
+    key: *binding_key* (``Settings.binding_key``, ``TENANCY_BINDING_KEY``) or, when not given,
+    the newest key read once through *admin_engine*. With neither, tenant sessions raise
+    :class:`~tenancy.ConfigurationError`.
     """
 
     def __init__(
@@ -209,11 +233,13 @@ class TenantSessionFactory:
         resolver: InstanceResolver | None = None,
         admin_engine: Engine | None = None,
         session_options: Mapping[str, Any] | None = None,
+        binding_key: str | BindingKey | None = None,
     ) -> None:
         self.engine = engine
         self.admin_engine = admin_engine
         self.resolver = resolver
         self._options = dict(session_options or {})
+        self._keys = key_source(binding_key, admin_engine)
         self.registry = TenantRegistry()
         install_error_translation(engine)
         # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/db/psycopg_begin.py).
@@ -231,6 +257,8 @@ class TenantSessionFactory:
         """
         tenant = parse_instance_id(instance_id)
         _check_engine(self.engine)
+        if self.engine.dialect.name == "postgresql":
+            self._keys.key()  # fail closed, and early, without a binding key
         return self._session(tenant)
 
     def for_token(self, token: str) -> TenantSession:
@@ -250,7 +278,7 @@ class TenantSessionFactory:
         return self._session(tenant)
 
     def _session(self, tenant: uuid.UUID) -> TenantSession:
-        return TenantSession(self.engine, instance_id=tenant, **self._options)
+        return TenantSession(self.engine, instance_id=tenant, binding_keys=self._keys, **self._options)
 
     def admin(self, *, reason: str) -> Session:
         """A cross-tenant session on the admin engine, for jobs and support tools; logged.
@@ -273,6 +301,36 @@ _ROLE_SQL = text(
     FROM pg_roles r WHERE r.rolname = current_user
     """
 )
+
+
+def key_source(binding_key: str | BindingKey | None, admin_engine: Any) -> KeySource:
+    """The factories' :class:`~tenancy.db.binding.KeySource`: configured key, else admin engine.
+
+    *admin_engine* may be an ``AsyncEngine``: its ``sync_engine`` is used from inside the
+    session's greenlet, where SQLAlchemy runs sync code over the async driver.
+    """
+    key = parse_binding_key(binding_key) if isinstance(binding_key, str) else binding_key
+    if key is not None or admin_engine is None:
+        return KeySource(key, None)
+    engine: Engine = getattr(admin_engine, "sync_engine", admin_engine)
+
+    def load() -> BindingKey | None:
+        if engine.dialect.name != "postgresql":
+            return None
+        try:
+            with engine.connect() as connection:
+                return newest_key(connection)
+        except DBAPIError as exc:
+            # Typically the admin engine is the runtime role (TENANCY_ADMIN_DATABASE_URL unset),
+            # which cannot read the keys, or the database is not migrated.
+            raise ConfigurationError(
+                "could not read the binding key through admin_engine "
+                f"({type(exc.orig).__name__ if exc.orig else type(exc).__name__}): connect it as the "
+                "owner role (TENANCY_ADMIN_DATABASE_URL) after `alembic upgrade heads`, or set "
+                "TENANCY_BINDING_KEY (binding_key=)"
+            ) from None
+
+    return KeySource(None, load)
 
 
 def open_admin(factory: str, admin_engine: _E | None, reason: str) -> _E:

@@ -115,7 +115,12 @@ class Runtime:
             WebhookVerifier(settings.wix_webhook_public_key) if settings.wix_webhook_public_key else None
         )
         # A client repeating a refused token gets 401 without another Token Info call.
-        sessions = TenantSessionFactory(engine, admin_engine=admin_engine, resolver=RefusalCache(resolver))
+        sessions = TenantSessionFactory(
+            engine,
+            admin_engine=admin_engine,
+            resolver=RefusalCache(resolver),
+            binding_key=settings.binding_key,
+        )
         runtime = cls(settings, engine, admin_engine, wix, resolver, sessions, verifier)
         if asyncio:
             try:
@@ -128,6 +133,7 @@ class Runtime:
                 create_async_engine(settings.database_url, **options),
                 admin_engine=create_async_engine(settings.admin_database_url, **options),
                 resolver=sessions.resolver,
+                binding_key=settings.binding_key,
             )
         return runtime
 

@@ -10,7 +10,7 @@ from sqlalchemy import create_engine, text
 
 from tenancy.commands.main import main
 from tenancy.db.audit import audit
-from tenancy.db.isolation import isolation_statements
+from tenancy.db.isolation import enable_isolation, isolation_statements
 from tenancy.errors import ConfigurationError
 from tests.conftest import migrate
 from tests.pgserver import Database, server_url
@@ -24,8 +24,10 @@ APP_TABLE = "CREATE TABLE items (instance_id uuid NOT NULL, id int NOT NULL, PRI
 
 @pytest.fixture
 def db(unmigrated: Database) -> Database:
-    _owner_sql(unmigrated, APP_TABLE, *isolation_statements("items"))
     engine = create_engine(unmigrated.admin_url)
+    with engine.begin() as conn:
+        conn.execute(text(APP_TABLE))
+        enable_isolation(conn, "items")  # also creates the tenancy schema's binding objects
     migrate(engine, runtime_role=unmigrated.runtime)
     engine.dispose()
     return unmigrated

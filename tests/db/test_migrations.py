@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from tenancy.db.alembic_env import TENANCY_VERSIONS, library_config
 from tenancy.errors import TenancyWarning
-from tests.conftest import alembic_config, migrate
+from tests.conftest import alembic_config, create_tenant_table, migrate
 from tests.pgserver import Database
 
 
@@ -82,6 +82,47 @@ def test_upgrade_downgrade_on_sqlite_warns_that_rls_needs_postgres(tmp_path: Pat
 
 
 @pytest.mark.postgres
+def test_0004_seals_existing_policies_and_downgrade_restores_them(empty_pg_database: Database) -> None:
+    """A database from before the sealed binding (tenants and a user's tenant table under the
+    setting-only policy) is converted by `upgrade head`; downgrading to 0003 restores the old form."""
+    from tenancy.db.audit import SEALED_POLICY_TEXT
+    from tenancy.db.isolation import LEGACY_PREDICATE_SQL, isolation_statements, reseal_policies
+
+    engine = create_engine(empty_pg_database.admin_url)
+    migrate(engine, "0003")
+    with engine.begin() as conn:
+        # What 0.1 left: the setting-only policy and no tenancy schema.
+        reseal_policies(conn, predicate=LEGACY_PREDICATE_SQL)
+        conn.execute(text("DROP SCHEMA tenancy CASCADE"))
+        create_tenant_table(conn, "user_notes", isolate=False)
+        for statement in isolation_statements("user_notes", predicate=LEGACY_PREDICATE_SQL):
+            conn.execute(text(statement))
+
+    def policies() -> dict[str, str]:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT tablename, qual FROM pg_policies WHERE policyname = 'tenancy_tenant_isolation'")
+            )
+            return {table: qual for table, qual in rows}
+
+    assert all("current_setting" in qual for qual in policies().values())
+    migrate(engine)
+    assert policies() == {"tenants": SEALED_POLICY_TEXT, "user_notes": SEALED_POLICY_TEXT}
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM tenancy.binding_keys")).scalar() == 1
+    cfg = alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0003")
+    assert all("current_setting" in qual for qual in policies().values())
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT to_regnamespace('tenancy')")).scalar() is None
+    migrate(engine)  # and up again
+    assert set(policies().values()) == {SEALED_POLICY_TEXT}
+    engine.dispose()
+
+
+@pytest.mark.postgres
 def test_a_database_migrated_by_the_old_layout_keeps_upgrading(empty_pg_database: Database) -> None:
     """Revisions 0001-0003 kept their ids when they moved into the package: a database the old
     repository-level migrations left at 0002 upgrades through the env.py of an app."""
@@ -92,7 +133,7 @@ def test_a_database_migrated_by_the_old_layout_keeps_upgrading(empty_pg_database
         command.upgrade(cfg, "0002")
     migrate(engine, "heads")
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0003"]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0004"]
     assert "ix_tenants_sync_order" in {ix["name"] for ix in inspect(engine).get_indexes("tenants")}
     engine.dispose()
 

@@ -134,7 +134,7 @@ def test_s07_prepared_statements_and_compiled_cache_a_b_a(pg: Env, iso_database)
     )
     cache: dict = {}
     try:
-        factory = TenantSessionFactory(engine.execution_options(compiled_cache=cache))
+        factory = TenantSessionFactory(engine.execution_options(compiled_cache=cache), binding_key=pg.key)
         stmt = select(Note.instance_id, Note.title).where(Note.id == 1)
         raw = text("SELECT instance_id, count(*) FROM iso_notes GROUP BY instance_id")
         for tenant in (A, B, A, B, A):
