@@ -8,7 +8,11 @@ A tenant table is any table of the schema with an ``instance_id`` column. Findin
   another permissive policy (permissive policies are OR-ed: one more widens access);
 - a primary key, unique constraint or unique index that does not lead with ``instance_id``;
   a foreign key between tenant tables that does not carry ``instance_id``;
-- a view over tenant tables that is not ``security_invoker`` (it would read as its owner).
+- a view over tenant tables that is not ``security_invoker`` (it would read as its owner);
+- on Citus: a shard placement of a tenant table, read on its worker, without RLS enabled,
+  forced and the coordinator's tenancy policy, or with an extra permissive policy; and
+  ``citus.propagate_set_commands`` not ``'local'`` for the runtime role (tenant sessions
+  would then see no rows and write none).
 """
 
 from __future__ import annotations
@@ -17,6 +21,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from tenancy.db.citus import (
+    PROPAGATE_SETTING,
+    distributed_tables,
+    has_citus,
+    placement_security,
+    propagation_in_force,
+)
 from tenancy.db.isolation import POLICY_NAME, SETTING_NAME
 from tenancy.db.models import TENANT_COLUMN
 
@@ -45,6 +56,8 @@ def audit(connection: Connection, *, runtime_role: str, schema: str = "public") 
     findings += _rls_findings(connection, schema, tenant_tables)
     findings += _key_findings(connection, schema, tenant_tables)
     findings += _view_findings(connection, schema, tenant_tables)
+    if has_citus(connection):
+        findings += _citus_findings(connection, runtime_role, schema, tenant_tables)
     return findings
 
 
@@ -212,3 +225,50 @@ def _view_findings(conn: Connection, schema: str, tables: list[str]) -> list[Fin
         for view, options in rows
         if "security_invoker=true" not in options and "security_invoker=on" not in options
     ]
+
+
+def _citus_findings(conn: Connection, role: str, schema: str, tables: list[str]) -> list[Finding]:
+    found = []
+    value = propagation_in_force(conn, role)
+    if value != "local":
+        found.append(
+            Finding(
+                "citus",
+                role,
+                f"{PROPAGATE_SETTING} is {value!r}, not 'local': SET LOCAL does not reach the shards, "
+                "tenant sessions see no rows and write none (run `tenancy grant`)",
+            )
+        )
+    citus_tables = distributed_tables(conn)
+    for table in tables:
+        qualified = table if schema == "public" else f"{schema}.{table}"
+        if citus_tables.get(qualified) != "distributed":
+            continue
+        expected = conn.execute(
+            text(
+                "SELECT pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid) FROM pg_policy"
+                " WHERE polrelid = CAST(:t AS regclass) AND polname = :p"
+            ),
+            {"t": f"{schema}.{table}", "p": POLICY_NAME},
+        ).one_or_none()
+        for placement in placement_security(conn, f"{schema}.{table}"):
+            subject = f"{schema}.{table} shard {placement.shard} on {placement.node}"
+            if not placement.enabled:
+                found.append(Finding("rls", subject, "row-level security is not enabled on this shard"))
+            if not placement.forced:
+                found.append(Finding("rls", subject, "row-level security is not forced on this shard"))
+            ours = [p for p in placement.policies if p[0] == POLICY_NAME]
+            if not ours:
+                found.append(Finding("rls", subject, f"has no {POLICY_NAME} policy on this shard"))
+            elif expected is None or ours[0][1:] != (True, "*", *expected):
+                found.append(
+                    Finding("rls", subject, f"{POLICY_NAME} on this shard differs from the coordinator's")
+                )
+            for name, permissive, *_ in placement.policies:
+                if name != POLICY_NAME and permissive:
+                    found.append(
+                        Finding(
+                            "rls", subject, f"extra permissive policy {name!r} widens access on this shard"
+                        )
+                    )
+    return found

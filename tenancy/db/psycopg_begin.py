@@ -4,11 +4,16 @@ psycopg 3 opens a transaction lazily: before the first statement it sends ``BEGI
 simple query of its own and waits for the answer. A tenant session then used to send
 ``SELECT set_config(...)`` as a second statement: one more round trip per transaction
 (about -25% transactions per second on loopback, more across a network). Here the setting
-travels in the same simple-query message as ``BEGIN``::
+travels with ``BEGIN`` in one libpq pipeline (two extended-protocol statements and one Sync)::
 
-    BEGIN; SET LOCAL tenancy.instance_id = '6f1c...-...'
+    BEGIN
+    SET LOCAL tenancy.instance_id = '6f1c...-...'
 
-so a tenant transaction costs exactly the round trips of an unscoped one.
+so a tenant transaction costs exactly the round trips of an unscoped one. ``SET LOCAL``
+rather than ``set_config()``: Citus forwards ``SET LOCAL`` to the shards (with
+``citus.propagate_set_commands = 'local'``) and ``set_config`` not at all; and a pipeline
+rather than one ``BEGIN; SET LOCAL ...`` message, which on Citus made every worker
+connection warn "there is already a transaction in progress".
 
 Sync and async alike: :class:`TenantBeginConnection` and :class:`AsyncTenantBeginConnection`
 override the same two generator methods. Engines passed to the session factories adopt them
@@ -20,7 +25,7 @@ name is gone): ``psycopg._connection_base.BaseConnection`` and its ``_start_quer
 generator every cursor runs to open the transaction), ``_get_tx_start_command`` (the
 ``BEGIN ...`` bytes, with isolation level and read-only flags), ``_exec_command``,
 ``_check_connection_ok``, ``_autocommit``, ``_pipeline``, ``pgconn._encoding`` and
-``psycopg.generators.execute``. Why: psycopg offers no public hook to add to its ``BEGIN``,
+``psycopg.generators.send`` / ``fetch_many``. Why: psycopg offers no public hook to add to its ``BEGIN``,
 and doing it from SQLAlchemy (``do_begin``, or a statement in ``after_begin``) costs a round
 trip of its own, which is the cost removed here.
 
@@ -67,11 +72,14 @@ __all__ = [
 _IDLE = pq.TransactionStatus.IDLE
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
 _FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
+_PIPELINE_SYNC = pq.ExecStatus.PIPELINE_SYNC
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 _NEEDED = ("_start_query", "_get_tx_start_command", "_check_connection_ok", "_exec_command")
-SUPPORTED: bool = all(hasattr(psycopg.Connection, name) for name in _NEEDED) and hasattr(
-    generators, "execute"
+SUPPORTED: bool = (
+    all(hasattr(psycopg.Connection, name) for name in _NEEDED)
+    and all(hasattr(generators, name) for name in ("send", "fetch_many"))
+    and pq.__build_version__ >= 140000  # libpq pipeline mode
 )
 """Whether this psycopg has the private hooks the fast path needs (else: separate statement)."""
 
@@ -118,14 +126,32 @@ def _start_query(self: Any) -> Any:  # PQGen[None]
         yield from self._pipeline._sync_gen()
         return None
     self._check_connection_ok()
-    command = _get_tx_start_command(self)
-    self.pgconn.send_query(command)
-    results = yield from generators.execute(self.pgconn)
+    return (yield from _begin_pipelined(self, BaseConnection._get_tx_start_command(self), setting))
+
+
+def _begin_pipelined(self: Any, begin: bytes, setting: bytes) -> Any:  # PQGen[None]
+    # BEGIN and SET LOCAL as a libpq pipeline (extended protocol, one Sync): one network
+    # round trip, like a two-statement simple query, but each is a statement of its own.
+    # On Citus, the two-statement message made every worker connection answer "there is
+    # already a transaction in progress" (relayed to the client and logged on every node).
+    pgconn = self.pgconn
+    pgconn.enter_pipeline_mode()
+    results: list[Any] = []
+    try:
+        pgconn.send_query_params(begin, None)
+        pgconn.send_query_params(setting, None)
+        pgconn.pipeline_sync()
+        yield from generators.send(pgconn)
+        while not results or results[-1].status != _PIPELINE_SYNC:
+            results += yield from generators.fetch_many(pgconn)
+    finally:
+        if pgconn.status == pq.ConnStatus.OK and results and results[-1].status == _PIPELINE_SYNC:
+            pgconn.exit_pipeline_mode()
     for result in results:
         if result.status == _FATAL_ERROR:
-            raise e.error_from_result(result, encoding=self.pgconn._encoding)
-    if len(results) != 2 or any(r.status != _COMMAND_OK for r in results):
-        raise e.InternalError(f"unexpected results from {command.decode()!r}")
+            raise e.error_from_result(result, encoding=pgconn._encoding)
+    if [r.status for r in results] != [_COMMAND_OK, _COMMAND_OK, _PIPELINE_SYNC]:
+        raise e.InternalError(f"unexpected results from {begin.decode()!r} and the tenant setting")
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
+from tenancy.db.citus import has_citus, set_propagation
 from tenancy.errors import ConfigurationError
 
 __all__ = ["grant_runtime_role", "runtime_role_statements"]
@@ -41,7 +42,8 @@ def grant_runtime_role(connection: Connection, role: str, *, schema: str = "publ
     """Grant *role* what tenant sessions need, as the tables' owner (the current user).
 
     Refuses a role that would skip row-level security: a superuser, a BYPASSRLS role or the
-    owner itself.
+    owner itself. On Citus it also makes ``SET LOCAL`` reach the shards for *role*
+    (:func:`tenancy.db.citus.set_propagation`).
     """
     if connection.dialect.name != "postgresql":
         raise ConfigurationError("database roles need PostgreSQL")
@@ -69,3 +71,5 @@ def grant_runtime_role(connection: Connection, role: str, *, schema: str = "publ
         if ".tenants " in statement and not has_tenants:
             continue
         connection.execute(text(statement))
+    if has_citus(connection):
+        set_propagation(connection, role, _ident(role))

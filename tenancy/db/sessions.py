@@ -24,7 +24,7 @@ from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
 from tenancy.db import guard, psycopg_begin
-from tenancy.db.isolation import SETTING_NAME, warn_without_rls
+from tenancy.db.isolation import warn_without_rls
 from tenancy.db.registration import TenantRegistry
 from tenancy.db.translate import install_error_translation
 from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite
@@ -44,9 +44,6 @@ log = logging.getLogger("tenancy.sessions")
 admin_log = logging.getLogger("tenancy.admin")
 
 _E = TypeVar("_E")  # an Engine or an AsyncEngine
-
-# is_local=true: the setting dies with the transaction (commit, rollback, connection reuse).
-_SET_TENANT = text(f"SELECT set_config('{SETTING_NAME}', :tenant, true)")
 
 
 class InstanceResolver(Protocol):
@@ -133,14 +130,17 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     if connection.dialect.name != "postgresql":
         return
     if getattr(connection.connection.driver_connection, "autocommit", False):
-        # SET LOCAL / set_config(..., true) would last one statement: statements would run unscoped.
+        # SET LOCAL would last one statement: statements would run unscoped.
         raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
     # On psycopg the setting rides with BEGIN (no round trip of its own); armed before the
     # role check so that the check's query opens the transaction with it.
     armed = psycopg_begin.arm(connection.connection.driver_connection, tenant)
     _ensure_runtime_role(connection)
     if not armed:
-        connection.execute(_SET_TENANT, {"tenant": str(tenant)})
+        # SET LOCAL (dies with the transaction), not set_config(): Citus forwards only SET
+        # statements to the shards, where a set_config() value would silently read as no
+        # tenant. The value is a validated canonical UUID (setting_command refuses others).
+        connection.exec_driver_sql(psycopg_begin.setting_command(tenant).decode("ascii"))
 
 
 # Pools whose role passed check_runtime_role(): a session may reach an engine other than the

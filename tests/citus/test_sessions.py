@@ -1,0 +1,154 @@
+"""Tenant sessions on Citus: each tenant sees and writes only its own rows on the shards.
+
+The runtime role's sessions reach the shards through the coordinator; RLS is evaluated on
+the workers, so these pass only if the tenant setting reaches them (``SET LOCAL`` with
+``citus.propagate_set_commands = 'local'``, set by ``tenancy grant``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from tenancy import CrossTenantWrite, TenantSessionFactory
+from tenancy.db.async_sessions import AsyncTenantSessionFactory
+from tenancy.tenant_sync.store import register_instances
+from tests.citus.conftest import CitusDb
+from tests.citus.models import Folder, Note
+
+A = uuid.UUID("0c17a5a0-0000-4000-8000-00000000000a")
+B = uuid.UUID("0c17a5a0-0000-4000-8000-00000000000b")
+
+
+@pytest.fixture(scope="module")
+def notices(citus_db: CitusDb) -> Iterator[list[str]]:
+    """Every notice or warning the coordinator sends to the runtime role's connections."""
+    seen: list[str] = []
+
+    def collect(dbapi_connection, record) -> None:
+        dbapi_connection.add_notice_handler(
+            lambda diag: seen.append(f"{diag.severity}: {diag.message_primary}")
+        )
+
+    event.listen(citus_db.runtime, "connect", collect)
+    citus_db.runtime.dispose()  # connections opened from now on get the handler
+    yield seen
+    event.remove(citus_db.runtime, "connect", collect)
+
+
+@pytest.fixture(scope="module")
+def sessions(citus_db: CitusDb, notices: list[str]) -> TenantSessionFactory:
+    """Tenants A and B registered, each with one folder and two notes written through its session."""
+    with citus_db.admin.begin() as conn:
+        register_instances(conn, [A, B], now=dt.datetime.now(dt.UTC))
+    factory = TenantSessionFactory(citus_db.runtime, admin_engine=citus_db.admin)
+    for tenant in (A, B):
+        with factory.for_instance(tenant) as session:
+            folder = Folder(name=f"inbox-{tenant}")
+            session.add(folder)
+            session.flush()
+            session.add_all([Note(folder_id=folder.id, title=f"{tenant}-{n}") for n in (1, 2)])
+            session.commit()
+    return factory
+
+
+def test_orm_and_raw_sql_see_only_their_tenant(sessions: TenantSessionFactory) -> None:
+    for tenant in (A, B):
+        with sessions.for_instance(tenant) as session:
+            titles = session.scalars(select(Note.title).order_by(Note.title)).all()
+            assert titles == [f"{tenant}-1", f"{tenant}-2"]
+            # Raw SQL without the tenant predicate fans out to every shard; RLS applies on each.
+            assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 2
+            assert session.execute(text("SELECT DISTINCT instance_id FROM folders")).scalars().all() == [
+                tenant
+            ]
+            assert session.execute(text("SELECT instance_id FROM tenants")).scalars().all() == [tenant]
+            joined = session.execute(
+                select(func.count()).select_from(Note).join(Folder, Folder.id == Note.folder_id)
+            ).scalar_one()
+            assert joined == 2
+
+
+def test_writes_for_another_tenant_are_refused_on_the_shard(sessions: TenantSessionFactory) -> None:
+    with sessions.for_instance(A) as session:
+        folder_id = session.scalars(select(Folder.id)).one()
+        with pytest.raises(CrossTenantWrite):
+            session.execute(
+                text("INSERT INTO notes (instance_id, id, folder_id, title) VALUES (:b, :id, 1, 'x')"),
+                {"b": B, "id": uuid.uuid4()},
+            )
+        session.rollback()
+        assert (
+            session.execute(text("UPDATE notes SET title = 'mine' WHERE instance_id = :b"), {"b": B}).rowcount
+            == 0
+        )
+        assert session.execute(text("DELETE FROM folders WHERE instance_id = :b"), {"b": B}).rowcount == 0
+        session.commit()
+        # The setting is applied again in the next transaction and in savepoints.
+        with session.begin_nested():
+            session.add(Note(folder_id=folder_id, title="in a savepoint"))
+        session.rollback()
+        assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 2
+
+
+def test_sessions_bring_no_warnings_from_the_workers(
+    sessions: TenantSessionFactory, notices: list[str]
+) -> None:
+    with sessions.for_instance(B) as session:
+        assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 2
+        session.commit()
+        assert session.scalars(select(Note.title)).all()
+    assert notices == []
+
+
+def test_the_orm_is_router_executed_and_raw_sql_fans_out(sessions: TenantSessionFactory) -> None:
+    with sessions.for_instance(A) as session:
+        orm = (
+            session.execute(text("EXPLAIN SELECT * FROM notes WHERE instance_id = :a"), {"a": A})
+            .scalars()
+            .all()
+        )
+        raw = session.execute(text("EXPLAIN SELECT * FROM notes")).scalars().all()
+    assert any("Task Count: 1" in line for line in orm), orm
+    assert not any("Task Count: 1" in line for line in raw), raw
+
+
+def test_async_sessions_too(citus_db: CitusDb, sessions: TenantSessionFactory) -> None:
+    async def titles() -> list[str]:
+        engine = create_async_engine(citus_db.cluster.runtime_url)
+        try:
+            factory = AsyncTenantSessionFactory(engine)
+            async with factory.for_instance(A) as session:
+                return list((await session.scalars(select(Note.title).order_by(Note.title))).all())
+        finally:
+            await engine.dispose()
+
+    assert asyncio.run(titles()) == [f"{A}-1", f"{A}-2"]
+
+
+def test_without_the_propagation_setting_tenants_see_nothing(
+    citus_db: CitusDb, sessions: TenantSessionFactory
+) -> None:
+    """The failure mode `tenancy check` reports: no leak, but no rows either."""
+    role = citus_db.cluster.runtime
+    with citus_db.admin.connect() as conn:
+        settings = conn.execute(
+            text("SELECT setconfig FROM pg_db_role_setting WHERE setconfig::text LIKE '%citus%'")
+        ).all()
+    assert settings, "tenancy grant set citus.propagate_set_commands"
+    engine: Engine = create_engine(
+        citus_db.cluster.runtime_url, connect_args={"options": "-c citus.propagate_set_commands=none"}
+    )
+    try:
+        with TenantSessionFactory(engine).for_instance(A) as session:
+            assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 0
+            assert session.scalars(select(Note)).all() == []
+    finally:
+        engine.dispose()
+    assert role
