@@ -2,8 +2,9 @@
 
 Orchestration only. Worker threads (sharing one :class:`~tenancy.WixClient` and so one HTTP
 connection pool) each loop: open a transaction on the admin engine, claim one tenant
-(:func:`tenancy.tenant_sync.store.claim_next`, a row lock), get an app token and the instance from
-Wix while holding the lock, write the result or the failure, commit. One tenant per
+(:class:`tenancy.tenant_sync.claims.ClaimQueue`: listed without a lock, locked by key), get an
+app token and the instance from Wix while holding the lock, write the result or the failure,
+commit. One tenant per
 transaction, one row in memory per worker: a kill loses only the tenants in flight, and
 memory does not grow with the number of tenants.
 """
@@ -28,12 +29,13 @@ from tenancy.errors import (
     WixInstanceNotAccessible,
 )
 from tenancy.instance_ids import parse_instance_id
+from tenancy.tenant_sync.claims import ClaimQueue
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter, TokenBucket
 from tenancy.tenant_sync.report import Outcome, SyncReport
 from tenancy.tenant_sync.store import (
     Backoff,
     Selection,
-    claim_next,
+    claim_by_key,
     count_claimable,
     record_failure,
     register_instances,
@@ -57,6 +59,18 @@ def _utcnow() -> dt.datetime:
 
 class _Refused(Exception):
     """Wix refused the instance (token endpoint 4xx, or Get App Instance 404)."""
+
+
+class _WriteRefused(Exception):
+    """The database refused a fetched answer (the transaction is aborted)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Tenants listed per claim-queue refill: one listing statement per this many claims.
+_CLAIM_BATCH = 64
 
 
 def sync(
@@ -187,7 +201,7 @@ class _Job:
         self.on_progress = on_progress
         self.fatal: WixAuthError | None = None
         self.crash: Exception | None = None
-        self.exhausted: set[int] = set()  # claim phases found empty in this run
+        self.claims = ClaimQueue(selection, batch=_CLAIM_BATCH)
         self._fatal_lock = threading.Lock()
 
     def work(self) -> None:
@@ -207,8 +221,9 @@ class _Job:
 
     def _one(self, conn: Connection) -> bool:
         """Sync the next tenant in its own transaction; ``False`` when none is left."""
+        refused: _WriteRefused | None = None
         with conn.begin() as transaction:
-            row = claim_next(conn, self.selection(), exhausted=self.exhausted)
+            row = self.claims.claim(conn)
             if row is None:
                 return False
             iid: uuid.UUID = row.instance_id
@@ -220,6 +235,7 @@ class _Job:
                     outcome, reason = self._failure(conn, row, str(exc), refused=True), str(exc)
                 else:  # the app's credentials: fatal for the run, nothing charged to the tenant
                     transaction.rollback()
+                    self.claims.done(iid)
                     self._abort(exc)
                     return False
             except _Refused as exc:
@@ -231,7 +247,14 @@ class _Job:
                 reason = f"unexpected {type(exc).__name__}"
                 outcome = self._failure(conn, row, reason, refused=False)
             else:
-                outcome, reason = self._store(conn, row, app)
+                try:
+                    outcome, reason = self._store(conn, row, app), None
+                except _WriteRefused as exc:
+                    transaction.rollback()
+                    refused = exc
+        if refused is not None:
+            outcome, reason = self._record_refused_write(conn, iid, refused.reason)
+        self.claims.done(iid)
         self.report.record(outcome, iid, reason)
         if outcome == "failed":
             log.warning("instance %s not synced: %s", iid, reason)
@@ -263,18 +286,21 @@ class _Job:
         if self.instance_limit is not None:
             self.instance_limit.acquire(iid)
 
-    def _store(self, conn: Connection, row: Row[Any], app: AppInstance) -> tuple[Outcome, str | None]:
-        values = tenant_values(app)
-        if conn.dialect.name != "postgresql":
-            return write_success(conn, row, values, now=self.clock()), None
+    def _store(self, conn: Connection, row: Row[Any], app: AppInstance) -> Outcome:
+        # No savepoint (two round trips per tenant): a value the column refuses (say an
+        # overlong locale) aborts the transaction, and the failure is recorded in a new one.
         try:
-            # A savepoint, so a value the column refuses (say an overlong locale) fails
-            # this tenant only and its failure can still be recorded.
-            with conn.begin_nested():
-                return write_success(conn, row, values, now=self.clock()), None
+            return write_success(conn, row, tenant_values(app), now=self.clock())
         except DBAPIError as exc:
-            reason = f"database refused the answer ({type(exc.orig).__name__})"
-            return self._failure(conn, row, reason, refused=False), reason
+            raise _WriteRefused(f"database refused the answer ({type(exc.orig).__name__})") from None
+
+    def _record_refused_write(self, conn: Connection, iid: uuid.UUID, reason: str) -> tuple[Outcome, str]:
+        with conn.begin():
+            # Locked again by key; if another worker took it in between, it is theirs now.
+            row = claim_by_key(conn, self.selection(), iid)
+            if row is not None:
+                return self._failure(conn, row, reason, refused=False), reason
+        return "failed", reason
 
     def _failure(self, conn: Connection, row: Row[Any], reason: str, *, refused: bool) -> Outcome:
         with self.rng_lock:
