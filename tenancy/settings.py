@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -11,10 +12,11 @@ from sqlalchemy.exc import ArgumentError
 
 from tenancy.errors import ConfigurationError
 
-__all__ = ["DEFAULT_DATABASE_URL", "DEFAULT_WIX_API_BASE_URL", "Settings"]
+__all__ = ["BINDING_KEY_PATTERN", "DEFAULT_DATABASE_URL", "DEFAULT_WIX_API_BASE_URL", "Settings"]
 
 DEFAULT_DATABASE_URL = "sqlite:///tenancy.db"
 DEFAULT_WIX_API_BASE_URL = "https://www.wixapis.com"
+BINDING_KEY_PATTERN = re.compile(r"[0-9]{1,9}:[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +33,7 @@ class Settings:
     wix_app_secret: str | None = field(default=None, repr=False)  # never printed
     wix_api_base_url: str = DEFAULT_WIX_API_BASE_URL
     wix_webhook_public_key: str | None = field(default=None, repr=False)
+    binding_key: str | None = field(default=None, repr=False)  # a secret: never printed
 
     def __post_init__(self) -> None:
         for name in ("database_url", "admin_database_url"):
@@ -40,6 +43,13 @@ class Settings:
             except ArgumentError:
                 # The URL may hold a password: name the setting, not the value.
                 raise ConfigurationError(f"{name} is not a database URL") from None
+        if self.binding_key is not None and not BINDING_KEY_PATTERN.fullmatch(
+            self.binding_key.strip().lower()
+        ):
+            # Name the setting, never the value.
+            raise ConfigurationError(
+                "binding_key (TENANCY_BINDING_KEY) must look like '<key id>:<64 hex digits>'"
+            )
         if not self.wix_api_base_url.startswith(("http://", "https://")):
             raise ConfigurationError(
                 f"wix_api_base_url must start with http:// or https://, got {self.wix_api_base_url!r}"
@@ -53,14 +63,17 @@ class Settings:
             f"wix_app_id={self.wix_app_id!r}, "
             f"wix_app_secret={'***' if self.wix_app_secret else None!r}, "
             f"wix_api_base_url={self.wix_api_base_url!r}, "
-            f"wix_webhook_public_key={'<set>' if self.wix_webhook_public_key else None})"
+            f"wix_webhook_public_key={'<set>' if self.wix_webhook_public_key else None}, "
+            f"binding_key={'***' if self.binding_key else None})"
         )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``DATABASE_URL``, ``TENANCY_ADMIN_DATABASE_URL``, ``WIX_APP_ID``,
-        ``WIX_APP_SECRET``, ``WIX_API_BASE_URL`` and ``WIX_WEBHOOK_PUBLIC_KEY``; empty values
-        count as unset."""
+        ``WIX_APP_SECRET``, ``WIX_API_BASE_URL``, ``WIX_WEBHOOK_PUBLIC_KEY`` and
+        ``TENANCY_BINDING_KEY`` (the database binding key, for web processes without admin
+        credentials: pass it as ``TenantSessionFactory(..., binding_key=settings.binding_key)``);
+        empty values count as unset."""
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
@@ -75,6 +88,7 @@ class Settings:
             wix_app_secret=get("WIX_APP_SECRET"),
             wix_api_base_url=(get("WIX_API_BASE_URL") or DEFAULT_WIX_API_BASE_URL).rstrip("/"),
             wix_webhook_public_key=get("WIX_WEBHOOK_PUBLIC_KEY"),
+            binding_key=get("TENANCY_BINDING_KEY"),
         )
 
 

@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine
 
+from tenancy.db.binding import BindingKey, newest_key
 from tests.pgserver import HOW_TO_GET_ONE, Database, fresh_database, server_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,3 +72,16 @@ def runtime_engine(pg_database: Database) -> Iterator[Engine]:
     engine = create_engine(pg_database.runtime_url, pool_size=2, max_overflow=0)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def binding_key(pg_database: Database) -> BindingKey:
+    """The session database's binding key, as a deployment would configure it."""
+    engine = create_engine(pg_database.admin_url)
+    try:
+        with engine.connect() as connection:
+            key = newest_key(connection)
+    finally:
+        engine.dispose()
+    assert key is not None
+    return key

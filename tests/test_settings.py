@@ -47,3 +47,15 @@ def test_bad_values_raise_configuration_error(name: str, value: str) -> None:
     """A malformed URL is a ConfigurationError naming the setting."""
     with pytest.raises(tenancy.ConfigurationError, match=name.lower()):
         tenancy.Settings.from_env(environ={name: value})
+
+
+def test_the_binding_key_comes_from_the_environment_and_is_never_shown() -> None:
+    """TENANCY_BINDING_KEY is read, validated without echoing it, and masked in repr()."""
+    key = "3:" + "ab" * 32
+    settings = tenancy.Settings.from_env({"TENANCY_BINDING_KEY": key})
+    assert settings.binding_key == key
+    assert "ab" * 32 not in repr(settings) + str(settings)
+    assert "binding_key=***" in repr(settings)
+    with pytest.raises(tenancy.ConfigurationError, match="TENANCY_BINDING_KEY") as err:
+        tenancy.Settings.from_env({"TENANCY_BINDING_KEY": "not-a-key-" + "cd" * 32})
+    assert "cd" * 16 not in str(err.value)

@@ -20,6 +20,13 @@ HELP = (
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("role", nargs="?", help="the runtime role (default: DATABASE_URL's user)")
     parser.add_argument("--schema", default="public")
+    parser.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        metavar="TABLE",
+        help="also grant DML on this non-tenant table (repeatable); nothing else is granted",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError("name the runtime role: tenancy grant ROLE")
     try:
         with engine.begin() as connection:
-            grant_runtime_role(connection, role, schema=args.schema)
+            grant_runtime_role(connection, role, schema=args.schema, also=args.also)
     finally:
         engine.dispose()
     print(f"granted {role} what tenant sessions need in schema {args.schema}")

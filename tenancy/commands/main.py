@@ -24,6 +24,7 @@ COMMANDS: tuple[str, ...] = (
     "tenancy.commands.demo",
     "tenancy.commands.emulator",
     "tenancy.commands.grant",
+    "tenancy.commands.rotate_key",
     "tenancy.commands.sync",
 )
 

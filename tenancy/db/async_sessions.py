@@ -19,9 +19,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from tenancy.db import psycopg_begin
+from tenancy.db.binding import BindingKey
 from tenancy.db.isolation import warn_without_rls
 from tenancy.db.registration import TenantRegistry, upsert_seen_tenant
-from tenancy.db.sessions import InstanceResolver, TenantSession, open_admin
+from tenancy.db.sessions import InstanceResolver, TenantSession, key_source, open_admin
 from tenancy.db.translate import install_error_translation
 from tenancy.errors import ConfigurationError
 from tenancy.instance_ids import parse_instance_id
@@ -39,12 +40,15 @@ class AsyncTenantSessionFactory:
         resolver: InstanceResolver | None = None,
         admin_engine: AsyncEngine | None = None,
         session_options: Mapping[str, Any] | None = None,
+        binding_key: str | BindingKey | None = None,
     ) -> None:
         self.engine = engine
         self.admin_engine = admin_engine
         self.resolver = resolver
         self.registry = TenantRegistry()
         self._options = dict(session_options or {})
+        # The key is read (when not configured) inside the first tenant transaction.
+        self._keys = key_source(binding_key, admin_engine)
         install_error_translation(engine.sync_engine)
         # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/db/psycopg_begin.py).
         psycopg_begin.install(engine.sync_engine)
@@ -57,6 +61,7 @@ class AsyncTenantSessionFactory:
             self.engine,
             sync_session_class=TenantSession,
             instance_id=tenant,
+            binding_keys=self._keys,
             **self._options,
         )
 

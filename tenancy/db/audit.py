@@ -13,6 +13,14 @@ A tenant table is any table of the schema with an ``instance_id`` column. Findin
   forced and the coordinator's tenancy policy, or with an extra permissive policy; and
   ``citus.propagate_set_commands`` not ``'local'`` for the runtime role (tenant sessions
   would then see no rows and write none).
+  a materialized view over tenant tables the runtime role can read (it never has RLS);
+- a ``SECURITY DEFINER`` function the runtime role can execute whose owner skips row-level
+  security (tenancy's own verification and registration functions excepted);
+- a table the runtime role can read without row-level security;
+- a tenancy policy that is not the sealed form (a bare setting can be forged by SQL);
+- an exclusion constraint or a plain index that does not lead with ``instance_id``;
+- raw-SQL footholds: TEMP on the database, CREATE on a schema, role-level settings of the
+  runtime role (``ALTER ROLE ... SET``, e.g. ``row_security`` or ``tenancy.*``).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from tenancy.db.binding import FUNCTION, SCHEMA
 from tenancy.db.citus import (
     PROPAGATE_SETTING,
     distributed_tables,
@@ -28,10 +37,16 @@ from tenancy.db.citus import (
     placement_security,
     propagation_in_force,
 )
-from tenancy.db.isolation import POLICY_NAME, SETTING_NAME
+from tenancy.db.isolation import POLICY_NAME
 from tenancy.db.models import TENANT_COLUMN
 
-__all__ = ["Finding", "audit"]
+__all__ = ["CITUS_POLICY_TEXT", "SEALED_POLICY_TEXT", "Finding", "audit"]
+
+_FUNCTION_NAME = FUNCTION.rsplit(".", 1)[1]
+SEALED_POLICY_TEXT = f"({TENANT_COLUMN} = ( SELECT {FUNCTION}() AS {_FUNCTION_NAME}))"
+"""How PostgreSQL shows the sealed predicate in ``pg_policies`` (anything else is a finding)."""
+CITUS_POLICY_TEXT = f"({TENANT_COLUMN} = {FUNCTION}())"
+"""The same on Citus, which refuses the sub-select in a distributed table's policy."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,7 @@ def audit(connection: Connection, *, runtime_role: str, schema: str = "public") 
     findings += _rls_findings(connection, schema, tenant_tables)
     findings += _key_findings(connection, schema, tenant_tables)
     findings += _view_findings(connection, schema, tenant_tables)
+    findings += _raw_sql_findings(connection, runtime_role, schema, tenant_tables)
     if has_citus(connection):
         findings += _citus_findings(connection, runtime_role, schema, tenant_tables)
     return findings
@@ -113,6 +129,7 @@ def _tenant_tables(conn: Connection, schema: str) -> list[str]:
 
 def _rls_findings(conn: Connection, schema: str, tables: list[str]) -> list[Finding]:
     found = []
+    sealed = {SEALED_POLICY_TEXT, CITUS_POLICY_TEXT} if has_citus(conn) else {SEALED_POLICY_TEXT}
     for table in tables:
         enabled, forced = conn.execute(
             text(
@@ -142,10 +159,17 @@ def _rls_findings(conn: Connection, schema: str, tables: list[str]) -> list[Find
                 p.cmd != "ALL"
                 or p.permissive != "PERMISSIVE"
                 or list(p.roles) != ["public"]
-                or SETTING_NAME not in (p.qual or "")
-                or SETTING_NAME not in (p.with_check or "")
+                or p.qual not in sealed
+                or p.with_check not in sealed
             ):
-                found.append(Finding("rls", subject, f"{POLICY_NAME} is not the policy tenancy creates"))
+                found.append(
+                    Finding(
+                        "rls",
+                        subject,
+                        f"{POLICY_NAME} is not the sealed policy tenancy creates "
+                        "(an unsealed setting can be forged by SQL in a tenant session)",
+                    )
+                )
         for p in policies:
             if p.policyname != POLICY_NAME and p.permissive == "PERMISSIVE":
                 found.append(
@@ -168,15 +192,15 @@ def _key_findings(conn: Connection, schema: str, tables: list[str]) -> list[Find
             " FROM pg_constraint con JOIN pg_class rel ON rel.oid = con.conrelid"
             " JOIN pg_namespace n ON n.oid = rel.relnamespace"
             " LEFT JOIN pg_class ref ON ref.oid = con.confrelid"
-            " WHERE n.nspname = :s AND con.contype IN ('p', 'u', 'f') AND rel.relname = ANY(:t)"
+            " WHERE n.nspname = :s AND con.contype IN ('p', 'u', 'f', 'x') AND rel.relname = ANY(:t)"
         ),
         {"s": schema, "t": tables},
     ).all()
     found = []
-    kinds = {"p": "primary key", "u": "unique constraint", "f": "foreign key"}
+    kinds = {"p": "primary key", "u": "unique constraint", "f": "foreign key", "x": "exclusion constraint"}
     for table, name, contype, first_col, ref_table, first_ref_col in rows:
         subject = f"{schema}.{table}.{name}"
-        if contype in ("p", "u") and first_col != TENANT_COLUMN:
+        if contype in ("p", "u", "x") and first_col != TENANT_COLUMN:
             found.append(Finding("key", subject, f"{kinds[contype]} does not lead with {TENANT_COLUMN}"))
         if (
             contype == "f"
@@ -188,21 +212,22 @@ def _key_findings(conn: Connection, schema: str, tables: list[str]) -> list[Find
             )
     unique_indexes = conn.execute(
         text(
-            "SELECT t.relname, i.relname, a.attname FROM pg_index x"
+            "SELECT t.relname, i.relname, a.attname, x.indisunique FROM pg_index x"
             " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid"
             " JOIN pg_namespace n ON n.oid = t.relnamespace"
             " LEFT JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = x.indkey[0]"
             " LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid"
-            " WHERE n.nspname = :s AND x.indisunique AND c.oid IS NULL AND t.relname = ANY(:t)"
+            " WHERE n.nspname = :s AND c.oid IS NULL AND t.relname = ANY(:t)"
+            # tenants' own indexes serve the sync (admin role, BYPASSRLS), not tenant sessions.
+            " AND (x.indisunique OR t.relname <> 'tenants')"
         ),
         {"s": schema, "t": tables},
     ).all()
-    for table, index, first_col in unique_indexes:
+    for table, index, first_col, unique in unique_indexes:
         if first_col != TENANT_COLUMN:
+            kind = "unique index" if unique else "index"
             found.append(
-                Finding(
-                    "key", f"{schema}.{table}.{index}", f"unique index does not lead with {TENANT_COLUMN}"
-                )
+                Finding("key", f"{schema}.{table}.{index}", f"{kind} does not lead with {TENANT_COLUMN}")
             )
     return found
 
@@ -271,4 +296,89 @@ def _citus_findings(conn: Connection, role: str, schema: str, tables: list[str])
                             "rls", subject, f"extra permissive policy {name!r} widens access on this shard"
                         )
                     )
+    return found
+
+
+def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str]) -> list[Finding]:
+    # What SQL injected into a tenant session could use to reach other tenants (invariant 9).
+    found: list[Finding] = []
+    if not conn.execute(
+        text("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :r)"), {"r": role}
+    ).scalar():
+        return found
+    params = {"r": role, "s": schema, "t": tables, "own": SCHEMA}
+    for (name,) in conn.execute(
+        text(
+            "SELECT DISTINCT m.relname FROM pg_class m JOIN pg_namespace n ON n.oid = m.relnamespace"
+            " JOIN pg_rewrite w ON w.ev_class = m.oid JOIN pg_depend d ON d.objid = w.oid"
+            " JOIN pg_class t ON t.oid = d.refobjid"
+            " WHERE n.nspname = :s AND m.relkind = 'm' AND t.relname = ANY(:t) AND t.oid <> m.oid"
+            " AND has_table_privilege(:r, m.oid, 'SELECT') ORDER BY 1"
+        ),
+        params,
+    ):
+        found.append(
+            Finding(
+                "view",
+                f"{schema}.{name}",
+                "materialized view over tenant tables readable by the runtime role",
+            )
+        )
+    for (name,) in conn.execute(
+        text(
+            "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+            " JOIN pg_roles o ON o.oid = p.proowner"
+            " WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema', :own)"
+            " AND has_function_privilege(:r, p.oid, 'EXECUTE')"
+            " AND (o.rolsuper OR o.rolbypassrls OR EXISTS (SELECT 1 FROM pg_class c"
+            "      WHERE c.relowner = o.oid AND c.relrowsecurity)) ORDER BY 1"
+        ),
+        params,
+    ):
+        found.append(
+            Finding(
+                "function",
+                name,
+                "SECURITY DEFINER function the runtime role can call; it runs as a role that skips RLS",
+            )
+        )
+    for (name,) in conn.execute(
+        text(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = :s AND c.relkind IN ('r', 'p', 'f') AND NOT c.relrowsecurity"
+            " AND has_table_privilege(:r, c.oid, 'SELECT') ORDER BY 1"
+        ),
+        params,
+    ):
+        found.append(
+            Finding("grant", f"{schema}.{name}", "the runtime role can read it without row-level security")
+        )
+    if conn.execute(text("SELECT has_database_privilege(:r, current_database(), 'TEMP')"), params).scalar():
+        found.append(
+            Finding("role", role, "has TEMP on the database: a temporary table can shadow a tenant table")
+        )
+    for (name,) in conn.execute(
+        text(
+            "SELECT n.nspname FROM pg_namespace n WHERE has_schema_privilege(:r, n.oid, 'CREATE')"
+            " AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema' ORDER BY 1"
+        ),
+        params,
+    ):
+        found.append(
+            Finding("role", role, f"has CREATE on schema {name}: objects it creates outlive a checkout")
+        )
+    for (setting,) in conn.execute(
+        text(
+            "SELECT unnest(s.setconfig) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
+            " WHERE r.rolname = :r AND s.setdatabase IN (0, (SELECT oid FROM pg_database"
+            "   WHERE datname = current_database())) ORDER BY 1"
+        ),
+        params,
+    ):
+        name = str(setting).split("=", 1)[0]
+        if setting == f"{PROPAGATE_SETTING}=local":
+            continue  # what `tenancy grant` sets on Citus: SET LOCAL reaches the shards
+        found.append(
+            Finding("role", role, f"has a role-level setting {name} (ALTER ROLE ... SET): remove it")
+        )
     return found

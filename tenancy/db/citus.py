@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from tenancy.db.isolation import CITUS_PREDICATE_SQL, POLICY_NAME, has_citus, isolation_statements
 from tenancy.db.models import TENANT_COLUMN
 from tenancy.errors import ConfigurationError
 
@@ -48,17 +49,6 @@ __all__ = [
 
 PROPAGATE_SETTING = "citus.propagate_set_commands"
 COLOCATE_WITH = "tenants"
-
-
-def has_citus(connection: Connection) -> bool:
-    """Whether the connected PostgreSQL database has the Citus extension."""
-    if connection.dialect.name != "postgresql":
-        return False
-    return bool(
-        connection.execute(
-            text("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
-        ).scalar()
-    )
 
 
 def distributed_tables(connection: Connection) -> dict[str, str]:
@@ -120,11 +110,26 @@ def distribute_tenant_table(
         colocation = target
     else:
         raise ConfigurationError(f"distribute {target} before {table}: tenant tables are co-located with it")
+    _reseal_for_citus(connection, table)
     connection.execute(
         text("SELECT create_distributed_table(CAST(:t AS regclass), :col, colocate_with => :with)"),
         {"t": table, "col": TENANT_COLUMN, "with": colocation},
     )
     return True
+
+
+def _reseal_for_citus(connection: Connection, table: str) -> None:
+    # A policy made before the database had Citus has the sealed predicate's sub-select, which
+    # Citus refuses on a distributed table: the same check, called directly.
+    has_policy = connection.execute(
+        text(
+            "SELECT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = CAST(:t AS regclass) AND polname = :p)"
+        ),
+        {"t": table, "p": POLICY_NAME},
+    ).scalar_one()
+    if has_policy:
+        for statement in isolation_statements(table, predicate=CITUS_PREDICATE_SQL):
+            connection.execute(text(statement))
 
 
 def undistribute_tenant_table(connection: Connection, table_name: str) -> bool:

@@ -1,10 +1,13 @@
 """PostgreSQL row-level security for tenant tables.
 
 Every tenant table gets RLS ENABLEd and FORCEd (so the owner is subject to it too) and one
-policy whose ``USING`` and ``WITH CHECK`` compare ``instance_id`` with the transaction-local
-setting ``tenancy.instance_id``. ``current_setting(..., true)`` + ``NULLIF(..., '')`` make an
-unset or empty setting mean *no tenant*: zero rows and rejected writes, never an error
-and never all rows.
+policy whose ``USING`` and ``WITH CHECK`` compare ``instance_id`` with the *verified* tenant,
+``(SELECT tenancy.current_instance_id())`` (:mod:`tenancy.db.binding`): the transaction-local
+setting ``tenancy.instance_id`` counts only with a seal the database can verify. No setting,
+a malformed one or a seal that does not verify means zero rows and rejected writes, never an
+error and never all rows. The sub-select makes the check an InitPlan: once per statement,
+not once per row. Citus refuses sub-selects in the policies of distributed tables: on a
+database with Citus the predicate calls the function directly (:data:`CITUS_PREDICATE_SQL`).
 """
 
 from __future__ import annotations
@@ -14,22 +17,47 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, event, text
 
+from tenancy.db.binding import FUNCTION, ensure_binding_objects
 from tenancy.db.models import TENANT_COLUMN, is_tenant_table
 from tenancy.errors import TenancyWarning
 
 __all__ = [
+    "CITUS_PREDICATE_SQL",
+    "LEGACY_PREDICATE_SQL",
     "POLICY_NAME",
     "SETTING_NAME",
     "TENANT_PREDICATE_SQL",
     "disable_isolation",
     "enable_isolation",
+    "has_citus",
     "isolation_statements",
+    "reseal_policies",
+    "runtime_roles",
+    "sealed_predicate",
     "warn_without_rls",
 ]
 
 SETTING_NAME = "tenancy.instance_id"
 POLICY_NAME = "tenancy_tenant_isolation"
-TENANT_PREDICATE_SQL = f"{TENANT_COLUMN} = NULLIF(current_setting('{SETTING_NAME}', true), '')::uuid"
+TENANT_PREDICATE_SQL = f"{TENANT_COLUMN} = (SELECT {FUNCTION}())"
+# Citus: no sub-select in a distributed table's policy. The function is STABLE: evaluated once
+# for an index lookup by instance_id (every ORM query), once per row on a scan.
+CITUS_PREDICATE_SQL = f"{TENANT_COLUMN} = {FUNCTION}()"
+# The policy before the sealed binding: it trusted the setting alone (kept for downgrades).
+LEGACY_PREDICATE_SQL = f"{TENANT_COLUMN} = NULLIF(current_setting('{SETTING_NAME}', true), '')::uuid"
+
+
+def has_citus(connection: Connection) -> bool:
+    """Whether the connected PostgreSQL database has the Citus extension."""
+    if connection.dialect.name != "postgresql":
+        return False
+    query = text("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+    return bool(connection.execute(query).scalar())
+
+
+def sealed_predicate(connection: Connection) -> str:
+    """The sealed policy predicate for this database (:data:`CITUS_PREDICATE_SQL` on Citus)."""
+    return CITUS_PREDICATE_SQL if has_citus(connection) else TENANT_PREDICATE_SQL
 
 
 def _quote(connection: Connection, name: str) -> str:
@@ -40,14 +68,14 @@ def _quote(connection: Connection, name: str) -> str:
     return preparer.quote(name)
 
 
-def isolation_statements(qualified_table: str) -> list[str]:
+def isolation_statements(qualified_table: str, *, predicate: str = TENANT_PREDICATE_SQL) -> list[str]:
     """The SQL that puts *qualified_table* (already quoted) under tenant isolation."""
     return [
         f"ALTER TABLE {qualified_table} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {qualified_table} FORCE ROW LEVEL SECURITY",
         f"DROP POLICY IF EXISTS {POLICY_NAME} ON {qualified_table}",
         f"CREATE POLICY {POLICY_NAME} ON {qualified_table} AS PERMISSIVE FOR ALL "
-        f"USING ({TENANT_PREDICATE_SQL}) WITH CHECK ({TENANT_PREDICATE_SQL})",
+        f"USING ({predicate}) WITH CHECK ({predicate})",
     ]
 
 
@@ -65,15 +93,38 @@ def warn_without_rls(dialect: str, *, stacklevel: int = 3) -> None:
 def enable_isolation(connection: Connection, table_name: str) -> None:
     """ENABLE + FORCE row-level security and the tenant policy on an existing table.
 
-    Idempotent. *table_name* may be schema-qualified (``"app.notes"``). On a database
+    Idempotent. Creates the ``tenancy`` schema's binding objects (and a first key) if they
+    are missing. *table_name* may be schema-qualified (``"app.notes"``). On a database
     other than PostgreSQL it only warns (:class:`~tenancy.TenancyWarning`): there the ORM
     layer is the only isolation.
     """
     if connection.dialect.name != "postgresql":
         warn_without_rls(connection.dialect.name, stacklevel=3)
         return
-    for statement in isolation_statements(_quote(connection, table_name)):
+    ensure_binding_objects(connection)
+    qualified = _quote(connection, table_name)
+    for statement in isolation_statements(qualified, predicate=sealed_predicate(connection)):
         connection.execute(text(statement))
+    for role in runtime_roles(connection):
+        # The roles `tenancy grant` set up use new tenant tables at once (and only those: no
+        # default privileges that would reach every future table of the schema).
+        role_name = connection.dialect.identifier_preparer.quote(role)
+        connection.execute(text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {qualified} TO {role_name}"))
+
+
+def runtime_roles(connection: Connection) -> list[str]:
+    """Roles granted EXECUTE on the verification function (by ``tenancy grant``), not its owner."""
+    return list(
+        connection.execute(
+            text(
+                "SELECT r.rolname FROM pg_proc p CROSS JOIN aclexplode(p.proacl) a"
+                " JOIN pg_roles r ON r.oid = a.grantee"
+                " WHERE p.oid = to_regprocedure(:f) AND a.grantee <> p.proowner"
+                " AND a.privilege_type = 'EXECUTE' ORDER BY 1"
+            ),
+            {"f": f"{FUNCTION}()"},
+        ).scalars()
+    )
 
 
 def disable_isolation(connection: Connection, table_name: str) -> None:
@@ -97,3 +148,29 @@ def _isolate_created_table(table: Table, connection: Connection, **kw: Any) -> N
         name = f"{table.schema}.{table.name}" if table.schema else table.name
         if connection.dialect.name == "postgresql":
             enable_isolation(connection, name)
+
+
+def reseal_policies(connection: Connection, *, predicate: str = TENANT_PREDICATE_SQL) -> list[str]:
+    """Re-create every existing tenancy policy of the database with *predicate*; returns the tables.
+
+    Used by the migration that introduced the sealed binding (and its downgrade): tenancy's own
+    tables and the user's tenant tables alike, wherever ``enable_isolation`` once put a policy.
+    On Citus the sealed predicate is :data:`CITUS_PREDICATE_SQL`.
+    """
+    if predicate == TENANT_PREDICATE_SQL:
+        predicate = sealed_predicate(connection)
+    preparer = connection.dialect.identifier_preparer
+    rows = connection.execute(
+        text(
+            "SELECT n.nspname, c.relname FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.polname = :p ORDER BY 1, 2"
+        ),
+        {"p": POLICY_NAME},
+    ).all()
+    done = []
+    for schema, table in rows:
+        qualified = f"{preparer.quote_schema(schema)}.{preparer.quote(table)}"
+        for statement in isolation_statements(qualified, predicate=predicate):
+            connection.execute(text(statement))
+        done.append(f"{schema}.{table}")
+    return done

@@ -10,9 +10,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from tenancy.db.binding import REGISTER_FUNCTION, registration_proof
 from tenancy.db.models import Tenant
 
 __all__ = ["TenantRegistry", "upsert_seen_tenant"]
@@ -23,8 +25,18 @@ def upsert_seen_tenant(session: Session, tenant: uuid.UUID, *, site_id: str | No
 
     One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE status = 'removed'`` statement, so two
     first requests of a new tenant at once cannot collide and an active row is not touched.
+    On PostgreSQL the runtime role cannot write ``tenants``: the statement runs inside
+    ``tenancy.register_tenant``, which touches only the session's verified tenant and needs a
+    registration proof that only code holding the binding key computes.
     """
     dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        keys = session._tenancy_keys  # type: ignore[attr-defined]
+        session.execute(
+            text(f"SELECT {REGISTER_FUNCTION}(:site_id, :proof)"),
+            {"site_id": site_id, "proof": registration_proof(keys.key(), tenant)},
+        )
+        return
     insert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
     if insert is None:  # pragma: no cover - other databases: read, then write
         if session.get(Tenant, tenant) is None:

@@ -2,33 +2,99 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Connection, text
 
+from tenancy.db.binding import FUNCTION, REGISTER_FUNCTION, SCHEMA
 from tenancy.db.citus import has_citus, set_propagation
+from tenancy.db.models import TENANT_COLUMN
 from tenancy.errors import ConfigurationError
 
-__all__ = ["grant_runtime_role", "runtime_role_statements"]
+__all__ = ["grant_runtime_role", "runtime_role_statements", "tenant_tables"]
 
 
-def runtime_role_statements(role: str, *, owner: str, schema: str = "public") -> list[str]:
-    """The SQL that lets *role* use the tenant tables that *owner* has and will create.
+def tenant_tables(connection: Connection, schema: str) -> list[str]:
+    """The tenant tables of *schema*: tables with an ``instance_id`` column, except ``tenants``."""
+    return list(
+        connection.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = :col AND NOT a.attisdropped"
+                " WHERE n.nspname = :s AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+                " AND c.relname <> 'tenants' ORDER BY 1"
+            ),
+            {"s": schema, "col": TENANT_COLUMN},
+        ).scalars()
+    )
 
-    Tenant tables get SELECT/INSERT/UPDATE/DELETE (RLS limits each to the session's tenant);
-    ``tenants`` gets SELECT, INSERT and UPDATE (a token may register or reactivate its own
-    tenant); ``alembic_version`` nothing. Default privileges give tables that later
-    migrations create the same grants.
+
+def _serial_sequences(connection: Connection, schema: str, tables: Sequence[str]) -> list[str]:
+    # Sequences behind `serial` defaults of tenant tables (nextval() needs USAGE). Identity
+    # columns need no sequence privilege at all, and SELECT on a sequence would show every
+    # tenant's insert count (last_value), so nothing else is granted.
+    return list(
+        connection.execute(
+            text(
+                "SELECT s.relname FROM pg_depend d JOIN pg_class s ON s.oid = d.objid"
+                " JOIN pg_class t ON t.oid = d.refobjid JOIN pg_namespace n ON n.oid = t.relnamespace"
+                " WHERE s.relkind = 'S' AND d.deptype = 'a' AND d.classid = 'pg_class'::regclass"
+                " AND n.nspname = :s AND t.relname = ANY(:t) ORDER BY 1"
+            ),
+            {"s": schema, "t": list(tables)},
+        ).scalars()
+    )
+
+
+def runtime_role_statements(
+    role: str,
+    *,
+    owner: str,
+    schema: str = "public",
+    tables: Sequence[str] = (),
+    sequences: Sequence[str] = (),
+    has_tenants: bool = True,
+    has_binding: bool = True,
+    also: Sequence[str] = (),
+) -> list[str]:
+    """The SQL that gives *role* what tenant sessions need in *schema*, and takes the rest.
+
+    Tenant *tables* get SELECT/INSERT/UPDATE/DELETE (RLS limits each to the session's tenant);
+    ``tenants`` gets SELECT only (RLS: its own row; registration goes through
+    ``tenancy.register_tenant``); the tables named in *also* get DML too; *sequences* (behind
+    ``serial`` columns) get USAGE. Everything else granted before is revoked: other tables,
+    sequences, default privileges, and TEMP on the database.
     """
     q = _ident
     r, o, s = q(role), q(owner), q(schema)
-    return [
+    statements = [
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {r}",
+        f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {s} FROM {r}",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} REVOKE ALL ON TABLES FROM {r}",
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} REVOKE ALL ON SEQUENCES FROM {r}",
         f"GRANT USAGE ON SCHEMA {s} TO {r}",
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r}",
-        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r}",
-        f"REVOKE ALL ON TABLE {s}.alembic_version FROM {r}",
-        f"REVOKE DELETE ON TABLE {s}.tenants FROM {r}",
-        f"ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} "
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {r}",
-        f"ALTER DEFAULT PRIVILEGES FOR ROLE {o} IN SCHEMA {s} GRANT USAGE, SELECT ON SEQUENCES TO {r}",
+    ]
+    if has_binding:
+        statements += [
+            f"GRANT USAGE ON SCHEMA {SCHEMA} TO {r}",
+            f"GRANT EXECUTE ON FUNCTION {FUNCTION}() TO {r}",
+        ]
+    statements += [
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {s}.{q(t)} TO {r}" for t in [*tables, *also]
+    ]
+    statements += [f"GRANT USAGE ON SEQUENCE {s}.{q(seq)} TO {r}" for seq in sequences]
+    if has_tenants:
+        statements.append(f"GRANT SELECT ON TABLE {s}.tenants TO {r}")
+        if has_binding:
+            statements.append(f"GRANT EXECUTE ON FUNCTION {REGISTER_FUNCTION}(text, text) TO {r}")
+    return statements
+
+
+def temp_statements(role: str, database: str) -> list[str]:
+    """Revoke TEMP (temporary tables outlive a checkout and shadow tenant tables via pg_temp)."""
+    return [
+        f"REVOKE TEMPORARY ON DATABASE {_ident(database)} FROM PUBLIC",
+        f"REVOKE TEMPORARY ON DATABASE {_ident(database)} FROM {_ident(role)}",
     ]
 
 
@@ -38,12 +104,16 @@ def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def grant_runtime_role(connection: Connection, role: str, *, schema: str = "public") -> None:
+def grant_runtime_role(
+    connection: Connection, role: str, *, schema: str = "public", also: Sequence[str] = ()
+) -> None:
     """Grant *role* what tenant sessions need, as the tables' owner (the current user).
 
     Refuses a role that would skip row-level security: a superuser, a BYPASSRLS role or the
     owner itself. On Citus it also makes ``SET LOCAL`` reach the shards for *role*
-    (:func:`tenancy.db.citus.set_propagation`).
+    (:func:`tenancy.db.citus.set_propagation`). Revoking TEMP needs the database's owner:
+    when the current user cannot, it
+    raises :class:`~tenancy.ConfigurationError` naming the statement to run.
     """
     if connection.dialect.name != "postgresql":
         raise ConfigurationError("database roles need PostgreSQL")
@@ -58,18 +128,52 @@ def grant_runtime_role(connection: Connection, role: str, *, schema: str = "publ
             f"role {role!r} would bypass row-level security (superuser, BYPASSRLS or the owner); "
             "use a plain LOGIN role for the runtime connection"
         )
-    owner = connection.execute(text("SELECT current_user")).scalar_one()
-    has_version = connection.execute(
-        text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{schema}.alembic_version"}
-    ).scalar_one()
+    owner, database = connection.execute(text("SELECT current_user, current_database()")).one()
     has_tenants = connection.execute(
         text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{schema}.tenants"}
     ).scalar_one()
-    for statement in runtime_role_statements(role, owner=owner, schema=schema):
-        if "alembic_version" in statement and not has_version:
-            continue
-        if ".tenants " in statement and not has_tenants:
-            continue
+    # Before the sealed binding's migration (a downgrade) there is no tenancy schema to grant.
+    has_binding = connection.execute(
+        text("SELECT to_regprocedure(:f) IS NOT NULL AND (NOT :t OR to_regprocedure(:g) IS NOT NULL)"),
+        {"f": f"{FUNCTION}()", "g": f"{REGISTER_FUNCTION}(text, text)", "t": has_tenants},
+    ).scalar_one()
+    tables = tenant_tables(connection, schema)
+    missing = [t for t in also if t not in _all_tables(connection, schema)]
+    if missing:
+        raise ConfigurationError(f"no such table in schema {schema!r}: {', '.join(missing)}")
+    statements = runtime_role_statements(
+        role,
+        owner=owner,
+        schema=schema,
+        tables=tables,
+        sequences=_serial_sequences(connection, schema, tables),
+        has_tenants=has_tenants,
+        has_binding=has_binding,
+        also=also,
+    )
+    for statement in statements:
         connection.execute(text(statement))
+    for statement in temp_statements(role, database):
+        savepoint = connection.begin_nested()
+        try:
+            connection.execute(text(statement))
+        except Exception:
+            savepoint.rollback()
+            raise ConfigurationError(
+                f"could not revoke TEMP (only the database owner can): run `{statement}` as the owner"
+            ) from None
+        savepoint.commit()
     if has_citus(connection):
         set_propagation(connection, role, _ident(role))
+
+
+def _all_tables(connection: Connection, schema: str) -> set[str]:
+    return set(
+        connection.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = :s AND c.relkind IN ('r', 'p', 'v', 'm')"
+            ),
+            {"s": schema},
+        ).scalars()
+    )

@@ -6,8 +6,8 @@
 ...     session.commit()
 
 The ORM layer lives in :mod:`tenancy.db.guard`; the database layer is PostgreSQL row-level
-security (:mod:`tenancy.db.isolation`), fed by a transaction-local setting applied at the start
-of every transaction of the session.
+security (:mod:`tenancy.db.isolation`), fed by a sealed, transaction-local binding
+(:mod:`tenancy.db.binding`) applied at the start of every transaction of the session.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
-from tenancy.db import guard, psycopg_begin
-from tenancy.db.isolation import warn_without_rls
+from tenancy.db import citus_binding, guard, psycopg_begin
+from tenancy.db.binding import BIND_SQL, BindingKey, KeySource, bind_parameters, newest_key, parse_binding_key
+from tenancy.db.isolation import has_citus, warn_without_rls
 from tenancy.db.registration import TenantRegistry
 from tenancy.db.translate import install_error_translation
 from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite
@@ -44,6 +45,10 @@ log = logging.getLogger("tenancy.sessions")
 admin_log = logging.getLogger("tenancy.admin")
 
 _E = TypeVar("_E")  # an Engine or an AsyncEngine
+
+# is_local=true: the binding dies with the transaction (commit, rollback, connection reuse).
+# Used where the binding cannot ride with BEGIN (other drivers, savepoints, joined transactions).
+_BIND_TENANT = text(BIND_SQL.replace("$1", ":instance_id").replace("$2", ":seal"))
 
 
 class InstanceResolver(Protocol):
@@ -66,10 +71,12 @@ class TenantSession(Session):
         bind: Engine | Connection,
         *,
         instance_id: uuid.UUID,
+        binding_keys: KeySource | None = None,
         **kw: Any,
     ) -> None:
         super().__init__(bind=bind, **kw)
         self._tenancy_instance_id = instance_id
+        self._tenancy_keys = binding_keys or KeySource(None, None)
         self.info[INFO_KEY] = instance_id
 
     @property
@@ -132,15 +139,56 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     if getattr(connection.connection.driver_connection, "autocommit", False):
         # SET LOCAL would last one statement: statements would run unscoped.
         raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
-    # On psycopg the setting rides with BEGIN (no round trip of its own); armed before the
+    keys: KeySource = session._tenancy_keys  # type: ignore[attr-defined]
+    gpid = _citus_gpid(connection)
+    if gpid is not None:
+        _apply_citus_binding(connection, keys, tenant, gpid)
+        return
+    seal = keys.seal(tenant)  # no key: ConfigurationError before anything runs
+    # On psycopg the binding rides with BEGIN (no round trip of its own); armed before the
     # role check so that the check's query opens the transaction with it.
-    armed = psycopg_begin.arm(connection.connection.driver_connection, tenant)
+    armed = psycopg_begin.arm(connection.connection.driver_connection, tenant, seal)
     _ensure_runtime_role(connection)
     if not armed:
-        # SET LOCAL (dies with the transaction), not set_config(): Citus forwards only SET
-        # statements to the shards, where a set_config() value would silently read as no
-        # tenant. The value is a validated canonical UUID (setting_command refuses others).
-        connection.exec_driver_sql(psycopg_begin.setting_command(tenant).decode("ascii"))
+        instance_id, tenant_seal = bind_parameters(tenant, seal)
+        connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal})
+
+
+def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.UUID, gpid: int) -> None:
+    # Citus forwards SET LOCAL to the shards and set_config() not at all; the seal in the SET
+    # text is bound to this backend and a few minutes (tenancy/db/citus_binding.py).
+    commands = citus_binding.binding_commands(tenant, citus_binding.seal(keys.key(), tenant, gpid))
+    armed = psycopg_begin.arm_commands(connection.connection.driver_connection, commands)
+    _ensure_runtime_role(connection)
+    if not armed:
+        for command in commands:
+            connection.exec_driver_sql(command.decode("ascii"))
+
+
+# Pools on a database with Citus (True) or without (False), found once per pool.
+_citus_pools: weakref.WeakKeyDictionary[Pool, bool] = weakref.WeakKeyDictionary()
+_GPID = "tenancy.citus_gpid"
+
+
+def _citus_gpid(connection: Connection) -> int | None:
+    """The Citus global process id of *connection*'s backend; ``None`` without Citus.
+
+    Found once per pool (Citus or not) and once per connection (its gpid), each with a query
+    of its own: that transaction gets its binding as separate statements.
+    """
+    pool = connection.engine.pool
+    on_citus = _citus_pools.get(pool)
+    if on_citus is None:
+        on_citus = _citus_pools[pool] = has_citus(connection)
+    if not on_citus:
+        return None
+    info = connection.connection.info
+    gpid = info.get(_GPID)
+    if gpid is None:
+        gpid = info[_GPID] = int(
+            connection.exec_driver_sql("SELECT pg_catalog.citus_backend_gpid()").scalar_one()
+        )
+    return int(gpid)
 
 
 # Pools whose role passed check_runtime_role(): a session may reach an engine other than the
@@ -158,6 +206,7 @@ def _check_engine(engine: Engine) -> None:
             return
     with engine.connect() as connection:
         _ensure_runtime_role(connection)
+        _citus_pools.setdefault(engine.pool, has_citus(connection))
 
 
 def _ensure_runtime_role(connection: Connection) -> None:
@@ -186,6 +235,11 @@ class TenantSessionFactory:
     a reassigned ``session.bind``) is checked the same way before its first transaction. On
     other databases only the ORM layer isolates tenants, and a :class:`~tenancy.TenancyWarning`
     says so.
+
+    On PostgreSQL the database trusts a tenant only with its seal, computed with the binding
+    key: *binding_key* (``Settings.binding_key``, ``TENANCY_BINDING_KEY``) or, when not given,
+    the newest key read once through *admin_engine*. With neither, tenant sessions raise
+    :class:`~tenancy.ConfigurationError`.
     """
 
     def __init__(
@@ -195,11 +249,13 @@ class TenantSessionFactory:
         resolver: InstanceResolver | None = None,
         admin_engine: Engine | None = None,
         session_options: Mapping[str, Any] | None = None,
+        binding_key: str | BindingKey | None = None,
     ) -> None:
         self.engine = engine
         self.admin_engine = admin_engine
         self.resolver = resolver
         self._options = dict(session_options or {})
+        self._keys = key_source(binding_key, admin_engine)
         self.registry = TenantRegistry()
         install_error_translation(engine)
         # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/db/psycopg_begin.py).
@@ -217,6 +273,8 @@ class TenantSessionFactory:
         """
         tenant = parse_instance_id(instance_id)
         _check_engine(self.engine)
+        if self.engine.dialect.name == "postgresql":
+            self._keys.key()  # fail closed, and early, without a binding key
         return self._session(tenant)
 
     def for_token(self, token: str) -> TenantSession:
@@ -236,7 +294,7 @@ class TenantSessionFactory:
         return self._session(tenant)
 
     def _session(self, tenant: uuid.UUID) -> TenantSession:
-        return TenantSession(self.engine, instance_id=tenant, **self._options)
+        return TenantSession(self.engine, instance_id=tenant, binding_keys=self._keys, **self._options)
 
     def admin(self, *, reason: str) -> Session:
         """A cross-tenant session on the admin engine, for jobs and support tools; logged.
@@ -259,6 +317,26 @@ _ROLE_SQL = text(
     FROM pg_roles r WHERE r.rolname = current_user
     """
 )
+
+
+def key_source(binding_key: str | BindingKey | None, admin_engine: Any) -> KeySource:
+    """The factories' :class:`~tenancy.db.binding.KeySource`: configured key, else admin engine.
+
+    *admin_engine* may be an ``AsyncEngine``: its ``sync_engine`` is used from inside the
+    session's greenlet, where SQLAlchemy runs sync code over the async driver.
+    """
+    key = parse_binding_key(binding_key) if isinstance(binding_key, str) else binding_key
+    if key is not None or admin_engine is None:
+        return KeySource(key, None)
+    engine: Engine = getattr(admin_engine, "sync_engine", admin_engine)
+
+    def load() -> BindingKey | None:
+        if engine.dialect.name != "postgresql":
+            return None
+        with engine.connect() as connection:
+            return newest_key(connection)
+
+    return KeySource(None, load)
 
 
 def open_admin(factory: str, admin_engine: _E | None, reason: str) -> _E:

@@ -68,6 +68,7 @@ DATA_COLUMNS = (
 )
 _CLAIMED = ("instance_id", "status", "consecutive_failures", "consecutive_refusals", *DATA_COLUMNS)
 _ERROR_MAX = 1000  # characters of an error kept on the row
+FUTURE_SLACK = dt.timedelta(hours=1)  # sync dates further ahead than this are treated as due
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,8 +88,12 @@ class Selection:
     instance_ids: tuple[uuid.UUID, ...] = ()
 
     def _base(self) -> Select[Any]:
+        # A date in the future is never trusted (it would keep the row from ever being
+        # claimed): only the sync writes these columns, but a restored backup or a clock jump
+        # could still leave one. The slack covers concurrent workers' clocks.
+        future = self.now + FUTURE_SLACK
         stmt = select(*(c[name] for name in _CLAIMED)).where(
-            or_(c.last_attempt_at.is_(None), c.last_attempt_at < self.since)
+            or_(c.last_attempt_at.is_(None), c.last_attempt_at < self.since, c.last_attempt_at > future)
         )
         if self.mode == "instances":
             stmt = stmt.where(c.instance_id.in_(self.instance_ids))
@@ -106,7 +111,7 @@ class Selection:
         """
         base = self._base()
         ready = base.where(c.next_attempt_at.is_(None))
-        never = ready.where(c.last_synced_at.is_(None))
+        never = ready.where(or_(c.last_synced_at.is_(None), c.last_synced_at > self.now + FUTURE_SLACK))
         if self.mode == "due":
             assert self.stale_before is not None
             older = ready.where(c.last_synced_at < self.stale_before)

@@ -5,8 +5,9 @@ server's extension directory, ``citus.so`` in its library directory); :func:`cit
 says why a cluster cannot be started (the suite reports it in its summary, never silently).
 
 One ``initdb`` is copied for the three nodes (initdb is the slow part). Every node gets the
-same roles (an owner with BYPASSRLS that owns the database, and a plain runtime role) and a
-database with the extension; the coordinator then registers itself and the two workers.
+database with the extension; the coordinator then registers itself and the two workers, and
+creates the roles (an owner with BYPASSRLS that owns the database, and a plain runtime role),
+which Citus creates on every node.
 Clusters run as the ``postgres`` OS user when the tests run as root (initdb refuses root).
 """
 
@@ -126,22 +127,31 @@ class _Runner:
         subprocess.run([*self.prefix, str(self.bindir / tool), *args], check=True, capture_output=True)
 
 
-def _prepare_node(node: Node, *, owner: str, runtime: str) -> None:
+def _prepare_node(node: Node) -> None:
     with psycopg.connect(node.url(dbname="postgres"), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER BYPASSRLS").format(sql.Identifier(owner)))
-        conn.execute(
-            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE").format(
-                sql.Identifier(runtime)
-            )
-        )
-        conn.execute(
-            sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(DBNAME), sql.Identifier(owner))
-        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DBNAME)))
     with psycopg.connect(node.url(), autocommit=True) as conn:
         conn.execute("CREATE EXTENSION citus")
-        conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(owner)))
-        conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(runtime)))
+
+
+def _create_roles(cluster: Cluster) -> None:
+    # Created on the coordinator once the workers are in: Citus creates them on every node and
+    # records them as distributed objects. Roles made on each node by hand are not recorded,
+    # and Citus then re-creates them (ALTER ROLE ... BYPASSRLS) as whoever first needs them on
+    # the workers, e.g. the owner creating a function, which only a superuser may do.
+    owner, runtime = sql.Identifier(cluster.owner), sql.Identifier(cluster.runtime)
+    with psycopg.connect(cluster.superuser_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER BYPASSRLS").format(owner))
+        conn.execute(
+            sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE").format(runtime)
+        )
+    for node in cluster.nodes:
+        with psycopg.connect(node.url(), autocommit=True) as conn:
+            conn.execute("SET citus.enable_ddl_propagation = off")  # each node does its own
+            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(DBNAME), owner))
+            conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(owner))
+            conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+            conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(runtime))
 
 
 def _wait(node: Node) -> None:
@@ -196,13 +206,15 @@ def citus_cluster(workers: int = 2) -> Iterator[Cluster]:
             started.append(node)
             _wait(node)
         for node in nodes:
-            _prepare_node(node, owner=OWNER, runtime=RUNTIME)
+            _prepare_node(node)
         coordinator, *rest = nodes
         with psycopg.connect(coordinator.url(), autocommit=True) as conn:
             conn.execute("SELECT citus_set_coordinator_host('127.0.0.1', %s)", (coordinator.port,))
             for worker in rest:
                 conn.execute("SELECT citus_add_node('127.0.0.1', %s)", (worker.port,))
-        yield Cluster(coordinator=coordinator, workers=tuple(rest))
+        cluster = Cluster(coordinator=coordinator, workers=tuple(rest))
+        _create_roles(cluster)
+        yield cluster
     finally:
         for node in started:
             subprocess.run(

@@ -8,18 +8,23 @@ skip into a failure (for a CI job that has Citus), ``TENANCY_TEST_CITUS=skip`` s
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 
+from tenancy import TenantSessionFactory
+from tenancy.db.binding import BindingKey, newest_key
+from tenancy.tenant_sync.store import register_instances
 from tests.citus.cluster import Cluster, citus_cluster, citus_missing
-from tests.citus.models import CitusBase
+from tests.citus.models import CitusBase, Folder, Note
 from tests.conftest import ROOT, alembic_config
 
 _MODE = os.environ.get("TENANCY_TEST_CITUS", "")  # "require", "skip" or unset
@@ -99,3 +104,46 @@ def citus_db(
     runtime = create_engine(citus.runtime_url, pool_size=4)
     yield CitusDb(cluster=citus, admin=citus_admin, runtime=runtime, revision=source)
     runtime.dispose()
+
+
+A = uuid.UUID("0c17a5a0-0000-4000-8000-00000000000a")
+B = uuid.UUID("0c17a5a0-0000-4000-8000-00000000000b")
+
+
+def binding_key(db: CitusDb) -> BindingKey:
+    with db.admin.connect() as conn:
+        key = newest_key(conn)
+    assert key is not None
+    return key
+
+
+@pytest.fixture(scope="session")
+def notices(citus_db: CitusDb) -> Iterator[list[str]]:
+    """Every notice or warning the coordinator sends to the runtime role's connections."""
+    seen: list[str] = []
+
+    def collect(dbapi_connection, record) -> None:
+        dbapi_connection.add_notice_handler(
+            lambda diag: seen.append(f"{diag.severity}: {diag.message_primary}")
+        )
+
+    event.listen(citus_db.runtime, "connect", collect)
+    citus_db.runtime.dispose()  # connections opened from now on get the handler
+    yield seen
+    event.remove(citus_db.runtime, "connect", collect)
+
+
+@pytest.fixture(scope="session")
+def sessions(citus_db: CitusDb, notices: list[str]) -> TenantSessionFactory:
+    """Tenants A and B registered, each with one folder and two notes written through its session."""
+    with citus_db.admin.begin() as conn:
+        register_instances(conn, [A, B], now=dt.datetime.now(dt.UTC))
+    factory = TenantSessionFactory(citus_db.runtime, admin_engine=citus_db.admin)
+    for tenant in (A, B):
+        with factory.for_instance(tenant) as session:
+            folder = Folder(name=f"inbox-{tenant}")
+            session.add(folder)
+            session.flush()
+            session.add_all([Note(folder_id=folder.id, title=f"{tenant}-{n}") for n in (1, 2)])
+            session.commit()
+    return factory

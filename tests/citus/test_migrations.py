@@ -31,9 +31,12 @@ def _colocation(db: CitusDb) -> dict[str, tuple[str, int, int]]:
 
 def test_tenant_tables_are_distributed_by_instance_id_and_colocated(citus_db: CitusDb) -> None:
     tables = _colocation(citus_db)
-    assert set(tables) == {"tenants", "folders", "notes"}
-    assert {column for column, _, _ in tables.values()} == {"instance_id"}
-    assert len({group for _, group, _ in tables.values()}) == 1, tables
+    tenant_tables = {name: tables[name] for name in ("tenants", "folders", "notes")}
+    assert {column for column, _, _ in tenant_tables.values()} == {"instance_id"}
+    assert len({group for _, group, _ in tenant_tables.values()}) == 1, tables
+    # The binding key is on every node (a reference table: no distribution column).
+    assert set(tables) - set(tenant_tables) == {"tenancy.binding_keys"}
+    assert tables["tenancy.binding_keys"][0] is None
 
 
 def test_autogenerate_emits_distribution_after_isolation_parents_first(citus_db: CitusDb) -> None:

@@ -8,54 +8,16 @@ the workers, so these pass only if the tenant setting reaches them (``SET LOCAL`
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import uuid
-from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, event, func, select, text
+from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenancy import CrossTenantWrite, TenantSessionFactory
 from tenancy.db.async_sessions import AsyncTenantSessionFactory
-from tenancy.tenant_sync.store import register_instances
-from tests.citus.conftest import CitusDb
+from tests.citus.conftest import A, B, CitusDb, binding_key
 from tests.citus.models import Folder, Note
-
-A = uuid.UUID("0c17a5a0-0000-4000-8000-00000000000a")
-B = uuid.UUID("0c17a5a0-0000-4000-8000-00000000000b")
-
-
-@pytest.fixture(scope="module")
-def notices(citus_db: CitusDb) -> Iterator[list[str]]:
-    """Every notice or warning the coordinator sends to the runtime role's connections."""
-    seen: list[str] = []
-
-    def collect(dbapi_connection, record) -> None:
-        dbapi_connection.add_notice_handler(
-            lambda diag: seen.append(f"{diag.severity}: {diag.message_primary}")
-        )
-
-    event.listen(citus_db.runtime, "connect", collect)
-    citus_db.runtime.dispose()  # connections opened from now on get the handler
-    yield seen
-    event.remove(citus_db.runtime, "connect", collect)
-
-
-@pytest.fixture(scope="module")
-def sessions(citus_db: CitusDb, notices: list[str]) -> TenantSessionFactory:
-    """Tenants A and B registered, each with one folder and two notes written through its session."""
-    with citus_db.admin.begin() as conn:
-        register_instances(conn, [A, B], now=dt.datetime.now(dt.UTC))
-    factory = TenantSessionFactory(citus_db.runtime, admin_engine=citus_db.admin)
-    for tenant in (A, B):
-        with factory.for_instance(tenant) as session:
-            folder = Folder(name=f"inbox-{tenant}")
-            session.add(folder)
-            session.flush()
-            session.add_all([Note(folder_id=folder.id, title=f"{tenant}-{n}") for n in (1, 2)])
-            session.commit()
-    return factory
 
 
 def test_orm_and_raw_sql_see_only_their_tenant(sessions: TenantSessionFactory) -> None:
@@ -123,7 +85,7 @@ def test_async_sessions_too(citus_db: CitusDb, sessions: TenantSessionFactory) -
     async def titles() -> list[str]:
         engine = create_async_engine(citus_db.cluster.runtime_url)
         try:
-            factory = AsyncTenantSessionFactory(engine)
+            factory = AsyncTenantSessionFactory(engine, binding_key=binding_key(citus_db))
             async with factory.for_instance(A) as session:
                 return list((await session.scalars(select(Note.title).order_by(Note.title))).all())
         finally:
@@ -146,7 +108,7 @@ def test_without_the_propagation_setting_tenants_see_nothing(
         citus_db.cluster.runtime_url, connect_args={"options": "-c citus.propagate_set_commands=none"}
     )
     try:
-        with TenantSessionFactory(engine).for_instance(A) as session:
+        with TenantSessionFactory(engine, binding_key=binding_key(citus_db)).for_instance(A) as session:
             assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 0
             assert session.scalars(select(Note)).all() == []
     finally:

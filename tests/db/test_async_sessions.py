@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import tenancy
 from tenancy.db.models import Tenant
+from tenancy.db.registration import upsert_seen_tenant
 from tests.pgserver import Database
 
 pytestmark = pytest.mark.postgres
@@ -34,7 +35,8 @@ def test_async_sessions_read_and_write_only_their_tenant(pg_database: Database) 
         a, b = uuid.uuid4(), uuid.uuid4()
         for tenant in (a, b):
             async with sessions.for_instance(tenant) as session:
-                session.add(Tenant(site_id="same-site"))
+                # The runtime role writes `tenants` only through tenancy.register_tenant.
+                await session.run_sync(lambda s, t=tenant: upsert_seen_tenant(s, t, site_id="same-site"))
                 await session.commit()
                 # After commit the next transaction carries the setting again.
                 rows = (await session.scalars(select(Tenant))).all()
@@ -64,7 +66,7 @@ def test_many_async_tasks_on_a_pool_of_two_each_see_their_own_tenant(pg_database
         tenants = [uuid.uuid4() for _ in range(8)]
         for tenant in tenants:
             async with sessions.for_instance(tenant) as session:
-                session.add(Tenant(site_id=str(tenant)))
+                await session.run_sync(lambda s, t=tenant: upsert_seen_tenant(s, t, site_id=str(t)))
                 await session.commit()
 
         async def task(i: int) -> tuple[uuid.UUID, list[str | None], str]:

@@ -13,7 +13,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
 from tenancy import Tenant, TenantSessionFactory
-from tenancy.db.psycopg_begin import SUPPORTED, TenantBeginConnection, arm, setting_command
+from tenancy.db.binding import BindingKey, seal
+from tenancy.db.psycopg_begin import SUPPORTED, TenantBeginConnection, arm
 from tests.pgserver import Database
 from tests.wire import RoundTripProxy
 
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.postgres
 
 T1 = uuid.UUID("11111111-1111-4111-8111-111111111111")
 T2 = uuid.UUID("22222222-2222-4222-8222-222222222222")
+KEY = BindingKey("1", bytes(range(32)))  # raw connections: the settings travel, whatever the key
 CURRENT = text("SELECT current_setting('tenancy.instance_id', true)")
 
 
@@ -38,8 +40,8 @@ def _setting(session_or_conn) -> str | None:
 
 
 @pytest.fixture
-def factory(runtime_engine: Engine) -> TenantSessionFactory:
-    return TenantSessionFactory(runtime_engine)
+def factory(runtime_engine: Engine, binding_key: BindingKey) -> TenantSessionFactory:
+    return TenantSessionFactory(runtime_engine, binding_key=binding_key)
 
 
 @pytest.fixture
@@ -72,11 +74,11 @@ def test_a_tenant_session_uses_the_fast_path_and_sees_its_setting(factory: Tenan
         assert isinstance(s.connection().connection.driver_connection, TenantBeginConnection)
 
 
-def test_the_users_connect_hooks_still_run(pg_database: Database) -> None:
+def test_the_users_connect_hooks_still_run(pg_database: Database, binding_key: BindingKey) -> None:
     """A do_connect hook registered after the factory (e.g. a password from a vault) still applies."""
     engine = create_engine(pg_database.runtime_url)
     try:
-        factory = TenantSessionFactory(engine)
+        factory = TenantSessionFactory(engine, binding_key=binding_key)
 
         @event.listens_for(engine, "do_connect")
         def _name(dialect, rec, cargs, cparams) -> None:
@@ -130,13 +132,15 @@ def test_row_level_security_sees_the_setting(factory: TenantSessionFactory, admi
 
 @pytest.mark.parametrize("reset_on_return", ["rollback", None])
 @pytest.mark.parametrize("statements", [0, 1])
-def test_nothing_is_left_for_the_next_checkout(pg_database: Database, reset_on_return, statements) -> None:
+def test_nothing_is_left_for_the_next_checkout(
+    pg_database: Database, reset_on_return, statements, binding_key: BindingKey
+) -> None:
     """A pooled connection carries no setting (armed or applied) to a plain checkout."""
     engine = create_engine(
         pg_database.runtime_url, pool_size=1, max_overflow=0, pool_reset_on_return=reset_on_return
     )
     try:
-        factory = TenantSessionFactory(engine)
+        factory = TenantSessionFactory(engine, binding_key=binding_key)
         with factory.for_instance(T1) as s:
             s.connection()  # begins the transaction: the setting is armed
             for _ in range(statements):
@@ -144,7 +148,7 @@ def test_nothing_is_left_for_the_next_checkout(pg_database: Database, reset_on_r
         with engine.connect() as conn:
             driver = conn.connection.driver_connection
             assert isinstance(driver, TenantBeginConnection)
-            assert driver._tenancy_setting is None
+            assert driver._tenancy_binding is None
             assert _setting(conn) is None
     finally:
         engine.dispose()
@@ -159,7 +163,9 @@ def _round_trips(proxy: RoundTripProxy, work, n: int = 20) -> float:
     return proxy.round_trips / n
 
 
-def test_a_tenant_transaction_costs_no_extra_round_trip(pg_database: Database, proxy: RoundTripProxy) -> None:
+def test_a_tenant_transaction_costs_no_extra_round_trip(
+    pg_database: Database, proxy: RoundTripProxy, binding_key: BindingKey
+) -> None:
     """Counted on the wire: BEGIN+setting, SELECT, COMMIT = 3 trips, like an unscoped transaction (was 4)."""
     fast = create_engine(_via(pg_database.runtime_url, proxy), pool_size=1)
     # A psycopg subclass of the user's is left alone: the session falls back to the statement.
@@ -168,7 +174,8 @@ def test_a_tenant_transaction_costs_no_extra_round_trip(pg_database: Database, p
         "postgresql+psycopg://", creator=lambda: UserConnection.connect(slow_url), pool_size=1
     )
     try:
-        fast_factory, slow_factory = TenantSessionFactory(fast), TenantSessionFactory(slow)
+        fast_factory = TenantSessionFactory(fast, binding_key=binding_key)
+        slow_factory = TenantSessionFactory(slow, binding_key=binding_key)
 
         def tenant_txn(factory: TenantSessionFactory):
             def run() -> None:
@@ -190,11 +197,13 @@ def test_a_tenant_transaction_costs_no_extra_round_trip(pg_database: Database, p
         slow.dispose()
 
 
-def test_isolation_level_and_the_setting_share_the_begin(pg_database: Database) -> None:
+def test_isolation_level_and_the_setting_share_the_begin(
+    pg_database: Database, binding_key: BindingKey
+) -> None:
     """BEGIN keeps psycopg's isolation level / read-only clauses and still carries the setting."""
     engine = create_engine(pg_database.runtime_url, isolation_level="SERIALIZABLE")
     try:
-        with TenantSessionFactory(engine).for_instance(T1) as s:
+        with TenantSessionFactory(engine, binding_key=binding_key).for_instance(T1) as s:
             assert _setting(s) == str(T1)
             assert s.execute(text("SHOW transaction_isolation")).scalar_one() == "serializable"
     finally:
@@ -215,45 +224,43 @@ def _raw_setting(conn: psycopg.Connection) -> str | None:
 
 def test_armed_connection_applies_then_forgets(raw: TenantBeginConnection) -> None:
     """Armed: the next BEGIN carries the setting; commit/rollback disarm it."""
-    assert arm(raw, T1)
+    assert arm(raw, T1, seal(KEY, T1))
     assert _raw_setting(raw) == str(T1)
     assert raw.pgconn.transaction_status == pq.TransactionStatus.INTRANS
-    assert not arm(raw, T2)  # inside a transaction: the caller must use a statement
+    assert not arm(raw, T2, seal(KEY, T2))  # inside a transaction: the caller must use a statement
     raw.rollback()
     assert _raw_setting(raw) is None
     raw.rollback()
-    assert arm(raw, T2)
+    assert arm(raw, T2, seal(KEY, T2))
     assert _raw_setting(raw) == str(T2)
     raw.commit()
     assert _raw_setting(raw) is None
 
 
-def test_pipeline_mode_still_carries_the_setting(raw: TenantBeginConnection) -> None:
-    """In pipeline mode BEGIN and the setting are queued as two commands, never dropped."""
-    assert arm(raw, T1)
-    with raw.pipeline():
-        cur = raw.execute("SELECT current_setting('tenancy.instance_id', true)")
-        row = cur.fetchone()
-    assert row == (str(T1),)
+def test_pipeline_mode_refuses_to_begin_without_the_binding(raw: TenantBeginConnection) -> None:
+    """In psycopg's pipeline mode the binding cannot ride with BEGIN: refused, never run unbound."""
+    assert arm(raw, T1, seal(KEY, T1))
+    with pytest.raises(psycopg.ProgrammingError, match="pipeline"), raw.pipeline():
+        raw.execute("SELECT 1")
     raw.rollback()
 
 
 def test_autocommit_after_arming_fails_closed(raw: TenantBeginConnection) -> None:
     """Switched to autocommit while armed: statements are refused, not run without the setting."""
-    assert arm(raw, T1)
+    assert arm(raw, T1, seal(KEY, T1))
     raw.autocommit = True
     with pytest.raises(psycopg.ProgrammingError, match="autocommit"):
         raw.execute("SELECT 1")
     raw.autocommit = False
     raw.rollback()
-    assert raw._tenancy_setting is None
+    assert raw._tenancy_binding is None
 
 
 def test_other_begin_paths_fail_closed(raw: TenantBeginConnection) -> None:
-    """psycopg's own transaction() block, armed, raises rather than opening an unscoped transaction."""
-    assert arm(raw, T1)
-    with pytest.raises(psycopg.InternalError, match="received 2 results"), raw.transaction():
-        pass
+    """psycopg's own transaction() block opens a transaction without the binding: it binds nothing."""
+    assert arm(raw, T1, seal(KEY, T1))
+    with raw.transaction():
+        assert _raw_setting(raw) is None
     raw.rollback()
     assert raw.pgconn.transaction_status == pq.TransactionStatus.IDLE
 
@@ -261,19 +268,26 @@ def test_other_begin_paths_fail_closed(raw: TenantBeginConnection) -> None:
 def test_other_connections_are_never_armed(pg_database: Database) -> None:
     """Plain psycopg connections and autocommit connections are refused: the caller falls back."""
     with psycopg.connect(_libpq(pg_database.runtime_url)) as plain:
-        assert not arm(plain, T1)
+        assert not arm(plain, T1, seal(KEY, T1))
     with TenantBeginConnection.connect(_libpq(pg_database.runtime_url), autocommit=True) as auto:
-        assert not arm(auto, T1)
+        assert not arm(auto, T1, seal(KEY, T1))
 
 
-def test_only_canonical_uuids_are_inlined() -> None:
-    """The SET LOCAL text is built only from a uuid.UUID's canonical form."""
-    assert setting_command(T1) == f"SET LOCAL tenancy.instance_id = '{T1}'".encode()
-    with pytest.raises(ValueError):
-        setting_command("11111111-1111-4111-8111-111111111111'; RESET ALL; --")  # type: ignore[arg-type]
+def test_the_binding_is_bound_never_inlined(raw: TenantBeginConnection) -> None:
+    """The BEGIN pipeline sends the id and seal as parameters: the statement text holds neither."""
+    from tenancy.db.binding import BIND_SQL
+
+    assert "$1" in BIND_SQL and "$2" in BIND_SQL
+    assert arm(raw, T1, seal(KEY, T1))
+    assert _raw_setting(raw) == str(T1)
+    row = raw.execute("SELECT current_setting('tenancy.seal', true)").fetchone()
+    assert row == (seal(KEY, T1),)
+    raw.rollback()
 
 
-def test_async_sessions_use_the_fast_path_too(pg_database: Database, proxy: RoundTripProxy) -> None:
+def test_async_sessions_use_the_fast_path_too(
+    pg_database: Database, proxy: RoundTripProxy, binding_key: BindingKey
+) -> None:
     """AsyncTenantSessionFactory: the setting is in every transaction, with no extra round trip."""
     import asyncio
 
@@ -284,7 +298,7 @@ def test_async_sessions_use_the_fast_path_too(pg_database: Database, proxy: Roun
 
     async def main() -> None:
         engine = create_async_engine(_via(pg_database.runtime_url, proxy), pool_size=1, max_overflow=0)
-        sessions = AsyncTenantSessionFactory(engine)
+        sessions = AsyncTenantSessionFactory(engine, binding_key=binding_key)
         try:
 
             async def tenant_txn() -> None:

@@ -73,7 +73,7 @@ def test_registration_inserts_once_and_reactivates_removed(runtime_engine, admin
 def test_grant_command_gives_the_runtime_role_exactly_its_needs(
     empty_pg_database: Database, monkeypatch
 ) -> None:
-    """`tenancy grant` after `alembic upgrade head`: tenants readable/writable, alembic_version not."""
+    """`tenancy grant` after `alembic upgrade head`: tenants readable only, alembic_version not."""
     admin = create_engine(empty_pg_database.admin_url)
     migrate(admin)
     monkeypatch.setenv("TENANCY_ADMIN_DATABASE_URL", empty_pg_database.admin_url)
@@ -87,42 +87,61 @@ def test_grant_command_gives_the_runtime_role_exactly_its_needs(
                 " has_table_privilege('tenants', 'DELETE'), has_table_privilege('alembic_version', 'SELECT')"
             )
         ).one()
-    assert tuple(privileges) == (True, True, False, False)
-    # Tables that later migrations create are granted through default privileges.
+    # tenants: read (its own row, RLS); written only through tenancy.register_tenant.
+    assert tuple(privileges) == (True, False, False, False)
+    # Tenant tables that later migrations create are granted by op.enable_tenant_isolation;
+    # other new tables are not granted at all (no default privileges).
     with admin.begin() as conn:
         conn.execute(
             text("CREATE TABLE later (instance_id uuid NOT NULL, id int, PRIMARY KEY (instance_id, id))")
         )
+        tenancy.enable_isolation(conn, "later")
+        conn.execute(text("CREATE TABLE plain_lookup (id int PRIMARY KEY)"))
     with runtime.connect() as conn:
         assert conn.execute(text("SELECT has_table_privilege('later', 'INSERT')")).scalar() is True
+        assert conn.execute(text("SELECT has_table_privilege('plain_lookup', 'SELECT')")).scalar() is False
     assert main(["grant", empty_pg_database.owner]) == 2  # the owner would bypass RLS: refused
     runtime.dispose()
     admin.dispose()
 
 
-def test_rls_write_violation_surfaces_as_cross_tenant_write(runtime_engine, admin_engine) -> None:
+@pytest.fixture
+def api_notes(admin_engine) -> str:
+    """A small tenant table, isolated like any user's (enable_isolation grants the runtime role)."""
+    with admin_engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE IF NOT EXISTS api_notes (instance_id uuid NOT NULL, id int NOT NULL,"
+                " CONSTRAINT pk_api_notes PRIMARY KEY (instance_id, id))"
+            )
+        )
+        tenancy.enable_isolation(conn, "api_notes")
+    return "api_notes"
+
+
+def test_rls_write_violation_surfaces_as_cross_tenant_write(runtime_engine, admin_engine, api_notes) -> None:
     """A raw INSERT of another tenant's row, refused by the policy (42501), raises CrossTenantWrite."""
     sessions = tenancy.TenantSessionFactory(runtime_engine, admin_engine=admin_engine)
     other = uuid.uuid4()
     with sessions.for_instance(A) as session:
-        with pytest.raises(tenancy.CrossTenantWrite, match="tenants"):
-            session.execute(
-                text("INSERT INTO tenants (instance_id, status, first_seen_at) VALUES (:i, 'active', now())"),
-                {"i": other},
-            )
+        with pytest.raises(tenancy.CrossTenantWrite, match="api_notes"):
+            session.execute(text("INSERT INTO api_notes (instance_id, id) VALUES (:i, 1)"), {"i": other})
         session.rollback()
-    with sessions.admin(reason="test") as s:
-        assert s.get(Tenant, other) is None
+    with admin_engine.connect() as conn:
+        assert (
+            conn.execute(text("SELECT count(*) FROM api_notes WHERE instance_id = :i"), {"i": other}).scalar()
+            == 0
+        )
 
 
-def test_duplicate_in_tenant_is_a_domain_error(runtime_engine, admin_engine) -> None:
-    """Registering the same tenant row twice by hand raises DuplicateInTenant naming the constraint."""
+def test_duplicate_in_tenant_is_a_domain_error(runtime_engine, admin_engine, api_notes) -> None:
+    """Inserting the same per-tenant key twice raises DuplicateInTenant naming the constraint."""
     sessions = tenancy.TenantSessionFactory(runtime_engine, admin_engine=admin_engine)
     tenant = uuid.uuid4()
+    insert = text("INSERT INTO api_notes (instance_id, id) VALUES (:i, 1)")
     with sessions.for_instance(tenant) as session:
-        session.add(Tenant())
+        session.execute(insert, {"i": tenant})
         session.commit()
-        session.add(Tenant())
         with pytest.raises(tenancy.DuplicateInTenant) as caught:
-            session.commit()
-        assert caught.value.constraint == "pk_tenants"
+            session.execute(insert, {"i": tenant})
+        assert caught.value.constraint == "pk_api_notes"

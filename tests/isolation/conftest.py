@@ -10,15 +10,20 @@ freshly seeded with identical-looking data. ``env`` runs a test on PostgreSQL an
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from tenancy import TenancyWarning, TenantSessionFactory
+from tenancy.db.roles import grant_runtime_role
 from tests.conftest import migrate
 from tests.isolation.models import FUNCTION_SQL, TENANT_TABLES, VIEW_SQL, IsoBase
+from tests.isolation.raw_sql import Runner, via_port
 from tests.isolation.support import Env, seed
+from tests.pgbouncer import pgbouncer
 from tests.pgserver import Database, fresh_database
 
 
@@ -32,6 +37,8 @@ def iso_database(pg_server: str) -> Iterator[Database]:
             IsoBase.metadata.create_all(conn)
             conn.execute(text(VIEW_SQL))
             conn.execute(text(FUNCTION_SQL))
+            # `tenancy grant` grants tenant tables by name: re-run it after creating them.
+            grant_runtime_role(conn, db.runtime, also=["iso_note_titles"])
         owner.dispose()
         yield db
 
@@ -49,7 +56,7 @@ def app_engine(iso_database: Database, owner_engine: Engine) -> Iterator[Engine]
     """The runtime role (plain, subject to RLS) on a pool of two connections."""
     engine = create_engine(iso_database.runtime_url, pool_size=2, max_overflow=0, pool_timeout=30)
     with engine.connect() as conn:
-        # Default privileges reached the tables that the owner created after the migration.
+        # `tenancy grant` reached the tables that the owner created after the migration.
         for table in TENANT_TABLES:
             granted = conn.execute(
                 text("SELECT has_table_privilege(:t, 'SELECT,INSERT,UPDATE,DELETE')"), {"t": table}
@@ -107,3 +114,31 @@ def env(request: pytest.FixtureRequest) -> Env:
 def factory(pg: Env) -> TenantSessionFactory:
     """``TenantSessionFactory(runtime_engine, admin_engine=owner_engine)`` on the seeded database."""
     return pg.factory
+
+
+@pytest.fixture(scope="session")
+def bouncer_port(iso_database: Database) -> Iterator[int]:
+    """A PgBouncer (transaction mode, one server connection) in front of the battery's database."""
+    info = psycopg.conninfo.conninfo_to_dict(iso_database.superuser_url)
+    host, port = str(info.get("host", "127.0.0.1")), int(str(info.get("port", 5432)))
+    with ExitStack() as stack:
+        try:
+            listen = stack.enter_context(pgbouncer(host, port, [iso_database.runtime]))
+        except RuntimeError as exc:  # missing or broken: fail with how to get it, never skip
+            pytest.fail(str(exc), pytrace=False)
+        yield listen
+
+
+ROUTES = [("direct", "sync"), ("direct", "async"), ("pgbouncer", "sync"), ("pgbouncer", "async")]
+
+
+@pytest.fixture(params=ROUTES, ids=["-".join(r) for r in ROUTES])
+def tenants(request: pytest.FixtureRequest, pg: Env, iso_database: Database) -> Iterator[Runner]:
+    """Tenant sessions over a pool of ONE connection: directly or through PgBouncer, sync or async."""
+    route, flavor = request.param
+    url = iso_database.runtime_url
+    if route == "pgbouncer":
+        url = via_port(url, request.getfixturevalue("bouncer_port"))
+    runner = Runner(url, pg.key, flavor=flavor)
+    yield runner
+    runner.close()

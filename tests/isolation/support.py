@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, event, insert, text
 
 from tenancy import TenantSessionFactory
+from tenancy.db.binding import BindingKey
 from tests.isolation.models import Folder, Item, Note, Tag, note_tags
 
 A = uuid.UUID("aaaaaaaa-0000-4000-8000-00000000000a")
@@ -74,11 +75,26 @@ class Env:
 
     @contextmanager
     def tenant_connection(self, tenant: uuid.UUID | str | None) -> Iterator[Connection]:
-        """A runtime-role connection in a transaction with the tenant setting (or none), no ORM."""
+        """A runtime-role connection in a transaction with the sealed binding (or none), no ORM."""
         with self.engine.connect() as conn, conn.begin():
             if tenant is not None:
-                conn.execute(text("SELECT set_config('tenancy.instance_id', :t, true)"), {"t": str(tenant)})
+                conn.execute(
+                    text(
+                        "SELECT set_config('tenancy.instance_id', :t, true),"
+                        " set_config('tenancy.seal', :s, true)"
+                    ),
+                    {"t": str(tenant), "s": self.seal(tenant)},
+                )
             yield conn
+
+    @property
+    def key(self) -> BindingKey:
+        """The binding key the application holds (read once through the owner engine)."""
+        return self.factory._keys.key()
+
+    def seal(self, tenant: uuid.UUID | str) -> str:
+        """The seal the application computes for *tenant* (the factory's binding key)."""
+        return self.factory._keys.seal(uuid.UUID(str(tenant)))
 
     def _params(self, params: dict[str, Any]) -> dict[str, Any]:
         # SQLite stores UUIDs as 32 hex digits; raw SQL there must bind them the same way.

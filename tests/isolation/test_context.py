@@ -53,7 +53,7 @@ def test_s43_pooled_connection_keeps_nothing_even_after_an_exception(pg: Env) ->
         with engine.connect() as conn:
             pid, setting, user, path = conn.execute(STATE).one()
         assert setting in (None, "")
-        factory = TenantSessionFactory(engine)
+        factory = TenantSessionFactory(engine, binding_key=pg.key)
         with pytest.raises(ZeroDivisionError), factory.for_instance(A) as session:
             assert session.execute(STATE).one()[1] == str(A)
             raise ZeroDivisionError  # an application error inside the block
@@ -105,7 +105,7 @@ def test_s45_autocommit_connections_are_refused(pg: Env) -> None:
     unscoped.
     """
     with single_connection_engine(pg, isolation_level="AUTOCOMMIT") as engine:
-        factory = TenantSessionFactory(engine)
+        factory = TenantSessionFactory(engine, binding_key=pg.key)
         with factory.for_instance(A) as session, pytest.raises(ConfigurationError):
             session.execute(select(Note))
     with pg.factory.for_instance(A) as session, pytest.raises(ConfigurationError):
@@ -113,7 +113,10 @@ def test_s45_autocommit_connections_are_refused(pg: Env) -> None:
     with single_connection_engine(pg) as engine:
         # Autocommit switched on behind SQLAlchemy's back, on the driver connection itself.
         event.listen(engine, "connect", lambda dbapi_conn, record: setattr(dbapi_conn, "autocommit", True))
-        with TenantSessionFactory(engine).for_instance(A) as session, pytest.raises(ConfigurationError):
+        with (
+            TenantSessionFactory(engine, binding_key=pg.key).for_instance(A) as session,
+            pytest.raises(ConfigurationError),
+        ):
             session.execute(text("SELECT count(*) FROM iso_notes"))
 
 
@@ -122,7 +125,7 @@ def test_s46_two_tenants_through_one_backend_connection_in_turn(pg: Env) -> None
     each sees its own.
     """
     with single_connection_engine(pg) as engine:
-        factory = TenantSessionFactory(engine)
+        factory = TenantSessionFactory(engine, binding_key=pg.key)
         session_a, session_b = factory.for_instance(A), factory.for_instance(B)
         pids = set()
         try:
@@ -382,16 +385,16 @@ def test_s52_runtime_connection_cannot_switch_on_an_escape(pg: Env, escape: str)
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="RLS trusts the connection's tenancy.instance_id: raw SQL in a tenant session can set "
-    "another tenant's id (transaction-local) and read its rows; closing it needs a design change "
-    "(e.g. a setting the runtime role cannot forge)",
-)
 def test_s52_raw_sql_in_a_tenant_session_cannot_switch_to_another_tenant(pg: Env) -> None:
-    """Scenario 52: raw SQL in A's session that sets the tenant setting to B still sees only A's rows."""
+    """Scenario 52: raw SQL in A's session that sets the tenant setting to B sees none of B's rows.
+
+    The seal in the transaction is A's: with B's id it does not verify, so the database shows
+    nothing at all (and the next transaction of the session is A's again).
+    """
     with pg.factory.for_instance(A) as session:
         session.execute(text("SELECT set_config('tenancy.instance_id', :b, true)"), {"b": str(B)})
-        assert {n.instance_id for n in session.scalars(select(Note)).unique()} <= {A}  # the guard holds
+        assert {n.instance_id for n in session.scalars(select(Note)).unique()} == set()
         raw = {r[0] for r in session.execute(text("SELECT instance_id FROM iso_notes"))}
-        assert raw <= {A}
+        assert raw == set()
+        session.commit()
+        assert {r[0] for r in session.execute(text("SELECT instance_id FROM iso_notes"))} == {A}

@@ -449,7 +449,12 @@ def test_s40_composite_fk_rejects_child_of_a_pointing_at_parent_of_b(pg: Env) ->
     """
     for engine in (pg.owner, pg.engine):
         with pytest.raises(IntegrityError) as err, engine.begin() as conn:
-            conn.execute(text("SELECT set_config('tenancy.instance_id', :a, true)"), {"a": str(A)})
+            conn.execute(
+                text(
+                    "SELECT set_config('tenancy.instance_id', :a, true), set_config('tenancy.seal', :s, true)"
+                ),
+                {"a": str(A), "s": pg.seal(A)},
+            )
             conn.execute(insert(Note.__table__).values(instance_id=A, id=40, folder_id=3, title="x"))
         assert isinstance(err.value.orig, psycopg.errors.ForeignKeyViolation)
     with pg.factory.for_instance(A) as session:

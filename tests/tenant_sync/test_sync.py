@@ -355,3 +355,23 @@ def test_wix_sample_refusals_count_towards_removal(db, emu, client, endpoint, na
     assert "1700000000.000000000000000000" in row["last_sync_error"]  # Wix's request id, kept
     second = sync(db.engine, client, mode="all", remove_after=2, backoff=TINY)
     assert (second.removed, rows(db.engine)[uuid.UUID(iid)]["status"]) == (1, "removed")
+
+
+def test_dates_in_the_future_are_never_trusted(db, emu, client) -> None:
+    """A last_synced_at or last_attempt_at ahead of now counts as due, so the sync repairs the row."""
+    seed(db.engine, emu.instance_ids)
+    future = dt.datetime.now(dt.UTC) + dt.timedelta(days=3650)
+    ids = [uuid.UUID(i) for i in emu.instance_ids]
+    with db.engine.begin() as conn:
+        conn.execute(update(Tenant).values(last_synced_at=dt.datetime.now(dt.UTC)))
+        conn.execute(update(Tenant).where(Tenant.instance_id == ids[0]).values(last_synced_at=future))
+        stale = dt.datetime.now(dt.UTC) - dt.timedelta(days=3)
+        conn.execute(
+            update(Tenant)
+            .where(Tenant.instance_id == ids[1])
+            .values(last_synced_at=stale, last_attempt_at=future)
+        )
+    emu.reset_counts()
+    sync(db.engine, client, concurrency=1, on_progress=lambda r: None)
+    fetched = {uuid.UUID(r.instance_id) for r in emu.requests if r.endpoint == "get_app_instance"}
+    assert fetched == {ids[0], ids[1]}

@@ -1,0 +1,78 @@
+"""``tenancy rotate-key``: roll the database binding key without downtime.
+
+``--start`` adds a new key (new seals use it; every unretired key still verifies), then roll
+your processes (or ``--export`` the key to the deployments that hold it in
+``TENANCY_BINDING_KEY``); ``--finish`` retires every older key: a process still sealing with
+one sees no rows from then on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from sqlalchemy import create_engine, text
+
+from tenancy.db.binding import SCHEMA, add_key, newest_key
+from tenancy.errors import ConfigurationError
+from tenancy.settings import Settings
+
+NAME = "rotate-key"
+HELP = (
+    "rotate the database binding key (connected as the owner, TENANCY_ADMIN_DATABASE_URL): "
+    "--start adds a new key, --finish retires the older ones, --export FILE writes the newest "
+    "key for TENANCY_BINDING_KEY"
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--start", action="store_true", help="add a new key; old keys keep verifying")
+    group.add_argument("--finish", action="store_true", help="retire every key but the newest")
+    group.add_argument(
+        "--export",
+        metavar="FILE",
+        help="write the newest key (the TENANCY_BINDING_KEY value) to a new file, mode 0600",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    engine = create_engine(settings.admin_database_url)
+    if engine.dialect.name != "postgresql":
+        raise ConfigurationError("the binding key exists on PostgreSQL only")
+    try:
+        with engine.begin() as connection:
+            if args.start:
+                key_id = add_key(connection)
+                print(
+                    f"added binding key {key_id}; roll your processes (and TENANCY_BINDING_KEY), "
+                    "then run `tenancy rotate-key --finish`"
+                )
+            elif args.finish:
+                retired = connection.execute(
+                    text(
+                        f"UPDATE {SCHEMA}.binding_keys SET retired_at = now() WHERE retired_at IS NULL"
+                        f" AND key_id < (SELECT max(key_id) FROM {SCHEMA}.binding_keys"
+                        " WHERE retired_at IS NULL)"
+                    )
+                ).rowcount
+                print(f"retired {retired} older binding key(s)")
+            else:
+                key = newest_key(connection)
+                if key is None:
+                    raise ConfigurationError("no binding key: run `alembic upgrade head` first")
+                _write_secret(args.export, key.as_text())
+                print(f"wrote binding key {key.key_id} to {args.export}")
+    finally:
+        engine.dispose()
+    return 0
+
+
+def _write_secret(path: str, value: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigurationError(f"{path} exists; refusing to overwrite it") from None
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")

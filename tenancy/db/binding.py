@@ -1,0 +1,316 @@
+"""The sealed tenant binding: what the database trusts as "the current tenant".
+
+A tenant transaction carries two transaction-local settings, ``tenancy.instance_id`` (the
+canonical lowercase UUID) and ``tenancy.seal`` (``<key_id>.<hex HMAC-SHA256 of that text>``
+under a random *binding key*). The policy on every tenant table compares ``instance_id`` with
+``(SELECT tenancy.current_instance_id())``: a ``SECURITY DEFINER`` function owned by the
+schema's owner that recomputes the HMAC with a key the runtime role cannot read and returns
+the UUID only when the seal verifies (else NULL: zero rows, rejected writes). SQL injected
+into a tenant session can set the settings, but cannot compute another tenant's seal.
+
+The HMAC is built from PostgreSQL's built-in ``sha256()`` with the pads precomputed in the key
+table (no extension needed, so Citus workers and managed servers need nothing installed);
+pgcrypto's C ``hmac()`` measured only about 0.4 µs faster per statement.
+
+This module is the one place that knows the binding's wire form (:data:`BIND_SQL`,
+:func:`bind_parameters`): a transport that cannot use ``set_config`` (Citus forwards only
+``SET`` to its workers) replaces those two and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection, text
+
+from tenancy.errors import ConfigurationError
+from tenancy.settings import BINDING_KEY_PATTERN
+
+__all__ = [
+    "BIND_SQL",
+    "ENV_VAR",
+    "FUNCTION",
+    "REGISTER_FUNCTION",
+    "SCHEMA",
+    "SEAL_SETTING",
+    "BindingKey",
+    "KeySource",
+    "bind_parameters",
+    "binding_objects_sql",
+    "drop_binding_objects_sql",
+    "ensure_binding_objects",
+    "new_key",
+    "newest_key",
+    "parse_binding_key",
+    "registration_proof",
+    "seal",
+]
+
+SCHEMA = "tenancy"
+FUNCTION = f"{SCHEMA}.current_instance_id"
+REGISTER_FUNCTION = f"{SCHEMA}.register_tenant"
+SEAL_SETTING = "tenancy.seal"
+ENV_VAR = "TENANCY_BINDING_KEY"
+_REGISTER_PREFIX = "tenancy.register:"
+
+# Bound parameters, never text: other backends of the role read query text in pg_stat_activity.
+BIND_SQL = (
+    "SELECT pg_catalog.set_config('tenancy.instance_id', $1, true), "
+    "pg_catalog.set_config('tenancy.seal', $2, true)"
+)
+
+
+@dataclass(frozen=True)
+class BindingKey:
+    """One binding key: its id (named in every seal) and its 32 secret bytes (never shown)."""
+
+    key_id: str
+    secret: bytes = field(repr=False)
+
+    def __repr__(self) -> str:
+        return f"BindingKey(key_id={self.key_id!r})"
+
+    def as_text(self) -> str:
+        """The ``TENANCY_BINDING_KEY`` form, ``<key_id>:<64 hex digits>`` (a secret)."""
+        return f"{self.key_id}:{self.secret.hex()}"
+
+
+def parse_binding_key(value: str) -> BindingKey:
+    """Parse ``<key_id>:<64 hex digits>`` (the ``TENANCY_BINDING_KEY`` form)."""
+    value = value.strip().lower()
+    if not BINDING_KEY_PATTERN.fullmatch(value):
+        # Never echo the value: it is (or was meant to be) a secret.
+        raise ConfigurationError(f"{ENV_VAR} must look like '<key id>:<64 hex digits>'")
+    key_id, secret = value.split(":")
+    return BindingKey(str(int(key_id)), bytes.fromhex(secret))
+
+
+def seal(key: BindingKey, tenant: uuid.UUID) -> str:
+    """The seal of *tenant* under *key*: ``<key_id>.<hex HMAC-SHA256(canonical uuid)>``."""
+    digest = hmac.new(key.secret, str(tenant).encode("ascii"), hashlib.sha256).hexdigest()
+    return f"{key.key_id}.{digest}"
+
+
+def registration_proof(key: BindingKey, tenant: uuid.UUID) -> str:
+    """The proof ``tenancy.register_tenant`` needs: only code holding the key can register.
+
+    Different from the seal (another message), so SQL that reads its own transaction's seal
+    cannot use it to (re)activate its tenant.
+    """
+    message = f"{_REGISTER_PREFIX}{tenant}".encode("ascii")
+    return f"{key.key_id}.{hmac.new(key.secret, message, hashlib.sha256).hexdigest()}"
+
+
+def bind_parameters(tenant: uuid.UUID, tenant_seal: str) -> tuple[str, str]:
+    """The two parameters of :data:`BIND_SQL`."""
+    return str(tenant), tenant_seal
+
+
+def new_key() -> tuple[bytes, bytes, bytes]:
+    """A fresh random key and its HMAC pads: ``(key, ipad, opad)``, 32 + 64 + 64 bytes."""
+    key = secrets.token_bytes(32)
+    block = key.ljust(64, b"\0")
+    return key, bytes(b ^ 0x36 for b in block), bytes(b ^ 0x5C for b in block)
+
+
+def newest_key(connection: Connection) -> BindingKey | None:
+    """The newest key that still verifies, read as the owner (None if there is none)."""
+    row = connection.execute(
+        text(
+            f"SELECT key_id::text, key FROM {SCHEMA}.binding_keys WHERE retired_at IS NULL "
+            "ORDER BY key_id DESC LIMIT 1"
+        )
+    ).one_or_none()
+    return None if row is None else BindingKey(row[0], bytes(row[1]))
+
+
+class KeySource:
+    """Where tenant sessions get the binding key: configured, or read once via the admin engine.
+
+    *load* runs at most once successfully (cached); it runs inside the session's own context,
+    so an ``AsyncEngine``'s ``sync_engine`` works from ``AsyncSession`` code.
+    """
+
+    def __init__(self, key: BindingKey | None, load: Callable[[], BindingKey | None] | None) -> None:
+        self._key = key
+        self._load = load
+        self._lock = threading.Lock()
+        self._seals: dict[uuid.UUID, str] = {}
+
+    def __repr__(self) -> str:
+        return f"<KeySource {'configured' if self._key is not None else 'admin engine'}>"
+
+    def key(self) -> BindingKey:
+        """The key, loading it on first use; :class:`~tenancy.ConfigurationError` if none."""
+        key = self._key
+        if key is not None:
+            return key
+        if self._load is not None:
+            key = self._load()
+        if key is None:
+            raise ConfigurationError(
+                f"tenant sessions on PostgreSQL need the binding key: set {ENV_VAR} (binding_key=) "
+                "or pass admin_engine= so it can be read; `alembic upgrade head` creates the key"
+            )
+        with self._lock:
+            self._key = key
+        return key
+
+    def seal(self, tenant: uuid.UUID) -> str:
+        """*tenant*'s seal under the key (memoized, bounded)."""
+        found = self._seals.get(tenant)
+        if found is None:
+            found = seal(self.key(), tenant)
+            with self._lock:
+                if len(self._seals) >= 10_000:
+                    self._seals.clear()
+                self._seals[tenant] = found
+        return found
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+# The verification function. PL/pgSQL (its plans are cached; a SQL function is re-planned on
+# every call, ~50 µs); SECURITY DEFINER so it can read the key table; search_path pinned so
+# nothing the caller puts on the path can stand in for a built-in. Malformed settings never
+# raise: an unknown key id or a non-matching HMAC returns NULL, and the text is cast to uuid
+# only after its seal verified (only the application seals, and only canonical UUIDs).
+_VERIFY_SQL = f"""
+CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS uuid
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $tenancy$
+DECLARE
+  v_id text := current_setting('tenancy.instance_id', true);
+  v_seal text := current_setting('tenancy.seal', true);
+  v_ipad bytea;
+  v_opad bytea;
+BEGIN
+  SELECT k.ipad, k.opad INTO v_ipad, v_opad FROM {SCHEMA}.binding_keys k
+   WHERE k.key_id::text = split_part(v_seal, '.', 1) AND k.retired_at IS NULL;
+  IF NOT FOUND OR v_id IS NULL THEN
+    RETURN NULL;
+  END IF;
+  IF encode(sha256(v_opad || sha256(v_ipad || convert_to(v_id, 'UTF8'))), 'hex')
+     = split_part(v_seal, '.', 2) THEN
+    RETURN v_id::uuid;
+  END IF;
+  RETURN NULL;
+END
+$tenancy$
+"""
+
+
+def _register_sql(tenants: str) -> str:
+    # The one write the runtime role can make to `tenants`: insert its own verified tenant, or
+    # reactivate it when removed, and only with a registration proof (computed by code holding
+    # the key, never present in a business transaction). Nothing else of the row is touched.
+    return f"""
+CREATE OR REPLACE FUNCTION {REGISTER_FUNCTION}(p_site_id text, p_proof text) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $tenancy$
+DECLARE
+  v_id uuid := {FUNCTION}();
+  v_ipad bytea;
+  v_opad bytea;
+BEGIN
+  IF v_id IS NULL THEN
+    RAISE EXCEPTION 'tenancy: no verified tenant binding in this transaction'
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  SELECT k.ipad, k.opad INTO v_ipad, v_opad FROM {SCHEMA}.binding_keys k
+   WHERE k.key_id::text = split_part(p_proof, '.', 1) AND k.retired_at IS NULL;
+  IF NOT FOUND OR encode(sha256(v_opad || sha256(v_ipad ||
+       convert_to('{_REGISTER_PREFIX}' || v_id::text, 'UTF8'))), 'hex')
+     IS DISTINCT FROM split_part(p_proof, '.', 2) THEN
+    RAISE EXCEPTION 'tenancy: registration proof does not verify'
+      USING ERRCODE = 'insufficient_privilege';
+  END IF;
+  INSERT INTO {tenants} AS t (instance_id, status, site_id, first_seen_at)
+  VALUES (v_id, 'active', left(p_site_id, 64), now())
+  ON CONFLICT (instance_id) DO UPDATE
+     SET status = 'active', last_synced_at = NULL, next_attempt_at = NULL
+   WHERE t.status = 'removed';
+END
+$tenancy$
+"""
+
+
+def binding_objects_sql(*, tenants_schema: str | None = None) -> list[str]:
+    """DDL (idempotent) for the ``tenancy`` schema: key table, verification and registration.
+
+    Run as the owner role. EXECUTE is revoked from PUBLIC; ``tenancy grant`` grants it to the
+    runtime role. The registration function exists only when *tenants_schema* is given.
+    """
+    statements = [
+        f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}",
+        f"REVOKE ALL ON SCHEMA {SCHEMA} FROM PUBLIC",
+        f"CREATE TABLE IF NOT EXISTS {SCHEMA}.binding_keys ("
+        " key_id integer PRIMARY KEY,"
+        " key bytea NOT NULL CHECK (length(key) = 32),"
+        " ipad bytea NOT NULL, opad bytea NOT NULL,"
+        " created_at timestamptz NOT NULL DEFAULT now(),"
+        " retired_at timestamptz)",
+        f"REVOKE ALL ON TABLE {SCHEMA}.binding_keys FROM PUBLIC",
+        _VERIFY_SQL,
+        f"REVOKE ALL ON FUNCTION {FUNCTION}() FROM PUBLIC",
+    ]
+    if tenants_schema is not None:
+        statements += [
+            _register_sql(f"{_quote(tenants_schema)}.tenants"),
+            f"REVOKE ALL ON FUNCTION {REGISTER_FUNCTION}(text, text) FROM PUBLIC",
+        ]
+    return statements
+
+
+def drop_binding_objects_sql() -> list[str]:
+    """Reverse :func:`binding_objects_sql` (drops the keys too)."""
+    return [f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"]
+
+
+def ensure_binding_objects(connection: Connection) -> None:
+    """Create the binding objects if missing and a first key if there is none (owner role)."""
+    tenants_schema = connection.execute(
+        text(
+            "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE c.oid = to_regclass('tenants')"
+        )
+    ).scalar_one_or_none()
+    exists = connection.execute(
+        text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": f"{FUNCTION}()"}
+    ).scalar_one()
+    has_register = connection.execute(
+        text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": f"{REGISTER_FUNCTION}(text, text)"}
+    ).scalar_one()
+    if not exists or (tenants_schema is not None and not has_register):
+        for statement in binding_objects_sql(tenants_schema=tenants_schema):
+            connection.execute(text(statement))
+    has_key = connection.execute(
+        text(f"SELECT EXISTS (SELECT 1 FROM {SCHEMA}.binding_keys WHERE retired_at IS NULL)")
+    ).scalar_one()
+    if not has_key:
+        add_key(connection)
+
+
+def add_key(connection: Connection) -> str:
+    """Add a new random key (the newest: new seals use it); returns its id. Owner role."""
+    key, ipad, opad = new_key()
+    return str(
+        connection.execute(
+            text(
+                f"INSERT INTO {SCHEMA}.binding_keys (key_id, key, ipad, opad)"
+                f" SELECT coalesce(max(key_id), 0) + 1, :k, :i, :o FROM {SCHEMA}.binding_keys"
+                " RETURNING key_id"
+            ),
+            {"k": key, "i": ipad, "o": opad},
+        ).scalar_one()
+    )

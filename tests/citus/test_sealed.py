@@ -1,0 +1,102 @@
+"""The sealed binding on Citus: the key and the check on every node, the seal verified on the
+shards, and a seal read from another backend's query text worth nothing."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from tenancy import TenantSessionFactory
+from tenancy.db.citus_binding import WINDOW_SECONDS, WINDOW_SLACK, binding_commands, seal
+from tests.citus.conftest import A, B, CitusDb, binding_key
+
+pytestmark = pytest.mark.usefixtures("sessions")
+
+
+def _runtime(db: CitusDb) -> psycopg.Connection:
+    return psycopg.connect(db.cluster.coordinator.url(db.cluster.runtime))
+
+
+def _bind(conn: psycopg.Connection, tenant: uuid.UUID, tenant_seal: str) -> None:
+    for command in binding_commands(tenant, tenant_seal):
+        conn.execute(command.decode())
+
+
+def _notes(conn: psycopg.Connection) -> int:
+    row = conn.execute("SELECT count(*) FROM notes").fetchone()  # fans out: RLS on every shard
+    assert row is not None
+    return int(row[0])
+
+
+def test_the_check_and_the_key_are_on_every_node_and_the_key_is_the_owners(citus_db: CitusDb) -> None:
+    for node in citus_db.cluster.nodes:
+        with psycopg.connect(node.url()) as conn:
+            assert conn.execute("SELECT to_regprocedure('tenancy.current_instance_id()')").fetchone() != (
+                None,
+            )
+            shards = conn.execute(
+                "SELECT count(*) FROM pg_class WHERE relname LIKE 'binding\\_keys\\_%'"
+            ).fetchone()
+            assert shards == (1,), node
+    with _runtime(citus_db) as conn, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        conn.execute("SELECT * FROM tenancy.binding_keys")
+
+
+def test_a_seal_for_this_backend_verifies_on_the_shards(citus_db: CitusDb) -> None:
+    with _runtime(citus_db) as conn:
+        gpid = conn.execute("SELECT citus_backend_gpid()").fetchone()[0]  # type: ignore[index]
+        conn.rollback()
+        _bind(conn, A, seal(binding_key(citus_db), A, gpid))
+        assert _notes(conn) == 2
+
+
+def test_a_forged_or_stale_binding_sees_nothing(citus_db: CitusDb) -> None:
+    key = binding_key(citus_db)
+    with _runtime(citus_db) as conn:
+        gpid = conn.execute("SELECT citus_backend_gpid()").fetchone()[0]  # type: ignore[index]
+        conn.rollback()
+        conn.execute(f"SET LOCAL tenancy.instance_id = '{B}'")  # no seal
+        assert _notes(conn) == 0
+        conn.rollback()
+        _bind(conn, B, seal(key, A, gpid))  # A's seal does not carry B
+        assert _notes(conn) == 0
+        conn.rollback()
+        _bind(conn, A, seal(key, A, gpid)[:-4] + "0000")  # a wrong HMAC
+        assert _notes(conn) == 0
+        conn.rollback()
+        stale = time.time() - (WINDOW_SLACK + 1) * WINDOW_SECONDS
+        _bind(conn, A, seal(key, A, gpid, now=stale))
+        assert _notes(conn) == 0
+
+
+def test_a_seal_read_from_another_backend_does_not_verify_here(citus_db: CitusDb) -> None:
+    """The trade-off Citus forces: SET takes no parameters, so the seal is in query text that
+    other backends of the runtime role can read; it is bound to the backend that sent it."""
+    key = binding_key(citus_db)
+    with _runtime(citus_db) as victim, _runtime(citus_db) as attacker:
+        gpid = victim.execute("SELECT citus_backend_gpid()").fetchone()[0]  # type: ignore[index]
+        victim.rollback()
+        _bind(victim, B, seal(key, B, gpid))  # then idle in transaction, as between statements
+        seen = attacker.execute(
+            "SELECT query FROM pg_stat_activity WHERE query LIKE 'SET LOCAL tenancy.seal%'"
+        ).fetchall()
+        assert len(seen) == 1  # readable, as documented
+        stolen = seen[0][0].split("'")[1]
+        attacker.rollback()
+        _bind(attacker, B, stolen)
+        assert _notes(attacker) == 0
+        assert _notes(victim) == 2
+
+
+def test_sessions_pick_the_citus_form_and_rls_holds_for_raw_sql(
+    citus_db: CitusDb, sessions: TenantSessionFactory
+) -> None:
+    with sessions.for_instance(A) as session:
+        seal_text = session.execute(text("SELECT current_setting('tenancy.seal')")).scalar_one()
+        assert seal_text.count(".") == 2  # <key id>.<window>.<hmac>
+        session.execute(text(f"SET LOCAL tenancy.instance_id = '{B}'"))  # injected SQL
+        assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 0
