@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine, text
 
 from tenancy.db.binding import BindingKey, newest_key
+from tenancy.db.isolation import enable_isolation
 from tests.pgserver import HOW_TO_GET_ONE, Database, fresh_database, server_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,3 +86,16 @@ def binding_key(pg_database: Database) -> BindingKey:
         engine.dispose()
     assert key is not None
     return key
+
+
+def create_tenant_table(connection: Connection, name: str, *, isolate: bool = True) -> None:
+    """A minimal tenant table ``name(instance_id, id)`` with primary key ``pk_<name>``, made by
+    the owner and put under isolation (which also grants it to the runtime role)."""
+    connection.execute(
+        text(
+            f"CREATE TABLE IF NOT EXISTS {name} (instance_id uuid NOT NULL, id int NOT NULL,"
+            f" CONSTRAINT pk_{name} PRIMARY KEY (instance_id, id))"
+        )
+    )
+    if isolate:
+        enable_isolation(connection, name)

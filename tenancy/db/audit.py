@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
+from tenancy.db import roles
 from tenancy.db.binding import FUNCTION, SCHEMA
 from tenancy.db.citus import (
     PROPAGATE_SETTING,
@@ -49,6 +50,12 @@ CITUS_POLICY_TEXT = f"({TENANT_COLUMN} = {FUNCTION}())"
 """The same on Citus, which refuses the sub-select in a distributed table's policy."""
 
 
+def _sealed(expression: str | None, *, citus: bool = False) -> bool:
+    # pg_policies omits the schema when `tenancy` is on the auditing connection's search_path.
+    forms = (SEALED_POLICY_TEXT, CITUS_POLICY_TEXT) if citus else (SEALED_POLICY_TEXT,)
+    return any(expression in (form, form.replace(f"{SCHEMA}.", "", 1)) for form in forms)
+
+
 @dataclass(frozen=True)
 class Finding:
     """One problem found by :func:`audit`: what is wrong (``kind``), where, and why it matters."""
@@ -67,7 +74,7 @@ def audit(connection: Connection, *, runtime_role: str, schema: str = "public") 
         return [Finding("database", connection.dialect.name, "row-level security needs PostgreSQL")]
     findings: list[Finding] = []
     findings += _role_findings(connection, runtime_role, schema)
-    tenant_tables = _tenant_tables(connection, schema)
+    tenant_tables = roles.tenant_tables(connection, schema, include_tenants=True, include_partitions=True)
     findings += _rls_findings(connection, schema, tenant_tables)
     findings += _key_findings(connection, schema, tenant_tables)
     findings += _view_findings(connection, schema, tenant_tables)
@@ -114,22 +121,9 @@ def _role_findings(conn: Connection, role: str, schema: str) -> list[Finding]:
     return found
 
 
-def _tenant_tables(conn: Connection, schema: str) -> list[str]:
-    return list(
-        conn.execute(
-            text(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = :col AND NOT a.attisdropped"
-                " WHERE n.nspname = :s AND c.relkind IN ('r', 'p') ORDER BY 1"
-            ),
-            {"s": schema, "col": TENANT_COLUMN},
-        ).scalars()
-    )
-
-
 def _rls_findings(conn: Connection, schema: str, tables: list[str]) -> list[Finding]:
     found = []
-    sealed = {SEALED_POLICY_TEXT, CITUS_POLICY_TEXT} if has_citus(conn) else {SEALED_POLICY_TEXT}
+    citus = has_citus(conn)
     for table in tables:
         enabled, forced = conn.execute(
             text(
@@ -159,8 +153,8 @@ def _rls_findings(conn: Connection, schema: str, tables: list[str]) -> list[Find
                 p.cmd != "ALL"
                 or p.permissive != "PERMISSIVE"
                 or list(p.roles) != ["public"]
-                or p.qual not in sealed
-                or p.with_check not in sealed
+                or not _sealed(p.qual, citus=citus)
+                or not _sealed(p.with_check, citus=citus)
             ):
                 found.append(
                     Finding(

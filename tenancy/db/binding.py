@@ -39,6 +39,7 @@ __all__ = [
     "REGISTER_FUNCTION",
     "SCHEMA",
     "SEAL_SETTING",
+    "TAINTED",
     "BindingKey",
     "KeySource",
     "bind_parameters",
@@ -60,9 +61,18 @@ ENV_VAR = "TENANCY_BINDING_KEY"
 _REGISTER_PREFIX = "tenancy.register:"
 
 # Bound parameters, never text: other backends of the role read query text in pg_stat_activity.
+# The third column says whether the connection is clean: no prepared statement was created by
+# SQL (`PREPARE`, from_sql). psycopg prepares through the protocol, so a SQL-made statement on
+# a tenant connection can only be an attempt to take over a name (`_pg3_N`) that the next
+# checkout would execute; the transport then discards the connection instead of using it.
 BIND_SQL = (
     "SELECT pg_catalog.set_config('tenancy.instance_id', $1, true), "
-    "pg_catalog.set_config('tenancy.seal', $2, true)"
+    "pg_catalog.set_config('tenancy.seal', $2, true), "
+    "NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) AS clean"
+)
+TAINTED = (
+    "tenancy: SQL on this connection created prepared statements (PREPARE) that a later "
+    "checkout could execute; the connection was discarded"
 )
 
 
@@ -179,29 +189,32 @@ def _quote(name: str) -> str:
 
 
 # The verification function. PL/pgSQL (its plans are cached; a SQL function is re-planned on
-# every call, ~50 µs); SECURITY DEFINER so it can read the key table; search_path pinned so
-# nothing the caller puts on the path can stand in for a built-in. Malformed settings never
-# raise: an unknown key id or a non-matching HMAC returns NULL, and the text is cast to uuid
-# only after its seal verified (only the application seals, and only canonical UUIDs).
+# every call, ~50 µs); SECURITY DEFINER so it can read the key table. Every name in it is
+# schema-qualified (functions, operators, types, the table), so nothing on the caller's
+# search_path can stand in for a built-in; that is the same protection as a `SET search_path`
+# clause, which would cost ~1 µs per call. Malformed settings never raise: an unknown key id
+# or a non-matching HMAC returns NULL, and the text is cast to uuid only after its seal
+# verified (only the application seals, and only canonical UUIDs).
 _VERIFY_SQL = f"""
-CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS uuid
+CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS pg_catalog.uuid
 LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $tenancy$
 DECLARE
-  v_id text := current_setting('tenancy.instance_id', true);
-  v_seal text := current_setting('tenancy.seal', true);
-  v_ipad bytea;
-  v_opad bytea;
+  v_id pg_catalog.text := pg_catalog.current_setting('tenancy.instance_id', true);
+  v_seal pg_catalog.text := pg_catalog.current_setting('tenancy.seal', true);
+  v_ipad pg_catalog.bytea;
+  v_opad pg_catalog.bytea;
 BEGIN
   SELECT k.ipad, k.opad INTO v_ipad, v_opad FROM {SCHEMA}.binding_keys k
-   WHERE k.key_id::text = split_part(v_seal, '.', 1) AND k.retired_at IS NULL;
+   WHERE k.key_id::pg_catalog.text OPERATOR(pg_catalog.=) pg_catalog.split_part(v_seal, '.', 1)
+     AND k.retired_at IS NULL;
   IF NOT FOUND OR v_id IS NULL THEN
     RETURN NULL;
   END IF;
-  IF encode(sha256(v_opad || sha256(v_ipad || convert_to(v_id, 'UTF8'))), 'hex')
-     = split_part(v_seal, '.', 2) THEN
-    RETURN v_id::uuid;
+  IF pg_catalog.encode(pg_catalog.sha256(v_opad OPERATOR(pg_catalog.||) pg_catalog.sha256(
+       v_ipad OPERATOR(pg_catalog.||) pg_catalog.convert_to(v_id, 'UTF8'))), 'hex')
+     OPERATOR(pg_catalog.=) pg_catalog.split_part(v_seal, '.', 2) THEN
+    RETURN v_id::pg_catalog.uuid;
   END IF;
   RETURN NULL;
 END

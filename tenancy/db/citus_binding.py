@@ -5,9 +5,10 @@ Citus forwards to the workers only ``SET`` statements (``SET LOCAL`` with
 ``citus.propagate_set_commands = 'local'``); ``set_config()`` with bound parameters, the form
 :mod:`tenancy.db.binding` uses to keep the seal out of query text, never reaches a shard, and
 RLS there then sees no tenant. ``SET`` takes no parameters, so on Citus the seal *is* in the
-query text: other backends of the runtime role can read it in ``pg_stat_activity`` (the
-``SET LOCAL tenancy.seal`` statement is a backend's last statement until its next one), and
-``pg_stat_statements`` keeps it on PostgreSQL 15. Both rules hold because the Citus seal is
+query text: other backends of the runtime role can read it in ``pg_stat_activity`` while the
+``SET LOCAL tenancy.seal`` statement runs (the connection check that follows it in the same
+pipeline is then the backend's last statement), and ``pg_stat_statements`` keeps utility
+statements' text on PostgreSQL 15. Both rules hold because the Citus seal is
 bound to the backend that sends it and to a short time window::
 
     seal = <key_id>.<window>.<hex HMAC-SHA256(key, "<uuid>|<gpid>|<window>")>
@@ -39,6 +40,7 @@ from tenancy.db.binding import FUNCTION, SCHEMA, SEAL_SETTING, BindingKey
 from tenancy.db.isolation import SETTING_NAME
 
 __all__ = [
+    "CLEAN_SQL",
     "WINDOW_SECONDS",
     "WINDOW_SLACK",
     "binding_commands",
@@ -49,6 +51,7 @@ __all__ = [
 
 WINDOW_SECONDS = 60
 WINDOW_SLACK = 2  # windows either side: client and server clocks may differ by about a minute
+CLEAN_SQL = b"SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) AS clean"
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -59,8 +62,10 @@ def seal(key: BindingKey, tenant: uuid.UUID, gpid: int, *, now: float | None = N
     return f"{key.key_id}.{window}.{hmac.new(key.secret, message, hashlib.sha256).hexdigest()}"
 
 
-def binding_commands(tenant: uuid.UUID, tenant_seal: str) -> tuple[bytes, bytes]:
-    """The two ``SET LOCAL`` statements that carry the binding to the shards.
+def binding_commands(tenant: uuid.UUID, tenant_seal: str) -> tuple[bytes, bytes, bytes]:
+    """The two ``SET LOCAL`` statements that carry the binding to the shards, then the check
+    that the connection is clean (``True`` when no prepared statement was made by SQL; see
+    :data:`tenancy.db.binding.BIND_SQL`).
 
     Both values are checked against their exact shape before they are put into SQL text.
     """
@@ -72,6 +77,7 @@ def binding_commands(tenant: uuid.UUID, tenant_seal: str) -> tuple[bytes, bytes]
     return (
         f"SET LOCAL {SETTING_NAME} = '{text_id}'".encode("ascii"),
         f"SET LOCAL {SEAL_SETTING} = '{tenant_seal}'".encode("ascii"),
+        CLEAN_SQL,
     )
 
 

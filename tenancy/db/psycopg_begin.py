@@ -10,13 +10,15 @@ statement go out together in one libpq *pipeline* (public ``pgconn`` API)::
     SELECT set_config('tenancy.instance_id', $1, true), set_config('tenancy.seal', $2, true)
 
 The values are bound parameters: they never appear in query text, which other backends of
-the role can read in ``pg_stat_activity`` (and ``pg_stat_statements`` keeps).
+the role can read in ``pg_stat_activity`` (and ``pg_stat_statements`` keeps). The same
+statement reports whether SQL created a prepared statement on the connection (``PREPARE``):
+psycopg prepares through the protocol, so such a statement can only be an attempt to take over
+a ``_pg3_N`` name that this checkout would execute; the connection is then closed (the pool
+discards it) and the transaction refused. psycopg's automatic prepared statements stay on.
 
 Sync and async alike: :class:`TenantBeginConnection` and :class:`AsyncTenantBeginConnection`
 override the same generator method. Engines passed to the session factories adopt them for
-new connections by a class swap in a ``connect`` pool hook (:func:`install`), which also turns
-off psycopg's automatic server-side prepared statements on them: SQL in one checkout could
-re-``PREPARE`` a ``_pg3_N`` name that a later checkout would execute.
+new connections by a class swap in a ``connect`` pool hook (:func:`install`).
 
 **Private psycopg API used**, all of it in this module (``tests/db/test_fast_begin.py`` fails
 loudly if psycopg changes it, and :data:`SUPPORTED` turns the fast path off at import if a
@@ -50,7 +52,7 @@ except ImportError:  # a psycopg that moved it: no fast path (SUPPORTED is False
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
 
-from tenancy.db.binding import BIND_SQL, bind_parameters
+from tenancy.db.binding import BIND_SQL, TAINTED, bind_parameters
 
 __all__ = [
     "SUPPORTED",
@@ -101,9 +103,17 @@ def _start_query(self: Any) -> Any:  # PQGen[None]
     for result in results:
         if result.status == _FATAL_ERROR:
             raise e.error_from_result(result, encoding=self.pgconn._encoding)
-    expected = [_COMMAND_OK, *(_TUPLES_OK if params else _COMMAND_OK for _, params in binding)]
+    expected = [
+        _COMMAND_OK,
+        *(_TUPLES_OK if sql.startswith(b"SELECT") else _COMMAND_OK for sql, _ in binding),
+    ]
     if [r.status for r in results] != expected:
         raise e.InternalError("tenancy: unexpected results from BEGIN and the tenant binding")
+    # The binding's last statement ends with the `clean` column (see binding.BIND_SQL).
+    if results[-1].get_value(0, results[-1].nfields - 1) != b"t":
+        # Never run anything on it: close it, so the pool discards it (a disconnect).
+        self.pgconn.finish()
+        raise e.OperationalError(TAINTED)
     return None
 
 
@@ -207,17 +217,6 @@ def _adopt(dbapi_connection: Any, connection_record: Any) -> None:
     ours = _ADOPT.get(type(driver))
     if ours is not None:
         driver.__class__ = ours
-    _no_prepared_statements(dbapi_connection)
-
-
-def _no_prepared_statements(dbapi_connection: Any, *args: Any) -> None:
-    # psycopg prepares a query server-side as `_pg3_N` after 5 runs. Raw SQL in one checkout
-    # can DEALLOCATE and re-PREPARE such a name with its own SQL, and the next checkout (another
-    # tenant) would execute it. With no threshold psycopg never executes a named statement,
-    # including names it prepared before (tests/perf/bench.py measures the cost).
-    driver = _driver(dbapi_connection)
-    if isinstance(driver, (psycopg.Connection, psycopg.AsyncConnection)):
-        driver.prepare_threshold = None
 
 
 def install(engine: Engine) -> bool:
@@ -231,9 +230,6 @@ def install(engine: Engine) -> bool:
         return False
     if not event.contains(engine, "connect", _adopt):
         event.listen(engine, "connect", _adopt)
-        # Connections pooled before the factory existed are never adopted, but they too stop
-        # executing named prepared statements from their next checkout on.
-        event.listen(engine, "checkout", _no_prepared_statements)
     return True
 
 

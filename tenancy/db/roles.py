@@ -14,17 +14,28 @@ from tenancy.errors import ConfigurationError
 __all__ = ["grant_runtime_role", "runtime_role_statements", "tenant_tables"]
 
 
-def tenant_tables(connection: Connection, schema: str) -> list[str]:
-    """The tenant tables of *schema*: tables with an ``instance_id`` column, except ``tenants``."""
+def tenant_tables(
+    connection: Connection, schema: str, *, include_tenants: bool = False, include_partitions: bool = False
+) -> list[str]:
+    """The tenant tables of *schema*: tables with an ``instance_id`` column (``tenants`` only when
+    *include_tenants*; partitions, which the runtime role reaches through their parent, only
+    when *include_partitions*)."""
+    names = _relations(connection, schema, ("r", "p"), tenant_only=True, partitions=include_partitions)
+    return [name for name in names if include_tenants or name != "tenants"]
+
+
+def _relations(
+    connection: Connection, schema: str, kinds: Sequence[str], *, tenant_only: bool, partitions: bool
+) -> list[str]:
     return list(
         connection.execute(
             text(
                 "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = :col AND NOT a.attisdropped"
-                " WHERE n.nspname = :s AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
-                " AND c.relname <> 'tenants' ORDER BY 1"
+                " WHERE n.nspname = :s AND c.relkind = ANY(:k) AND (:p OR NOT c.relispartition)"
+                " AND (NOT :t OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid"
+                "      AND a.attname = :col AND NOT a.attisdropped)) ORDER BY 1"
             ),
-            {"s": schema, "col": TENANT_COLUMN},
+            {"s": schema, "k": list(kinds), "p": partitions, "t": tenant_only, "col": TENANT_COLUMN},
         ).scalars()
     )
 
@@ -168,12 +179,4 @@ def grant_runtime_role(
 
 
 def _all_tables(connection: Connection, schema: str) -> set[str]:
-    return set(
-        connection.execute(
-            text(
-                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-                " WHERE n.nspname = :s AND c.relkind IN ('r', 'p', 'v', 'm')"
-            ),
-            {"s": schema},
-        ).scalars()
-    )
+    return set(_relations(connection, schema, ("r", "p", "v", "m"), tenant_only=False, partitions=True))

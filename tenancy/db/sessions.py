@@ -24,7 +24,15 @@ from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
 from tenancy.db import citus_binding, guard, psycopg_begin
-from tenancy.db.binding import BIND_SQL, BindingKey, KeySource, bind_parameters, newest_key, parse_binding_key
+from tenancy.db.binding import (
+    BIND_SQL,
+    TAINTED,
+    BindingKey,
+    KeySource,
+    bind_parameters,
+    newest_key,
+    parse_binding_key,
+)
 from tenancy.db.isolation import has_citus, warn_without_rls
 from tenancy.db.registration import TenantRegistry
 from tenancy.db.translate import install_error_translation
@@ -151,7 +159,10 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     _ensure_runtime_role(connection)
     if not armed:
         instance_id, tenant_seal = bind_parameters(tenant, seal)
-        connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal})
+        row = connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal}).one()
+        if not row.clean:
+            connection.invalidate()  # SQL-made prepared statements: never reuse this connection
+            raise CrossTenantAccess(TAINTED)
 
 
 def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.UUID, gpid: int) -> None:
@@ -161,8 +172,12 @@ def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.U
     armed = psycopg_begin.arm_commands(connection.connection.driver_connection, commands)
     _ensure_runtime_role(connection)
     if not armed:
-        for command in commands:
+        *settings, check = commands
+        for command in settings:
             connection.exec_driver_sql(command.decode("ascii"))
+        if not connection.exec_driver_sql(check.decode("ascii")).scalar_one():
+            connection.invalidate()  # SQL-made prepared statements: never reuse this connection
+            raise CrossTenantAccess(TAINTED)
 
 
 # Pools on a database with Citus (True) or without (False), found once per pool.

@@ -80,7 +80,11 @@ def test_a_seal_read_from_another_backend_does_not_verify_here(citus_db: CitusDb
     with _runtime(citus_db) as victim, _runtime(citus_db) as attacker:
         gpid = victim.execute("SELECT citus_backend_gpid()").fetchone()[0]  # type: ignore[index]
         victim.rollback()
-        _bind(victim, B, seal(key, B, gpid))  # then idle in transaction, as between statements
+        # The two SET LOCAL alone, then idle in transaction: the seal stays the backend's last
+        # statement (in the real pipeline the connection check follows it at once, so only
+        # a poll that lands while a SET runs, or pg_stat_statements, would show it).
+        for command in binding_commands(B, seal(key, B, gpid))[:2]:
+            victim.execute(command.decode())
         seen = attacker.execute(
             "SELECT query FROM pg_stat_activity WHERE query LIKE 'SET LOCAL tenancy.seal%'"
         ).fetchall()

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, text
 import tenancy
 from tenancy.commands.main import main
 from tenancy.db.binding import newest_key, parse_binding_key
-from tests.conftest import migrate
+from tests.conftest import create_tenant_table, migrate
 from tests.pgserver import Database
 
 pytestmark = pytest.mark.postgres
@@ -33,13 +33,7 @@ def test_a_process_with_the_old_key_works_during_the_roll_and_stops_after_finish
     runtime = create_engine(db.runtime_url)
     migrate(admin, runtime_role=db.runtime)
     with admin.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TABLE rk_notes (instance_id uuid NOT NULL, id int NOT NULL,"
-                " PRIMARY KEY (instance_id, id))"
-            )
-        )
-        tenancy.enable_isolation(conn, "rk_notes")
+        create_tenant_table(conn, "rk_notes")
         conn.execute(text("INSERT INTO rk_notes VALUES (:t, 1)"), {"t": T})
         old = newest_key(conn)
     monkeypatch.setenv("TENANCY_ADMIN_DATABASE_URL", db.admin_url)

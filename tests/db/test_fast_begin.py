@@ -332,3 +332,29 @@ def test_async_sessions_use_the_fast_path_too(
             await engine.dispose()
 
     asyncio.run(main())
+
+
+def test_a_sql_prepared_statement_taints_the_connection_on_both_paths(
+    pg_database: Database, binding_key: BindingKey
+) -> None:
+    """After SQL `PREPARE`, the next tenant transaction refuses the connection (fast path and fallback)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from tenancy import CrossTenantAccess
+
+    dsn = _libpq(pg_database.runtime_url)
+    fast = create_engine(pg_database.runtime_url, pool_size=1, max_overflow=0)
+    slow = create_engine("postgresql+psycopg://", creator=lambda: UserConnection.connect(dsn), pool_size=1)
+    try:
+        for engine, error in ((fast, DBAPIError), (slow, CrossTenantAccess)):
+            factory = TenantSessionFactory(engine, binding_key=binding_key)
+            with factory.for_instance(T1) as s:
+                s.execute(text("PREPARE _pg3_0 AS SELECT 1"))
+                s.commit()
+                with pytest.raises(error, match="prepared statements"):
+                    s.execute(text("SELECT 1"))
+            with factory.for_instance(T1) as s:  # a fresh connection replaced the tainted one
+                assert _setting(s) == str(T1)
+    finally:
+        fast.dispose()
+        slow.dispose()

@@ -12,7 +12,7 @@ import tenancy
 from tenancy.commands.main import main
 from tenancy.db.models import Tenant
 from tenancy.db.registration import upsert_seen_tenant
-from tests.conftest import migrate
+from tests.conftest import create_tenant_table, migrate
 from tests.pgserver import Database
 
 A = uuid.UUID("a0000000-0000-4000-8000-00000000000a")
@@ -92,10 +92,7 @@ def test_grant_command_gives_the_runtime_role_exactly_its_needs(
     # Tenant tables that later migrations create are granted by op.enable_tenant_isolation;
     # other new tables are not granted at all (no default privileges).
     with admin.begin() as conn:
-        conn.execute(
-            text("CREATE TABLE later (instance_id uuid NOT NULL, id int, PRIMARY KEY (instance_id, id))")
-        )
-        tenancy.enable_isolation(conn, "later")
+        create_tenant_table(conn, "later")
         conn.execute(text("CREATE TABLE plain_lookup (id int PRIMARY KEY)"))
     with runtime.connect() as conn:
         assert conn.execute(text("SELECT has_table_privilege('later', 'INSERT')")).scalar() is True
@@ -109,13 +106,7 @@ def test_grant_command_gives_the_runtime_role_exactly_its_needs(
 def api_notes(admin_engine) -> str:
     """A small tenant table, isolated like any user's (enable_isolation grants the runtime role)."""
     with admin_engine.begin() as conn:
-        conn.execute(
-            text(
-                "CREATE TABLE IF NOT EXISTS api_notes (instance_id uuid NOT NULL, id int NOT NULL,"
-                " CONSTRAINT pk_api_notes PRIMARY KEY (instance_id, id))"
-            )
-        )
-        tenancy.enable_isolation(conn, "api_notes")
+        create_tenant_table(conn, "api_notes")
     return "api_notes"
 
 

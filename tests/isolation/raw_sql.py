@@ -34,14 +34,18 @@ def via_port(url: str, port: int) -> str:
 class Runner:
     """Runs functions in tenant sessions (or plain connections) over a pool of one connection."""
 
-    def __init__(self, url: str, key: BindingKey, *, flavor: str) -> None:
+    def __init__(
+        self, url: str, key: BindingKey, *, flavor: str, connect_args: dict[str, Any] | None = None
+    ) -> None:
         self.flavor = flavor
+        kw: dict[str, Any] = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 10}
+        kw["connect_args"] = connect_args or {}
         if flavor == "sync":
-            self._engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=10)
+            self._engine = create_engine(url, **kw)
             self._sync = TenantSessionFactory(self._engine, binding_key=key)
         else:
             self._loop = asyncio.new_event_loop()
-            self._async_engine = create_async_engine(url, pool_size=1, max_overflow=0, pool_timeout=10)
+            self._async_engine = create_async_engine(url, **kw)
             self._async = AsyncTenantSessionFactory(self._async_engine, binding_key=key)
 
     def run(self, tenant: uuid.UUID, fn: Callable[[Session], T], *, commit: bool = True) -> T:

@@ -124,7 +124,7 @@ def test_s06_same_statement_as_a_then_b_then_a(env: Env) -> None:
 
 
 def test_s07_prepared_statements_and_compiled_cache_a_b_a(pg: Env, iso_database) -> None:
-    """Scenario 7: with prepare_threshold=0 asked for and the compiled cache, A, B, A still gets A,
+    """Scenario 7: with server-side prepared statements and the compiled cache, A, B, A still gets A,
     B, A.
     """
     from tenancy import TenantSessionFactory
@@ -142,9 +142,7 @@ def test_s07_prepared_statements_and_compiled_cache_a_b_a(pg: Env, iso_database)
                 assert session.execute(stmt).all() == [(tenant, "Hello")]
                 assert session.execute(raw).all() == [(tenant, COUNTS[tenant]["notes"])]
                 prepared = session.execute(text("SELECT count(*) FROM pg_prepared_statements")).scalar_one()
-                # Asked to prepare everything, yet tenant connections never use named server-side
-                # statements: SQL could re-PREPARE one under the same name (scenario 60).
-                assert prepared == 0
+                assert prepared > 0  # the driver really prepared them on the server
         # One compiled form served every tenant: the tenant is a bound parameter, not a literal.
         selects = [key for key in cache if "iso_notes" in str(key) and "selectable.Select" in str(key)]
         assert len(selects) == 1

@@ -14,7 +14,9 @@ Figures (``--only`` takes these names):
 
 - ``orm``     1. tenant session vs plain session whose query names ``instance_id`` by hand
               (point lookup, 100-row scan, parent with children), and ORM vs raw psycopg.
-- ``rls``     2. the same SQL as the runtime role under RLS vs the owner role (BYPASSRLS).
+- ``rls``     2. the same SQL as the runtime role under RLS vs the owner role (BYPASSRLS), and
+              the sealed policy vs the policy before it (which trusted the setting alone),
+              server-side per statement.
 - ``trips``   3. network round trips and transactions per second of a tenant transaction vs
               the same transaction without a per-transaction tenant setting.
 - ``tokens``  4. token resolution: a cached resolve; a miss against the emulator vs a bare
@@ -25,10 +27,12 @@ Figures (``--only`` takes these names):
 - ``memory``  6. peak RSS of a sync child process: 1,000 vs 10,000 vs 100,000 tenants
               (0 ms latency, so 100,000 take a few minutes, not hours).
 - ``tenants`` 7. point lookup with 10 vs 10,000 tenants in the table.
+- ``prepared`` 8. server-side prepared statements on (psycopg's default, kept on tenant
+              engines) vs off, and what the binding's prepared-statement check costs.
 
 Baselines that need RLS to see the tenant's rows without a per-transaction setting connect
-with the setting fixed for the whole connection (libpq ``options=-c tenancy.instance_id=...``):
-same role, same policy, same rows, no extra statement.
+with the binding fixed for the whole connection (libpq ``options=-c tenancy.instance_id=...
+-c tenancy.seal=...``): same role, same policy, same rows, no extra statement.
 """
 
 from __future__ import annotations
@@ -51,12 +55,15 @@ from sqlalchemy import Engine, create_engine, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from tenancy import TenantSessionFactory
+from tenancy.db.binding import BIND_SQL, BindingKey, seal
+from tenancy.db.isolation import LEGACY_PREDICATE_SQL, isolation_statements
+from tenancy.db.roles import grant_runtime_role
 from tests.perf.harness import Row, machine, render, timed_row, write_json
-from tests.perf.models import BenchBase, Child, Item, Parent
+from tests.perf.models import BenchBase, Child, Item, LegacyItem, Parent
 from tests.pgserver import Database, fresh_database
 from tests.wire import RoundTripProxy
 
-FIGURES = ("orm", "rls", "trips", "tokens", "sync", "memory", "tenants")
+FIGURES = ("orm", "rls", "trips", "tokens", "sync", "memory", "tenants", "prepared")
 NS = uuid.UUID("8a3c3f9e-6a55-4c1f-9a8e-0d4b1f7f2c11")
 
 
@@ -86,6 +93,15 @@ class BenchDb:
     items: int  # per tenant
     parents: int  # per tenant
     children: int  # per parent
+    key: BindingKey
+
+    def factory(self, engine: Engine) -> TenantSessionFactory:
+        """A tenant session factory on *engine* holding the database's binding key."""
+        return TenantSessionFactory(engine, binding_key=self.key)
+
+    def pinned(self, tenant: uuid.UUID) -> dict[str, Any]:
+        """connect_args fixing the sealed binding for a whole connection (baselines only)."""
+        return {"options": f"-c tenancy.instance_id={tenant} -c tenancy.seal={seal(self.key, tenant)}"}
 
 
 def load(db: Database, *, tenants: int, items: int, parents: int, children: int) -> BenchDb:
@@ -93,13 +109,10 @@ def load(db: Database, *, tenants: int, items: int, parents: int, children: int)
     ids = tenant_ids(tenants)
     owner = create_engine(db.admin_url)
     BenchBase.metadata.create_all(owner)
+    with owner.begin() as connection:
+        grant_runtime_role(connection, db.runtime)  # as `tenancy grant` does
     owner.dispose()
     with psycopg.connect(libpq(db.admin_url), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}").format(
-                sql.Identifier(db.runtime)
-            )
-        )
         conn.execute(
             "INSERT INTO bench_items (instance_id, id, name, value) "
             "SELECT t, g, 'item ' || g, g FROM unnest(%s::uuid[]) t, generate_series(1, %s) g",
@@ -117,18 +130,52 @@ def load(db: Database, *, tenants: int, items: int, parents: int, children: int)
                 "generate_series(1, %s) c",
                 (ids, parents, children),
             )
+        conn.execute("INSERT INTO bench_items_legacy SELECT * FROM bench_items")
+        # Copies of the parent/child tables and bench_items_legacy under the policy before the
+        # sealed binding, to measure what the seal costs per statement.
+        for table in ("bench_parents", "bench_children"):
+            conn.execute(f"CREATE TABLE {table}_legacy (LIKE {table} INCLUDING ALL)")
+            conn.execute(f"INSERT INTO {table}_legacy SELECT * FROM {table}")
+        for table in ("bench_items_legacy", "bench_parents_legacy", "bench_children_legacy"):
+            for statement in isolation_statements(table, predicate=LEGACY_PREDICATE_SQL):
+                conn.execute(statement)
+            conn.execute(
+                sql.SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON {} TO {}").format(
+                    sql.Identifier(table), sql.Identifier(db.runtime)
+                )
+            )
         conn.execute("VACUUM ANALYZE")
-    return BenchDb(db=db, tenants=ids, items=items, parents=parents, children=children)
+        key = newest_key_of(conn)
+    return BenchDb(db=db, tenants=ids, items=items, parents=parents, children=children, key=key)
 
 
-def pinned_url(url: str, tenant: uuid.UUID) -> dict[str, Any]:
-    """connect_args fixing the tenant setting for a whole connection (baselines only)."""
-    return {"options": f"-c tenancy.instance_id={tenant}"}
+def newest_key_of(conn: psycopg.Connection[Any]) -> BindingKey:
+    """The database's binding key, read as the owner."""
+    row = conn.execute(
+        "SELECT key_id::text, key FROM tenancy.binding_keys"
+        " WHERE retired_at IS NULL ORDER BY key_id DESC LIMIT 1"
+    ).fetchone()
+    assert row is not None
+    return BindingKey(row[0], bytes(row[1]))
 
 
 def cycle_ids(n: int) -> Callable[[], int]:
     it = itertools.cycle(range(1, n + 1))
     return lambda: next(it)
+
+
+def lookup_txn(
+    factory: TenantSessionFactory, model: Any, tenant: uuid.UUID, ids: Callable[[], int]
+) -> Callable[[], object]:
+    """A one-lookup tenant transaction: open a session, get one row by id, commit."""
+
+    def run() -> object:
+        with factory.for_instance(tenant) as s:
+            obj = s.scalars(select(model).where(model.id == ids())).one()
+            s.commit()
+        return obj
+
+    return run
 
 
 # --------------------------------------------------------------------------- figure 1
@@ -140,14 +187,14 @@ def fig_orm(bdb: BenchDb, cfg: Config) -> list[Row]:
     rows: list[Row] = []
     with ExitStack() as stack:
         runtime = create_engine(bdb.db.runtime_url)
-        pinned = create_engine(bdb.db.runtime_url, connect_args=pinned_url(bdb.db.runtime_url, t))
+        pinned = create_engine(bdb.db.runtime_url, connect_args=bdb.pinned(t))
         stack.callback(runtime.dispose)
         stack.callback(pinned.dispose)
-        scoped = TenantSessionFactory(runtime).for_instance(t)
+        scoped = bdb.factory(runtime).for_instance(t)
         plain = Session(pinned)
         stack.callback(scoped.close)
         stack.callback(plain.close)
-        raw = psycopg.connect(libpq(bdb.db.runtime_url), options=f"-c tenancy.instance_id={t}")
+        raw = psycopg.connect(libpq(bdb.db.runtime_url), **bdb.pinned(t))
         stack.callback(raw.close)
         fresh = {"populate_existing": True}
 
@@ -230,6 +277,23 @@ def fig_orm(bdb: BenchDb, cfg: Config) -> list[Row]:
                 target=1.10,
             )
         )
+
+        def txn(model: Any) -> Callable[[], object]:
+            return lookup_txn(bdb.factory(runtime), model, t, nid)
+
+        rows.append(
+            timed_row(
+                "1",
+                "ORM point-lookup transaction",
+                "sealed policy",
+                txn(Item),
+                "setting-only policy (before)",
+                txn(LegacyItem),
+                **kw,
+                target=1.10,
+                note="same binding sent; only the policy differs",
+            )
+        )
         rows.append(
             timed_row("1", "point lookup", "hand-filtered ORM", plain_point, "raw psycopg", raw_point, **kw)
         )
@@ -248,7 +312,7 @@ def fig_rls(bdb: BenchDb, cfg: Config) -> list[Row]:
     """The same SQL through raw psycopg: runtime role under RLS vs the BYPASSRLS owner."""
     t = bdb.tenants[0]
     with ExitStack() as stack:
-        rls = psycopg.connect(libpq(bdb.db.runtime_url), options=f"-c tenancy.instance_id={t}")
+        rls = psycopg.connect(libpq(bdb.db.runtime_url), **bdb.pinned(t))
         bypass = psycopg.connect(libpq(bdb.db.admin_url))
         stack.callback(rls.close)
         stack.callback(bypass.close)
@@ -278,6 +342,26 @@ def fig_rls(bdb: BenchDb, cfg: Config) -> list[Row]:
             ),
             server_row(rls, bypass, "point lookup", point.replace("%s", f"'{t}'", 1).replace("%s", "7"), cfg),
         ]
+        # The sealed policy vs the one before it, both as the runtime role on the same connection.
+        literal_point = point.replace("%s", f"'{t}'", 1).replace("%s", "7")
+        for name, query in (
+            ("point lookup", literal_point),
+            (f"{bdb.items}-row scan", scan.replace("%s", f"'{t}'")),
+            (f"parent JOIN {bdb.children} children", join.replace("%s", f"'{t}'", 1).replace("%s", "3")),
+        ):
+            legacy = query.replace("bench_items", "bench_items_legacy")
+            legacy = legacy.replace("bench_parents", "bench_parents_legacy")
+            legacy = legacy.replace("bench_children", "bench_children_legacy")
+            server.append(policy_row(rls, name, query, legacy, cfg))
+        server.append(
+            policy_row(
+                rls,
+                "the check alone",
+                "SELECT tenancy.current_instance_id()",
+                "SELECT NULLIF(current_setting('tenancy.instance_id', true), '')::uuid",
+                cfg,
+            )
+        )
         return [
             *server,
             timed_row(
@@ -366,6 +450,43 @@ def server_row(
     )
 
 
+def policy_row(conn: psycopg.Connection[Any], name: str, sealed: str, legacy: str, cfg: Config) -> Row:
+    """Sealed vs the earlier policy, per statement inside the server (as :func:`server_row`)."""
+    n = 2_000 if cfg.quick else 10_000
+    assert len(conn.execute(sealed).fetchall()) == len(conn.execute(legacy).fetchall()) > 0
+    conn.rollback()
+
+    def run(query: str) -> float:
+        t0 = time.perf_counter()
+        conn.execute(f"DO $$ BEGIN FOR i IN 1..{n} LOOP PERFORM * FROM ({query}) q; END LOOP; END $$")
+        conn.rollback()
+        return (time.perf_counter() - t0) / n * 1e6
+
+    sa: list[float] = []
+    sb: list[float] = []
+    for i in range(cfg.reps):
+        if i % 2 == 0:
+            sa.append(run(sealed))
+            sb.append(run(legacy))
+        else:
+            sb.append(run(legacy))
+            sa.append(run(sealed))
+    delta = statistics.median(sa) - statistics.median(sb)
+    return Row(
+        figure="2",
+        name=f"{name}, server side",
+        a_label="sealed policy",
+        b_label="setting-only policy (before)",
+        unit="us",
+        a_min=min(sa),
+        a_med=statistics.median(sa),
+        b_min=min(sb),
+        b_med=statistics.median(sb),
+        note=f"+{delta:.1f} us per statement; loop of {n:,}",
+        extra={"delta_us": delta},
+    )
+
+
 def alt_table(bdb: BenchDb, owner: psycopg.Connection[Any]) -> None:
     """bench_items_alt: a copy of bench_items whose policy reads the setting as ``= ANY(ARRAY[..])``.
 
@@ -420,13 +541,7 @@ def fig_trips(bdb: BenchDb, cfg: Config) -> list[Row]:
     nid = cycle_ids(bdb.items)
 
     def tenant_txn(factory: TenantSessionFactory) -> Callable[[], object]:
-        def run() -> object:
-            with factory.for_instance(t) as s:
-                obj = s.scalars(select(Item).where(Item.id == nid())).one()
-                s.commit()
-            return obj
-
-        return run
+        return lookup_txn(factory, Item, t, nid)
 
     def plain_txn(engine: Engine) -> Callable[[], object]:
         def run() -> object:
@@ -439,11 +554,14 @@ def fig_trips(bdb: BenchDb, cfg: Config) -> list[Row]:
 
     def core_set_txn(engine: Engine) -> Callable[[], object]:
         stmt = text("SELECT id FROM bench_items WHERE instance_id = :t AND id = :i")
-        setting = text("SELECT set_config('tenancy.instance_id', :t, true)")
+        setting = text(
+            "SELECT set_config('tenancy.instance_id', :t, true), set_config('tenancy.seal', :s, true)"
+        )
+        tenant_seal = seal(bdb.key, t)
 
         def run() -> object:
             with engine.begin() as c:
-                c.execute(setting, {"t": str(t)})
+                c.execute(setting, {"t": str(t), "s": tenant_seal})
                 return c.execute(stmt, {"t": t, "i": nid()}).scalar_one()
 
         return run
@@ -461,12 +579,12 @@ def fig_trips(bdb: BenchDb, cfg: Config) -> list[Row]:
     n = 50
     with proxied(bdb.db.runtime_url) as (rurl, rproxy), proxied(bdb.db.runtime_url) as (purl, pproxy):
         runtime = create_engine(rurl)
-        pinned = create_engine(purl, connect_args=pinned_url(purl, t))
+        pinned = create_engine(purl, connect_args=bdb.pinned(t))
         separate = separate_statement_engine(rurl)
         try:
-            tenant_run, plain_run = tenant_txn(TenantSessionFactory(runtime)), plain_txn(pinned)
+            tenant_run, plain_run = tenant_txn(bdb.factory(runtime)), plain_txn(pinned)
             core_set_run, core_run = core_set_txn(runtime), core_txn(pinned)
-            separate_run = tenant_txn(TenantSessionFactory(separate))
+            separate_run = tenant_txn(bdb.factory(separate))
             for label, a, b in (
                 ("ORM txn, 1 lookup", tenant_run, plain_run),
                 ("ORM txn, 1 lookup, separate statement", separate_run, plain_run),
@@ -503,7 +621,7 @@ def fig_trips(bdb: BenchDb, cfg: Config) -> list[Row]:
 
     # Time per transaction (1/TPS), direct loopback connections, one client.
     runtime = create_engine(bdb.db.runtime_url)
-    pinned = create_engine(bdb.db.runtime_url, connect_args=pinned_url(bdb.db.runtime_url, t))
+    pinned = create_engine(bdb.db.runtime_url, connect_args=bdb.pinned(t))
     separate = separate_statement_engine(bdb.db.runtime_url)
     try:
         kw: dict[str, Any] = {"reps": cfg.reps, "target_s": cfg.target_s}
@@ -512,9 +630,9 @@ def fig_trips(bdb: BenchDb, cfg: Config) -> list[Row]:
                 "3",
                 "ORM txn, 1 lookup (1/TPS)",
                 "setting as own statement",
-                tenant_txn(TenantSessionFactory(separate)),
+                tenant_txn(bdb.factory(separate)),
                 "setting with BEGIN",
-                tenant_txn(TenantSessionFactory(runtime)),
+                tenant_txn(bdb.factory(runtime)),
                 **kw,
                 note="before/after",
             )
@@ -524,7 +642,7 @@ def fig_trips(bdb: BenchDb, cfg: Config) -> list[Row]:
                 "3",
                 "ORM txn, 1 lookup (1/TPS)",
                 "tenant session",
-                tenant_txn(TenantSessionFactory(runtime)),
+                tenant_txn(bdb.factory(runtime)),
                 "plain, no setting",
                 plain_txn(pinned),
                 **kw,
@@ -661,7 +779,7 @@ def fig_tenants(small: BenchDb, large: BenchDb, cfg: Config) -> list[Row]:
         for bdb in (large, small):
             engine = create_engine(bdb.db.runtime_url)
             stack.callback(engine.dispose)
-            s = TenantSessionFactory(engine).for_instance(bdb.tenants[len(bdb.tenants) // 2])
+            s = bdb.factory(engine).for_instance(bdb.tenants[len(bdb.tenants) // 2])
             stack.callback(s.close)
             sessions.append(s)
         nid = cycle_ids(small.items)
@@ -687,16 +805,107 @@ def fig_tenants(small: BenchDb, large: BenchDb, cfg: Config) -> list[Row]:
         ]
 
 
+# --------------------------------------------------------------------------- figure 8
+
+
+def fig_prepared(bdb: BenchDb, cfg: Config) -> list[Row]:
+    """Server-side prepared statements off (tenant engines) vs on (psycopg's default), same SQL."""
+    t = bdb.tenants[0]
+    rows: list[Row] = []
+    kw: dict[str, Any] = {"reps": cfg.reps, "target_s": cfg.target_s}
+    nid = cycle_ids(bdb.items)
+    with ExitStack() as stack:
+        conns = {}
+        for name, threshold in (("off", None), ("on", 0)):
+            conn = psycopg.connect(libpq(bdb.db.runtime_url), **bdb.pinned(t))
+            conn.prepare_threshold = threshold
+            stack.callback(conn.close)
+            conns[name] = conn
+        point = "SELECT instance_id, id, name, value FROM bench_items WHERE instance_id = %s AND id = %s"
+        scan = "SELECT instance_id, id, name, value FROM bench_items WHERE instance_id = %s"
+        for label, query, args in (
+            ("point lookup (raw psycopg)", point, lambda: (t, nid())),
+            (f"{bdb.items}-row scan (raw psycopg)", scan, lambda: (t,)),
+        ):
+            rows.append(
+                timed_row(
+                    "8",
+                    label,
+                    "prepared on",
+                    lambda q=query, a=args: conns["on"].execute(q, a()).fetchall(),
+                    "prepared off",
+                    lambda q=query, a=args: conns["off"].execute(q, a()).fetchall(),
+                    **kw,
+                )
+            )
+        engines = {}
+        for name, threshold in (("off", None), ("on", 5)):
+            engine = create_engine(bdb.db.runtime_url, connect_args={"prepare_threshold": threshold})
+            stack.callback(engine.dispose)
+            engines[name] = engine
+
+        def tenant_point(engine: Engine) -> Callable[[], object]:
+            return lookup_txn(bdb.factory(engine), Item, t, nid)
+
+        rows.append(
+            timed_row(
+                "8",
+                "ORM point-lookup transaction, tenant session",
+                "prepared on (shipped)",
+                tenant_point(engines["on"]),
+                "prepared off",
+                tenant_point(engines["off"]),
+                reps=cfg.reps,
+                target_s=cfg.target_s,
+                note="psycopg prepare_threshold 5 vs None",
+            )
+        )
+        # What the taint check (no SQL-made prepared statement) adds to the binding statement.
+        conn = conns["off"]
+        bind = BIND_SQL.replace("$1", f"'{t}'").replace("$2", "'x'")
+        plain_bind = bind.split(", NOT EXISTS")[0]
+        n = 2_000 if cfg.quick else 10_000
+
+        def loop(query: str) -> float:
+            t0 = time.perf_counter()
+            conn.execute(f"DO $$ BEGIN FOR i IN 1..{n} LOOP PERFORM * FROM ({query}) q; END LOOP; END $$")
+            conn.rollback()
+            return (time.perf_counter() - t0) / n * 1e6
+
+        with_check = [loop(bind) for _ in range(cfg.reps)]
+        without = [loop(plain_bind) for _ in range(cfg.reps)]
+        rows.append(
+            Row(
+                figure="8",
+                name="binding statement, server side",
+                a_label="with prepared-statement check",
+                b_label="without",
+                unit="us",
+                a_min=min(with_check),
+                a_med=statistics.median(with_check),
+                b_min=min(without),
+                b_med=statistics.median(without),
+                note=f"PL/pgSQL loop of {n:,}",
+            )
+        )
+    return rows
+
+
 # --------------------------------------------------------------------------- main
 
 
 def run(only: list[str], cfg: Config) -> list[Row]:
     rows: list[Row] = []
     with ExitStack() as stack:
-        if {"orm", "rls", "trips"} & set(only):
+        if {"orm", "rls", "trips", "prepared"} & set(only):
             db = stack.enter_context(fresh_database("tenancy_bench"))
             bdb = load(db, tenants=10, items=100, parents=20, children=10)
-            for name, fig in (("orm", fig_orm), ("rls", fig_rls), ("trips", fig_trips)):
+            for name, fig in (
+                ("orm", fig_orm),
+                ("rls", fig_rls),
+                ("trips", fig_trips),
+                ("prepared", fig_prepared),
+            ):
                 if name in only:
                     print(f"figure {name}...", file=sys.stderr, flush=True)
                     rows += fig(bdb, cfg)

@@ -41,3 +41,12 @@ class Child(TenantScoped, BenchBase):
     id: Mapped[int] = mapped_column(Integer, Identity(), primary_key=True)
     parent_id: Mapped[int] = mapped_column(Integer)
     value: Mapped[int] = mapped_column(Integer)
+
+
+class LegacyItem(TenantScoped, BenchBase):
+    """``bench_items`` again, under the policy before the sealed binding (it trusted the setting)."""
+
+    __tablename__ = "bench_items_legacy"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[int] = mapped_column(Integer)
