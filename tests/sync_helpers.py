@@ -7,16 +7,19 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, create_engine, select
 
 from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.store import register_instances
+from tests.conftest import migrate
+from tests.pgserver import fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,6 +30,18 @@ class SyncDb:
 
     url: str
     engine: Engine
+
+
+@contextmanager
+def migrated_sync_db() -> Iterator[SyncDb]:
+    """A fresh migrated database and an admin engine on it (pool of 4), dropped afterwards."""
+    with fresh_database() as database:
+        engine = create_engine(database.admin_url, pool_size=4)
+        try:
+            migrate(engine)
+            yield SyncDb(database.admin_url, engine)
+        finally:
+            engine.dispose()
 
 
 def seed(engine: Engine, instance_ids: Iterable[str | uuid.UUID]) -> None:

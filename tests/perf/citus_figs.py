@@ -39,7 +39,7 @@ from tests.citus.cluster import citus_cluster, citus_missing
 from tests.citus.models import CitusBase, Folder, Note
 from tests.conftest import migrate
 from tests.perf.harness import Row, compare, machine, render, write_json
-from tests.perf.sync_figs import run_bare, run_sync, sync_engine, tenants_db
+from tests.perf.sync_figs import sync_vs_bare
 from tests.pgserver import fresh_database
 from tests.sync_helpers import start_sync
 
@@ -186,34 +186,9 @@ def fig_sync_processes(*, quick: bool, reps: int) -> Row:
 
 def fig_sync_vs_bare(*, quick: bool, reps: int) -> Row:
     """C3: plain PostgreSQL, sync vs the bare requests loop, 32 workers, 50 ms latency."""
-    size, concurrency, latency = (150 if quick else 300), 32, 0.05
-    with Emulator(sites=size, seed=5, latency=latency) as emu, tenants_db(emu.instance_ids) as db:
-        engine = sync_engine(db.admin_url, concurrency)
-        sa: list[float] = []
-        sb: list[float] = []
-        try:
-            for i in range(reps):
-                for variant in ("sync", "bare") if i % 2 == 0 else ("bare", "sync"):
-                    if variant == "sync":
-                        sa.append(run_sync(engine, emu, concurrency, size) / size)
-                    else:
-                        sb.append(run_bare(emu, emu.instance_ids, concurrency) / size)
-        finally:
-            engine.dispose()
-    ratio = statistics.median(sb) / statistics.median(sa)
-    return Row(
-        figure="C3",
-        name=f"plain PostgreSQL: sync {size} tenants, C={concurrency}, {latency * 1000:.0f} ms latency",
-        a_label="tenancy.sync",
-        b_label="bare requests loop",
-        unit="ms/tenant",
-        a_min=min(sa) * 1e3,
-        a_med=statistics.median(sa) * 1e3,
-        b_min=min(sb) * 1e3,
-        b_med=statistics.median(sb) * 1e3,
-        target=1.25,
-        note=f"throughput {ratio:.2f}x the bare loop (>= 0.8x is time <= 1.25x)",
-    )
+    size, latency = (150 if quick else 300), 0.05
+    with Emulator(sites=size, seed=5, latency=latency) as emu:
+        return sync_vs_bare(emu, size, 32, reps=reps, latency=latency, figure="C3")
 
 
 def main(argv: list[str] | None = None) -> int:

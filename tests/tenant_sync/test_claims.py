@@ -16,9 +16,7 @@ from tenancy.emulator import Emulator
 from tenancy.tenant_sync.claims import ClaimQueue
 from tenancy.tenant_sync.job import sync
 from tenancy.tenant_sync.store import Selection, claim_by_key
-from tests.conftest import migrate
-from tests.pgserver import fresh_database
-from tests.sync_helpers import SyncDb, seed
+from tests.sync_helpers import SyncDb, migrated_sync_db, seed
 from tests.wire import RoundTripProxy
 from tests.wix_helpers import client_for
 
@@ -27,11 +25,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def db(pg_server: str) -> Iterator[SyncDb]:
-    with fresh_database() as database:
-        engine = create_engine(database.admin_url, pool_size=4)
-        migrate(engine)
-        yield SyncDb(database.admin_url, engine)
-        engine.dispose()
+    with migrated_sync_db() as database:
+        yield database
 
 
 def _selection() -> Selection:
