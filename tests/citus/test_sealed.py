@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from tenancy import TenantSessionFactory
+from tenancy.commands.main import main
 from tenancy.db.citus_binding import WINDOW_SECONDS, WINDOW_SLACK, binding_commands, seal
 from tests.citus.conftest import A, B, CitusDb, binding_key
 
@@ -104,3 +105,27 @@ def test_sessions_pick_the_citus_form_and_rls_holds_for_raw_sql(
         assert seal_text.count(".") == 2  # <key id>.<window>.<hmac>
         session.execute(text(f"SET LOCAL tenancy.instance_id = '{B}'"))  # injected SQL
         assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 0
+
+
+def test_rotate_key_on_citus(citus_db: CitusDb, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key table is a reference table: a new key verifies on every shard, a retired one nowhere."""
+    url = citus_db.admin.url.render_as_string(hide_password=False)
+    monkeypatch.setenv("TENANCY_ADMIN_DATABASE_URL", url)
+    monkeypatch.setenv("DATABASE_URL", url)
+    old = binding_key(citus_db)
+    try:
+        assert main(["rotate-key", "--start"]) == 0
+        new = binding_key(citus_db)
+        assert new.key_id != old.key_id
+        assert main(["rotate-key", "--finish"]) == 0
+        with _runtime(citus_db) as conn:
+            gpid = conn.execute("SELECT citus_backend_gpid()").fetchone()[0]  # type: ignore[index]
+            conn.rollback()
+            _bind(conn, A, seal(new, A, gpid))
+            assert _notes(conn) == 2
+            conn.rollback()
+            _bind(conn, A, seal(old, A, gpid))
+            assert _notes(conn) == 0
+    finally:
+        with citus_db.admin.begin() as conn:  # the session's other fixtures hold the old key
+            conn.execute(text("UPDATE tenancy.binding_keys SET retired_at = NULL"))
