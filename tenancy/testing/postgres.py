@@ -177,6 +177,9 @@ def fresh_database(prefix: str = "tenancy_test") -> Iterator[Database]:
         # migrations can create there, and keep the runtime role from creating anything.
         conn.execute(sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(owner)))
         conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
+        # As `tenancy grant` does: no temporary tables for roles not granted them (pg_temp is
+        # searched first and would let raw SQL shadow a tenant table for the next checkout).
+        conn.execute(sql.SQL("REVOKE TEMPORARY ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
         conn.execute(sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(sql.Identifier(runtime)))
     try:
         yield Database(

@@ -51,7 +51,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import Engine, create_engine, select, text
+from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from tenancy import TenantSessionFactory
@@ -405,6 +405,32 @@ def fig_rls(bdb: BenchDb, cfg: Config) -> list[Row]:
         ]
 
 
+def samples_row(
+    figure: str, name: str, a_label: str, sa: list[float], b_label: str, sb: list[float], note: str
+) -> Row:
+    """A row of per-run microseconds measured outside the harness (server-side loops)."""
+    return Row(
+        figure=figure,
+        name=name,
+        a_label=a_label,
+        b_label=b_label,
+        unit="us",
+        a_min=min(sa),
+        a_med=statistics.median(sa),
+        b_min=min(sb),
+        b_med=statistics.median(sb),
+        note=note,
+    )
+
+
+def server_loop_us(conn: psycopg.Connection[Any], query: str, n: int) -> float:
+    """Microseconds per run of *query* in a server-side PL/pgSQL loop of *n* (no round trips)."""
+    t0 = time.perf_counter()
+    conn.execute(f"DO $$ BEGIN FOR i IN 1..{n} LOOP PERFORM * FROM ({query}) q; END LOOP; END $$")
+    conn.rollback()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
 def server_row(
     rls: psycopg.Connection[Any],
     bypass: psycopg.Connection[Any],
@@ -423,11 +449,7 @@ def server_row(
     n = 2_000 if cfg.quick else 10_000
 
     def run(conn: psycopg.Connection[Any]) -> float:
-        q = rls_query if conn is rls and rls_query else query
-        t0 = time.perf_counter()
-        conn.execute(f"DO $$ BEGIN FOR i IN 1..{n} LOOP PERFORM * FROM ({q}) q; END LOOP; END $$")
-        conn.rollback()
-        return (time.perf_counter() - t0) / n * 1e6
+        return server_loop_us(conn, rls_query if conn is rls and rls_query else query, n)
 
     sa: list[float] = []
     sb: list[float] = []
@@ -436,17 +458,8 @@ def server_row(
         x, y = run(first), run(second)
         sa.append(x if first is rls else y)
         sb.append(y if first is rls else x)
-    return Row(
-        figure="2",
-        name=f"{name}, server side",
-        a_label=label,
-        b_label="BYPASSRLS",
-        unit="us",
-        a_min=min(sa),
-        a_med=statistics.median(sa),
-        b_min=min(sb),
-        b_med=statistics.median(sb),
-        note=f"PL/pgSQL loop of {n:,}, no round trip",
+    return samples_row(
+        "2", f"{name}, server side", label, sa, "BYPASSRLS", sb, f"PL/pgSQL loop of {n:,}, no round trip"
     )
 
 
@@ -457,10 +470,7 @@ def policy_row(conn: psycopg.Connection[Any], name: str, sealed: str, legacy: st
     conn.rollback()
 
     def run(query: str) -> float:
-        t0 = time.perf_counter()
-        conn.execute(f"DO $$ BEGIN FOR i IN 1..{n} LOOP PERFORM * FROM ({query}) q; END LOOP; END $$")
-        conn.rollback()
-        return (time.perf_counter() - t0) / n * 1e6
+        return server_loop_us(conn, query, n)
 
     sa: list[float] = []
     sb: list[float] = []
@@ -472,19 +482,17 @@ def policy_row(conn: psycopg.Connection[Any], name: str, sealed: str, legacy: st
             sb.append(run(legacy))
             sa.append(run(sealed))
     delta = statistics.median(sa) - statistics.median(sb)
-    return Row(
-        figure="2",
-        name=f"{name}, server side",
-        a_label="sealed policy",
-        b_label="setting-only policy (before)",
-        unit="us",
-        a_min=min(sa),
-        a_med=statistics.median(sa),
-        b_min=min(sb),
-        b_med=statistics.median(sb),
-        note=f"+{delta:.1f} us per statement; loop of {n:,}",
-        extra={"delta_us": delta},
+    row = samples_row(
+        "2",
+        f"{name}, server side",
+        "sealed policy",
+        sa,
+        "setting-only policy (before)",
+        sb,
+        f"+{delta:.1f} us per statement; loop of {n:,}",
     )
+    row.extra["delta_us"] = delta
+    return row
 
 
 def alt_table(bdb: BenchDb, owner: psycopg.Connection[Any]) -> None:
@@ -532,6 +540,19 @@ def separate_statement_engine(url: str) -> Engine:
     the BEGIN optimisation (the 'before' of before/after)."""
     dsn = libpq(url)
     return create_engine("postgresql+psycopg://", creator=lambda: PlainConnection.connect(dsn))
+
+
+def reset_all(dbapi_connection: Any, connection_record: Any) -> None:
+    """Reset the session settings of a returned connection (one more round trip per checkout);
+    measured only: tenancy does not do it (a session-level setting binds nothing anyway)."""
+    driver = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    if driver.closed:
+        return
+    driver.autocommit = True
+    try:
+        driver.execute("RESET ALL")
+    finally:
+        driver.autocommit = False
 
 
 def fig_trips(bdb: BenchDb, cfg: Config) -> list[Row]:
@@ -648,6 +669,23 @@ def fig_trips(bdb: BenchDb, cfg: Config) -> list[Row]:
                 **kw,
             )
         )
+        discarding = create_engine(bdb.db.runtime_url)
+        event.listen(discarding, "checkin", reset_all)
+        try:
+            rows.append(
+                timed_row(
+                    "3",
+                    "ORM txn, 1 lookup (1/TPS)",
+                    "RESET ALL at check-in",
+                    tenant_txn(bdb.factory(discarding)),
+                    "shipped (no reset)",
+                    tenant_txn(bdb.factory(runtime)),
+                    **kw,
+                    note="what resetting server state on check-in would cost",
+                )
+            )
+        finally:
+            discarding.dispose()
         rows.append(
             timed_row(
                 "3",
@@ -866,26 +904,17 @@ def fig_prepared(bdb: BenchDb, cfg: Config) -> list[Row]:
         plain_bind = bind.split(", NOT EXISTS")[0]
         n = 2_000 if cfg.quick else 10_000
 
-        def loop(query: str) -> float:
-            t0 = time.perf_counter()
-            conn.execute(f"DO $$ BEGIN FOR i IN 1..{n} LOOP PERFORM * FROM ({query}) q; END LOOP; END $$")
-            conn.rollback()
-            return (time.perf_counter() - t0) / n * 1e6
-
-        with_check = [loop(bind) for _ in range(cfg.reps)]
-        without = [loop(plain_bind) for _ in range(cfg.reps)]
+        with_check = [server_loop_us(conn, bind, n) for _ in range(cfg.reps)]
+        without = [server_loop_us(conn, plain_bind, n) for _ in range(cfg.reps)]
         rows.append(
-            Row(
-                figure="8",
-                name="binding statement, server side",
-                a_label="with prepared-statement check",
-                b_label="without",
-                unit="us",
-                a_min=min(with_check),
-                a_med=statistics.median(with_check),
-                b_min=min(without),
-                b_med=statistics.median(without),
-                note=f"PL/pgSQL loop of {n:,}",
+            samples_row(
+                "8",
+                "binding statement, server side",
+                "with prepared-statement check",
+                with_check,
+                "without",
+                without,
+                f"PL/pgSQL loop of {n:,}",
             )
         )
     return rows

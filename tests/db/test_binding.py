@@ -1,0 +1,50 @@
+"""The binding key and seal: secret in every printed form, and required on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import Engine, text
+
+import tenancy
+from tenancy.db.binding import BindingKey, KeySource, parse_binding_key, registration_proof, seal
+
+T = uuid.UUID("12345678-1234-4234-8234-123456789abc")
+SECRET = bytes(range(32))
+
+
+def test_the_key_never_shows_its_secret() -> None:
+    """repr(), str() and parse errors never contain the key's bytes."""
+    key = parse_binding_key(f"7:{SECRET.hex()}")
+    assert key == BindingKey("7", SECRET)
+    for shown in (repr(key), str(key), repr(KeySource(key, None))):
+        assert SECRET.hex() not in shown
+    with pytest.raises(tenancy.ConfigurationError, match="TENANCY_BINDING_KEY") as err:
+        parse_binding_key(f"seven:{SECRET.hex()}")
+    assert SECRET.hex()[:16] not in str(err.value)
+
+
+def test_seal_and_registration_proof_are_different_hmacs() -> None:
+    """A seal never doubles as a registration proof, and both name their key."""
+    key = BindingKey("3", SECRET)
+    assert seal(key, T).startswith("3.") and registration_proof(key, T).startswith("3.")
+    assert seal(key, T) != registration_proof(key, T)
+    assert seal(key, T) != seal(BindingKey("3", bytes(32)), T)
+
+
+@pytest.mark.postgres
+def test_without_a_key_tenant_sessions_fail_closed(runtime_engine: Engine) -> None:
+    """No binding_key and no admin_engine on PostgreSQL: ConfigurationError naming the variable."""
+    with pytest.raises(tenancy.ConfigurationError, match="TENANCY_BINDING_KEY"):
+        tenancy.TenantSessionFactory(runtime_engine).for_instance(T)
+
+
+@pytest.mark.postgres
+def test_a_wrong_key_binds_nothing(runtime_engine: Engine, binding_key: BindingKey) -> None:
+    """A process holding a key the database does not have sees no rows (the check returns NULL)."""
+    wrong = BindingKey(binding_key.key_id, bytes(32))
+    with tenancy.TenantSessionFactory(runtime_engine, binding_key=wrong).for_instance(T) as session:
+        assert session.execute(text("SELECT tenancy.current_instance_id()")).scalar() is None
+    with tenancy.TenantSessionFactory(runtime_engine, binding_key=binding_key).for_instance(T) as session:
+        assert session.execute(text("SELECT tenancy.current_instance_id()")).scalar() == T
