@@ -8,12 +8,14 @@ import uuid
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
 
 from tenancy import TenantSessionFactory
 from tenancy.commands.main import main
 from tenancy.db.citus_binding import WINDOW_SECONDS, WINDOW_SLACK, binding_commands, seal
 from tests.citus.conftest import A, B, CitusDb, binding_key
+from tests.wire import RoundTripProxy
 
 pytestmark = pytest.mark.usefixtures("sessions")
 
@@ -129,3 +131,51 @@ def test_rotate_key_on_citus(citus_db: CitusDb, monkeypatch: pytest.MonkeyPatch)
     finally:
         with citus_db.admin.begin() as conn:  # the session's other fixtures hold the old key
             conn.execute(text("UPDATE tenancy.binding_keys SET retired_at = NULL"))
+
+
+def test_a_prepared_statement_made_by_sql_discards_the_connection(citus_db: CitusDb) -> None:
+    """Scenario 60 on Citus: the connection check rides in the same pipeline as the SET LOCALs."""
+    engine = create_engine(citus_db.cluster.runtime_url, pool_size=1, max_overflow=0)
+    sessions = TenantSessionFactory(engine, binding_key=binding_key(citus_db))
+    try:
+        with sessions.for_instance(A) as session:
+            session.execute(text("PREPARE _pg3_0 AS DELETE FROM notes"))
+            session.commit()
+        with pytest.raises(DBAPIError, match="prepared statements"), sessions.for_instance(B) as session:
+            session.execute(text("SELECT count(*) FROM notes")).scalar_one()
+        with sessions.for_instance(B) as session:  # a new, clean connection
+            assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 2
+    finally:
+        engine.dispose()
+
+
+def test_a_tenant_transaction_costs_no_extra_round_trip_on_citus(citus_db: CitusDb) -> None:
+    """BEGIN + the two SET LOCAL + the connection check go in one pipeline: BEGIN..., SELECT,
+    COMMIT = 3 round trips, like an unscoped transaction."""
+    port = citus_db.cluster.coordinator.port
+    with RoundTripProxy("127.0.0.1", port) as proxy:
+        url = citus_db.cluster.runtime_url.replace(f":{port}/", f":{proxy.port}/")
+        engine = create_engine(url, pool_size=1, max_overflow=0)
+        sessions = TenantSessionFactory(engine, binding_key=binding_key(citus_db))
+        try:
+
+            def tenant() -> None:
+                with sessions.for_instance(A) as session:
+                    assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 2
+                    session.commit()
+
+            def plain() -> None:
+                with engine.begin() as conn:
+                    conn.execute(text("SELECT 1")).scalar_one()
+
+            counts: dict[str, list[int]] = {}
+            for work in (tenant, plain):
+                work()  # connection, Citus detection and gpid lookup happen once, here
+                counts[work.__name__] = []
+                for _ in range(4):  # the 6th run of a query costs psycopg's server-side prepare
+                    proxy.reset()
+                    work()
+                    counts[work.__name__].append(proxy.round_trips)
+            assert counts == {"tenant": [3] * 4, "plain": [3] * 4}
+        finally:
+            engine.dispose()
