@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import psycopg
 import pytest
 from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -114,3 +115,23 @@ def test_without_the_propagation_setting_tenants_see_nothing(
     finally:
         engine.dispose()
     assert role
+
+
+class _UserConnection(psycopg.Connection):  # type: ignore[type-arg]
+    """A psycopg subclass of the user's: never adopted, so the binding goes as statements."""
+
+
+def test_the_fallback_path_reaches_the_shards_too(citus_db: CitusDb) -> None:
+    """No set_config path that silently reads nothing: without the fast path the binding is
+    sent as SET LOCAL statements of their own."""
+    url = citus_db.cluster.coordinator.url(citus_db.cluster.runtime)
+    engine = create_engine("postgresql+psycopg://", creator=lambda: _UserConnection.connect(url), pool_size=1)
+    try:
+        sessions = TenantSessionFactory(engine, binding_key=binding_key(citus_db))
+        for _ in range(2):
+            with sessions.for_instance(A) as session:
+                assert type(session.connection().connection.driver_connection) is _UserConnection
+                assert session.scalars(select(Note.title).order_by(Note.title)).all() == [f"{A}-1", f"{A}-2"]
+                assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 2
+    finally:
+        engine.dispose()
