@@ -33,15 +33,13 @@ class SyncDb:
 
 
 @contextmanager
-def migrated_sync_db() -> Iterator[SyncDb]:
-    """A fresh migrated database and an admin engine on it (pool of 4), dropped afterwards."""
+def migrated_database(pool_size: int = 10) -> Iterator[SyncDb]:
+    """A fresh database, migrated, with an admin engine of ``pool_size`` connections."""
     with fresh_database() as database:
-        engine = create_engine(database.admin_url, pool_size=4)
-        try:
-            migrate(engine)
-            yield SyncDb(database.admin_url, engine)
-        finally:
-            engine.dispose()
+        engine = create_engine(database.admin_url, pool_size=pool_size)
+        migrate(engine)
+        yield SyncDb(database.admin_url, engine)
+        engine.dispose()
 
 
 def seed(engine: Engine, instance_ids: Iterable[str | uuid.UUID]) -> None:

@@ -26,15 +26,19 @@ from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
 from tenancy.errors import TenancyWarning
 from tests.conftest import migrate
-from tests.sync_helpers import SyncDb, consistent, env_for, migrated_sync_db, rows, seed, start_sync
+from tests.pgserver import fresh_database
+from tests.sync_helpers import SyncDb, consistent, env_for, rows, seed, start_sync
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def db(pg_server: str) -> Iterator[SyncDb]:
-    with migrated_sync_db() as database:
-        yield database
+    with fresh_database() as database:
+        engine = create_engine(database.admin_url, pool_size=4)
+        migrate(engine)
+        yield SyncDb(database.admin_url, engine)
+        engine.dispose()
 
 
 def _use(monkeypatch: pytest.MonkeyPatch, emu: Emulator, url: str) -> None:

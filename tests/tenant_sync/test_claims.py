@@ -16,7 +16,7 @@ from tenancy.emulator import Emulator
 from tenancy.tenant_sync.claims import ClaimQueue
 from tenancy.tenant_sync.job import sync
 from tenancy.tenant_sync.store import Selection, claim_by_key
-from tests.sync_helpers import SyncDb, migrated_sync_db, seed
+from tests.sync_helpers import SyncDb, migrated_database, seed
 from tests.wire import RoundTripProxy
 from tests.wix_helpers import client_for
 
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def db(pg_server: str) -> Iterator[SyncDb]:
-    with migrated_sync_db() as database:
+    with migrated_database(pool_size=4) as database:
         yield database
 
 
