@@ -1,7 +1,8 @@
 """What your Alembic ``env.py`` and migrations use (forwards to :mod:`tenancy.db`).
 
-Importing it registers the operations ``op.enable_tenant_isolation`` and
-``op.disable_tenant_isolation``. Your whole ``env.py``::
+Importing it registers the operations ``op.enable_tenant_isolation``,
+``op.disable_tenant_isolation``, ``op.distribute_tenant_table`` and
+``op.undistribute_tenant_table`` (Citus). Your whole ``env.py``::
 
     from alembic import context
     import tenancy.alembic_ops
@@ -19,7 +20,9 @@ from __future__ import annotations
 from tenancy.db.alembic_env import BRANCH, TENANCY_VERSIONS, database_url, run_migrations
 from tenancy.db.alembic_ops import (
     DisableTenantIsolationOp,
+    DistributeTenantTableOp,
     EnableTenantIsolationOp,
+    UndistributeTenantTableOp,
     writer,
 )
 
@@ -27,7 +30,9 @@ __all__ = [
     "BRANCH",
     "TENANCY_VERSIONS",
     "DisableTenantIsolationOp",
+    "DistributeTenantTableOp",
     "EnableTenantIsolationOp",
+    "UndistributeTenantTableOp",
     "database_url",
     "run_migrations",
     "writer",

@@ -9,6 +9,10 @@ A tenant table is any table of the schema with an ``instance_id`` column. Findin
 - a primary key, unique constraint or unique index that does not lead with ``instance_id``;
   a foreign key between tenant tables that does not carry ``instance_id``;
 - a view over tenant tables that is not ``security_invoker`` (it would read as its owner);
+- on Citus: a shard placement of a tenant table, read on its worker, without RLS enabled,
+  forced and the coordinator's tenancy policy, or with an extra permissive policy; and
+  ``citus.propagate_set_commands`` not ``'local'`` for the runtime role (tenant sessions
+  would then see no rows and write none).
   a materialized view over tenant tables the runtime role can read (it never has RLS);
 - a ``SECURITY DEFINER`` function the runtime role can execute whose owner skips row-level
   security (tenancy's own verification and registration functions excepted);
@@ -27,20 +31,30 @@ from sqlalchemy import Connection, text
 
 from tenancy.db import roles
 from tenancy.db.binding import FUNCTION, SCHEMA
+from tenancy.db.citus import (
+    PROPAGATE_SETTING,
+    distributed_tables,
+    has_citus,
+    placement_security,
+    propagation_in_force,
+)
 from tenancy.db.isolation import POLICY_NAME
 from tenancy.db.models import TENANT_COLUMN, Tenant
 from tenancy.errors import ConfigurationError
 
-__all__ = ["SEALED_POLICY_TEXT", "Finding", "audit"]
+__all__ = ["CITUS_POLICY_TEXT", "SEALED_POLICY_TEXT", "Finding", "audit"]
 
 _FUNCTION_NAME = FUNCTION.rsplit(".", 1)[1]
 SEALED_POLICY_TEXT = f"({TENANT_COLUMN} = ( SELECT {FUNCTION}() AS {_FUNCTION_NAME}))"
 """How PostgreSQL shows the sealed predicate in ``pg_policies`` (anything else is a finding)."""
+CITUS_POLICY_TEXT = f"({TENANT_COLUMN} = {FUNCTION}())"
+"""The same on Citus, which refuses the sub-select in a distributed table's policy."""
 
 
-def _sealed(expression: str | None) -> bool:
+def _sealed(expression: str | None, *, citus: bool = False) -> bool:
     # pg_policies omits the schema when `tenancy` is on the auditing connection's search_path.
-    return expression in (SEALED_POLICY_TEXT, SEALED_POLICY_TEXT.replace(f"{SCHEMA}.", "", 1))
+    forms = (SEALED_POLICY_TEXT, CITUS_POLICY_TEXT) if citus else (SEALED_POLICY_TEXT,)
+    return any(expression in (form, form.replace(f"{SCHEMA}.", "", 1)) for form in forms)
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,8 @@ def audit(connection: Connection, *, runtime_role: str, schema: str = "public") 
     findings += _key_findings(connection, schema, tenant_tables)
     findings += _view_findings(connection, schema, tenant_tables)
     findings += _raw_sql_findings(connection, runtime_role, schema, tenant_tables)
+    if has_citus(connection):
+        findings += _citus_findings(connection, runtime_role, schema, tenant_tables)
     return findings
 
 
@@ -127,6 +143,7 @@ def _role_findings(conn: Connection, role: str, schema: str) -> list[Finding]:
 
 def _rls_findings(conn: Connection, schema: str, tables: list[str]) -> list[Finding]:
     found = []
+    citus = has_citus(conn)
     for table in tables:
         enabled, forced = conn.execute(
             text(
@@ -156,8 +173,8 @@ def _rls_findings(conn: Connection, schema: str, tables: list[str]) -> list[Find
                 p.cmd != "ALL"
                 or p.permissive != "PERMISSIVE"
                 or list(p.roles) != ["public"]
-                or not _sealed(p.qual)
-                or not _sealed(p.with_check)
+                or not _sealed(p.qual, citus=citus)
+                or not _sealed(p.with_check, citus=citus)
             ):
                 found.append(
                     Finding(
@@ -249,6 +266,53 @@ def _view_findings(conn: Connection, schema: str, tables: list[str]) -> list[Fin
     ]
 
 
+def _citus_findings(conn: Connection, role: str, schema: str, tables: list[str]) -> list[Finding]:
+    found = []
+    value = propagation_in_force(conn, role)
+    if value != "local":
+        found.append(
+            Finding(
+                "citus",
+                role,
+                f"{PROPAGATE_SETTING} is {value!r}, not 'local': SET LOCAL does not reach the shards, "
+                "tenant sessions see no rows and write none (run `tenancy grant`)",
+            )
+        )
+    citus_tables = distributed_tables(conn)
+    for table in tables:
+        qualified = table if schema == "public" else f"{schema}.{table}"
+        if citus_tables.get(qualified) != "distributed":
+            continue
+        expected = conn.execute(
+            text(
+                "SELECT pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid) FROM pg_policy"
+                " WHERE polrelid = CAST(:t AS regclass) AND polname = :p"
+            ),
+            {"t": f"{schema}.{table}", "p": POLICY_NAME},
+        ).one_or_none()
+        for placement in placement_security(conn, f"{schema}.{table}"):
+            subject = f"{schema}.{table} shard {placement.shard} on {placement.node}"
+            if not placement.enabled:
+                found.append(Finding("rls", subject, "row-level security is not enabled on this shard"))
+            if not placement.forced:
+                found.append(Finding("rls", subject, "row-level security is not forced on this shard"))
+            ours = [p for p in placement.policies if p[0] == POLICY_NAME]
+            if not ours:
+                found.append(Finding("rls", subject, f"has no {POLICY_NAME} policy on this shard"))
+            elif expected is None or ours[0][1:] != (True, "*", *expected):
+                found.append(
+                    Finding("rls", subject, f"{POLICY_NAME} on this shard differs from the coordinator's")
+                )
+            for name, permissive, *_ in placement.policies:
+                if name != POLICY_NAME and permissive:
+                    found.append(
+                        Finding(
+                            "rls", subject, f"extra permissive policy {name!r} widens access on this shard"
+                        )
+                    )
+    return found
+
+
 def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str]) -> list[Finding]:
     # What SQL injected into a tenant session could use to reach other tenants (invariant 9).
     found: list[Finding] = []
@@ -326,6 +390,8 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
         params,
     ):
         name = str(setting).split("=", 1)[0]
+        if setting == f"{PROPAGATE_SETTING}=local":
+            continue  # what `tenancy grant` sets on Citus: SET LOCAL reaches the shards
         found.append(
             Finding("role", role, f"has a role-level setting {name} (ALTER ROLE ... SET): remove it")
         )

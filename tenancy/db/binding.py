@@ -317,13 +317,14 @@ def ensure_binding_objects(connection: Connection) -> None:
 def add_key(connection: Connection) -> str:
     """Add a new random key (the newest: new seals use it); returns its id. Owner role."""
     key, ipad, opad = new_key()
-    return str(
-        connection.execute(
-            text(
-                f"INSERT INTO {SCHEMA}.binding_keys (key_id, key, ipad, opad)"
-                f" SELECT coalesce(max(key_id), 0) + 1, :k, :i, :o FROM {SCHEMA}.binding_keys"
-                " RETURNING key_id"
-            ),
-            {"k": key, "i": ipad, "o": opad},
-        ).scalar_one()
+    # Two statements, not INSERT ... SELECT max() ... RETURNING: on Citus the key table is a
+    # reference table, where that form fails ("missing FROM-clause entry"). Two concurrent
+    # rotations collide on the primary key; one fails and can be run again.
+    key_id = connection.execute(
+        text(f"SELECT coalesce(max(key_id), 0) + 1 FROM {SCHEMA}.binding_keys")
+    ).scalar_one()
+    connection.execute(
+        text(f"INSERT INTO {SCHEMA}.binding_keys (key_id, key, ipad, opad) VALUES (:id, :k, :i, :o)"),
+        {"id": key_id, "k": key, "i": ipad, "o": opad},
     )
+    return str(key_id)

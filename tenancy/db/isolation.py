@@ -6,7 +6,8 @@ policy whose ``USING`` and ``WITH CHECK`` compare ``instance_id`` with the *veri
 setting ``tenancy.instance_id`` counts only with a seal the database can verify. No setting,
 a malformed one or a seal that does not verify means zero rows and rejected writes, never an
 error and never all rows. The sub-select makes the check an InitPlan: once per statement,
-not once per row.
+not once per row. Citus refuses sub-selects in the policies of distributed tables: on a
+database with Citus the predicate calls the function directly (:data:`CITUS_PREDICATE_SQL`).
 """
 
 from __future__ import annotations
@@ -21,23 +22,42 @@ from tenancy.db.models import TENANT_COLUMN, is_tenant_table
 from tenancy.errors import TenancyWarning
 
 __all__ = [
+    "CITUS_PREDICATE_SQL",
     "LEGACY_PREDICATE_SQL",
     "POLICY_NAME",
     "SETTING_NAME",
     "TENANT_PREDICATE_SQL",
     "disable_isolation",
     "enable_isolation",
+    "has_citus",
     "isolation_statements",
     "reseal_policies",
     "runtime_roles",
+    "sealed_predicate",
     "warn_without_rls",
 ]
 
 SETTING_NAME = "tenancy.instance_id"
 POLICY_NAME = "tenancy_tenant_isolation"
 TENANT_PREDICATE_SQL = f"{TENANT_COLUMN} = (SELECT {FUNCTION}())"
+# Citus: no sub-select in a distributed table's policy. The function is STABLE: evaluated once
+# for an index lookup by instance_id (every ORM query), once per row on a scan.
+CITUS_PREDICATE_SQL = f"{TENANT_COLUMN} = {FUNCTION}()"
 # The policy before the sealed binding: it trusted the setting alone (kept for downgrades).
 LEGACY_PREDICATE_SQL = f"{TENANT_COLUMN} = NULLIF(current_setting('{SETTING_NAME}', true), '')::uuid"
+
+
+def has_citus(connection: Connection) -> bool:
+    """Whether the connected PostgreSQL database has the Citus extension."""
+    if connection.dialect.name != "postgresql":
+        return False
+    query = text("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
+    return bool(connection.execute(query).scalar())
+
+
+def sealed_predicate(connection: Connection) -> str:
+    """The sealed policy predicate for this database (:data:`CITUS_PREDICATE_SQL` on Citus)."""
+    return CITUS_PREDICATE_SQL if has_citus(connection) else TENANT_PREDICATE_SQL
 
 
 def _quote(connection: Connection, name: str) -> str:
@@ -83,7 +103,7 @@ def enable_isolation(connection: Connection, table_name: str) -> None:
         return
     ensure_binding_objects(connection)
     qualified = _quote(connection, table_name)
-    for statement in isolation_statements(qualified):
+    for statement in isolation_statements(qualified, predicate=sealed_predicate(connection)):
         connection.execute(text(statement))
     for role in runtime_roles(connection):
         # The roles `tenancy grant` set up use new tenant tables at once (and only those: no
@@ -135,7 +155,10 @@ def reseal_policies(connection: Connection, *, predicate: str = TENANT_PREDICATE
 
     Used by the migration that introduced the sealed binding (and its downgrade): tenancy's own
     tables and the user's tenant tables alike, wherever ``enable_isolation`` once put a policy.
+    On Citus the sealed predicate is :data:`CITUS_PREDICATE_SQL`.
     """
+    if predicate == TENANT_PREDICATE_SQL:
+        predicate = sealed_predicate(connection)
     preparer = connection.dialect.identifier_preparer
     rows = connection.execute(
         text(

@@ -59,6 +59,7 @@ __all__ = [
     "AsyncTenantBeginConnection",
     "TenantBeginConnection",
     "arm",
+    "arm_commands",
     "install",
 ]
 
@@ -67,6 +68,8 @@ _COMMAND_OK = pq.ExecStatus.COMMAND_OK
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
 _BIND = BIND_SQL.encode("ascii")
+# The statements armed on a connection: (SQL, bound parameters or None), sent after BEGIN.
+_Binding = tuple[tuple[bytes, list[bytes] | None], ...]
 
 _NEEDED = ("_start_query", "_get_tx_start_command", "_check_connection_ok")
 SUPPORTED: bool = (
@@ -83,7 +86,7 @@ SUPPORTED: bool = (
 
 
 def _start_query(self: Any) -> Any:  # PQGen[None]
-    binding: tuple[bytes, bytes] | None = self._tenancy_binding
+    binding: _Binding | None = self._tenancy_binding
     if binding is None:
         return (yield from BaseConnection._start_query(self))
     if self._autocommit:
@@ -100,25 +103,31 @@ def _start_query(self: Any) -> Any:  # PQGen[None]
     for result in results:
         if result.status == _FATAL_ERROR:
             raise e.error_from_result(result, encoding=self.pgconn._encoding)
-    if [r.status for r in results] != [_COMMAND_OK, _TUPLES_OK]:
+    expected = [
+        _COMMAND_OK,
+        *(_TUPLES_OK if sql.startswith(b"SELECT") else _COMMAND_OK for sql, _ in binding),
+    ]
+    if [r.status for r in results] != expected:
         raise e.InternalError("tenancy: unexpected results from BEGIN and the tenant binding")
-    if results[1].get_value(0, 2) != b"t":
+    # The binding's last statement ends with the `clean` column (see binding.BIND_SQL).
+    if results[-1].get_value(0, results[-1].nfields - 1) != b"t":
         # Never run anything on it: close it, so the pool discards it (a disconnect).
         self.pgconn.finish()
         raise e.OperationalError(TAINTED)
     return None
 
 
-def _begin_bound(pgconn: Any, begin: bytes, binding: tuple[bytes, bytes]) -> Any:  # PQGen[list]
-    # BEGIN and the bound set_config in one libpq pipeline, one Sync: one round trip.
+def _begin_bound(pgconn: Any, begin: bytes, binding: _Binding) -> Any:  # PQGen[list]
+    # BEGIN and the binding's statements in one libpq pipeline, one Sync: one round trip.
     pgconn.enter_pipeline_mode()
     results: list[Any] = []
     try:
         pgconn.send_query_params(begin, None)
-        pgconn.send_query_params(_BIND, list(binding))
+        for statement, params in binding:
+            pgconn.send_query_params(statement, params)
         pgconn.pipeline_sync()
         yield from generators.send(pgconn)
-        for _ in range(3):  # BEGIN's results, the binding's, then the Sync marker
+        for _ in range(len(binding) + 2):  # BEGIN's results, the binding's, then the Sync marker
             results += yield from generators.fetch_many(pgconn)
     except BaseException:
         with contextlib.suppress(psycopg.Error):
@@ -131,7 +140,7 @@ def _begin_bound(pgconn: Any, begin: bytes, binding: tuple[bytes, bytes]) -> Any
 class TenantBeginConnection(psycopg.Connection[Any]):
     """A psycopg connection whose ``BEGIN`` can carry the tenant binding (see the module doc)."""
 
-    _tenancy_binding: tuple[bytes, bytes] | None = None
+    _tenancy_binding: _Binding | None = None
     _start_query = _start_query
 
     def commit(self) -> None:
@@ -148,7 +157,7 @@ class TenantBeginConnection(psycopg.Connection[Any]):
 class AsyncTenantBeginConnection(psycopg.AsyncConnection[Any]):
     """The :class:`TenantBeginConnection` of ``AsyncSession`` s (psycopg's async connection)."""
 
-    _tenancy_binding: tuple[bytes, bytes] | None = None
+    _tenancy_binding: _Binding | None = None
     _start_query = _start_query
 
     async def commit(self) -> None:
@@ -173,14 +182,24 @@ def arm(driver_connection: object, tenant: uuid.UUID, seal: str) -> bool:
     already inside a transaction (savepoints, a joined outer transaction), pipeline mode or
     autocommit. The caller then sends the setting as a statement of its own.
     """
+    instance_id, tenant_seal = bind_parameters(tenant, seal)
+    return _arm(driver_connection, ((_BIND, [instance_id.encode("ascii"), tenant_seal.encode("ascii")]),))
+
+
+def arm_commands(driver_connection: object, commands: tuple[bytes, ...]) -> bool:
+    """Like :func:`arm`, with parameterless statements (Citus: ``SET LOCAL``, which Citus
+    forwards to the shards; see :mod:`tenancy.db.citus_binding`)."""
+    return _arm(driver_connection, tuple((command, None) for command in commands))
+
+
+def _arm(driver_connection: object, binding: _Binding) -> bool:
     if not SUPPORTED or not isinstance(driver_connection, _OURS):
         return False
     if driver_connection.autocommit or driver_connection._pipeline is not None:
         return False
     if driver_connection.pgconn.transaction_status != _IDLE:
         return False
-    instance_id, tenant_seal = bind_parameters(tenant, seal)
-    driver_connection._tenancy_binding = (instance_id.encode("ascii"), tenant_seal.encode("ascii"))
+    driver_connection._tenancy_binding = binding
     return True
 
 

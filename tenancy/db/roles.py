@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection, text
 
 from tenancy.db.binding import FUNCTION, REGISTER_FUNCTION, SCHEMA
+from tenancy.db.citus import has_citus, set_propagation
 from tenancy.db.models import TENANT_COLUMN
 from tenancy.errors import ConfigurationError
 
@@ -120,7 +121,9 @@ def grant_runtime_role(
     """Grant *role* what tenant sessions need, as the tables' owner (the current user).
 
     Refuses a role that would skip row-level security: a superuser, a BYPASSRLS role or the
-    owner itself. Revoking TEMP needs the database's owner: when the current user cannot, it
+    owner itself. On Citus it also makes ``SET LOCAL`` reach the shards for *role*
+    (:func:`tenancy.db.citus.set_propagation`). Revoking TEMP needs the database's owner:
+    when the current user cannot, it
     raises :class:`~tenancy.ConfigurationError` naming the statement to run.
     """
     if connection.dialect.name != "postgresql":
@@ -171,6 +174,8 @@ def grant_runtime_role(
                 f"could not revoke TEMP (only the database owner can): run `{statement}` as the owner"
             ) from None
         savepoint.commit()
+    if has_citus(connection):
+        set_propagation(connection, role, _ident(role))
 
 
 def _all_tables(connection: Connection, schema: str) -> set[str]:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
 from tenancy import log_context
-from tenancy.db import guard, psycopg_begin
+from tenancy.db import citus_binding, guard, psycopg_begin
 from tenancy.db.binding import (
     BIND_SQL,
     TAINTED,
@@ -35,7 +35,7 @@ from tenancy.db.binding import (
     newest_key,
     parse_binding_key,
 )
-from tenancy.db.isolation import warn_without_rls
+from tenancy.db.isolation import has_citus, warn_without_rls
 from tenancy.db.registration import TenantRegistry
 from tenancy.db.translate import install_error_translation
 from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite
@@ -160,9 +160,13 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     if connection.dialect.name != "postgresql":
         return
     if getattr(connection.connection.driver_connection, "autocommit", False):
-        # SET LOCAL / set_config(..., true) would last one statement: statements would run unscoped.
+        # SET LOCAL would last one statement: statements would run unscoped.
         raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
     keys: KeySource = session._tenancy_keys  # type: ignore[attr-defined]
+    gpid = _citus_gpid(connection)
+    if gpid is not None:
+        _apply_citus_binding(connection, keys, tenant, gpid)
+        return
     seal = keys.seal(tenant)  # no key: ConfigurationError before anything runs
     # On psycopg the binding rides with BEGIN (no round trip of its own); armed before the
     # role check so that the check's query opens the transaction with it.
@@ -174,6 +178,47 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
         if not row.clean:
             connection.invalidate()  # SQL-made prepared statements: never reuse this connection
             raise CrossTenantAccess(TAINTED)
+
+
+def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.UUID, gpid: int) -> None:
+    # Citus forwards SET LOCAL to the shards and set_config() not at all; the seal in the SET
+    # text is bound to this backend and a few minutes (tenancy/db/citus_binding.py).
+    commands = citus_binding.binding_commands(tenant, citus_binding.seal(keys.key(), tenant, gpid))
+    armed = psycopg_begin.arm_commands(connection.connection.driver_connection, commands)
+    _ensure_runtime_role(connection)
+    if not armed:
+        *settings, check = commands
+        for command in settings:
+            connection.exec_driver_sql(command.decode("ascii"))
+        if not connection.exec_driver_sql(check.decode("ascii")).scalar_one():
+            connection.invalidate()  # SQL-made prepared statements: never reuse this connection
+            raise CrossTenantAccess(TAINTED)
+
+
+# Pools on a database with Citus (True) or without (False), found once per pool.
+_citus_pools: weakref.WeakKeyDictionary[Pool, bool] = weakref.WeakKeyDictionary()
+_GPID = "tenancy.citus_gpid"
+
+
+def _citus_gpid(connection: Connection) -> int | None:
+    """The Citus global process id of *connection*'s backend; ``None`` without Citus.
+
+    Found once per pool (Citus or not) and once per connection (its gpid), each with a query
+    of its own: that transaction gets its binding as separate statements.
+    """
+    pool = connection.engine.pool
+    on_citus = _citus_pools.get(pool)
+    if on_citus is None:
+        on_citus = _citus_pools[pool] = has_citus(connection)
+    if not on_citus:
+        return None
+    info = connection.connection.info
+    gpid = info.get(_GPID)
+    if gpid is None:
+        gpid = info[_GPID] = int(
+            connection.exec_driver_sql("SELECT pg_catalog.citus_backend_gpid()").scalar_one()
+        )
+    return int(gpid)
 
 
 # Pools whose role passed check_runtime_role(): a session may reach an engine other than the
@@ -191,6 +236,7 @@ def _check_engine(engine: Engine) -> None:
             return
     with engine.connect() as connection:
         _ensure_runtime_role(connection)
+        _citus_pools.setdefault(engine.pool, has_citus(connection))
 
 
 def _ensure_runtime_role(connection: Connection) -> None:

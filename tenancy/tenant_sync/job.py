@@ -2,8 +2,9 @@
 
 Orchestration only. Worker threads (sharing one :class:`~tenancy.WixClient` and so one HTTP
 connection pool) each loop: open a transaction on the admin engine, claim one tenant
-(:func:`tenancy.tenant_sync.store.claim_next`, a row lock), get an app token and the instance from
-Wix while holding the lock, write the result or the failure, commit. One tenant per
+(:class:`tenancy.tenant_sync.claims.ClaimQueue`: listed without a lock, locked by key), get an
+app token and the instance from Wix while holding the lock, write the result or the failure,
+commit. One tenant per
 transaction, one row in memory per worker: a kill loses only the tenants in flight, and
 memory does not grow with the number of tenants.
 """
@@ -31,12 +32,13 @@ from tenancy.errors import (
 )
 from tenancy.instance_ids import parse_instance_id
 from tenancy.tenant_sync.breaker import DEFAULT_OUTAGE_AFTER, OutageBreaker
+from tenancy.tenant_sync.claims import ClaimQueue
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter, TokenBucket
 from tenancy.tenant_sync.report import Outcome, SyncReport
 from tenancy.tenant_sync.store import (
     Backoff,
     Selection,
-    claim_next,
+    claim_by_key,
     count_claimable,
     record_failure,
     register_instances,
@@ -68,6 +70,18 @@ class _Refused(Exception):
         super().__init__(str(error))
         self.error = error
         self.gone = gone
+
+
+class _WriteRefused(Exception):
+    """The database refused a fetched answer (the transaction is aborted)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# Tenants listed per claim-queue refill: one listing statement per this many claims.
+_CLAIM_BATCH = 64
 
 
 def sync(
@@ -214,7 +228,7 @@ class _Job:
         self.on_progress = on_progress
         self.fatal: WixAuthError | None = None
         self.crash: Exception | None = None
-        self.exhausted: set[int] = set()  # claim phases found empty in this run
+        self.claims = ClaimQueue(selection, batch=_CLAIM_BATCH)
         self._fatal_lock = threading.Lock()
 
     def work(self) -> None:
@@ -236,12 +250,14 @@ class _Job:
         """Sync the next tenant in its own transaction; ``False`` when none is left."""
         error: WixError | None = None
         reason: str | None
+        refused: _WriteRefused | None = None
         with conn.begin() as transaction:
-            row = claim_next(conn, self.selection(), exhausted=self.exhausted)
+            row = self.claims.claim(conn)
             if row is None:
                 return False
             if self.stop.is_set():  # claimed just as the run stopped: release it, uncharged
                 transaction.rollback()
+                self.claims.done(row.instance_id)
                 return False
             iid: uuid.UUID = row.instance_id
             log_context.bind(iid)  # this tenant's log lines carry its instance_id
@@ -249,6 +265,7 @@ class _Job:
                 app = self._fetch(iid)
             except WixAuthError as exc:  # the app's credentials: fatal, nothing charged
                 transaction.rollback()
+                self.claims.done(iid)
                 self._abort(exc)
                 return False
             except _Refused as exc:
@@ -261,6 +278,7 @@ class _Job:
                     self._outage(exc)
                 if not charge:  # Wix is down: not this tenant's fault, it keeps its schedule
                     transaction.rollback()
+                    self.claims.done(iid)
                     return False
                 error, reason = exc, _reason(exc)
                 outcome = self._failure(conn, row, reason, refused=False)
@@ -274,7 +292,14 @@ class _Job:
                 outcome = self._failure(conn, row, reason, refused=False)
             else:
                 self.breaker.answered()
-                outcome, reason = self._store(conn, row, app)
+                try:
+                    outcome, reason = self._store(conn, row, app), None
+                except _WriteRefused as exc:
+                    transaction.rollback()
+                    refused = exc
+        if refused is not None:
+            outcome, reason = self._record_refused_write(conn, iid, refused.reason)
+        self.claims.done(iid)
         status, request_id = (error.status, error.request_id) if error is not None else (None, None)
         self.report.record(outcome, iid, reason, status=status, request_id=request_id)
         if outcome == "failed":
@@ -314,18 +339,21 @@ class _Job:
         if self.instance_limit is not None:
             self.instance_limit.acquire(iid)
 
-    def _store(self, conn: Connection, row: Row[Any], app: AppInstance) -> tuple[Outcome, str | None]:
-        values = tenant_values(app)
-        if conn.dialect.name != "postgresql":
-            return write_success(conn, row, values, now=self.clock()), None
+    def _store(self, conn: Connection, row: Row[Any], app: AppInstance) -> Outcome:
+        # No savepoint (two round trips per tenant): a value the column refuses (say an
+        # overlong locale) aborts the transaction, and the failure is recorded in a new one.
         try:
-            # A savepoint, so a value the column refuses (say an overlong locale) fails
-            # this tenant only and its failure can still be recorded.
-            with conn.begin_nested():
-                return write_success(conn, row, values, now=self.clock()), None
+            return write_success(conn, row, tenant_values(app), now=self.clock())
         except DBAPIError as exc:
-            reason = f"database refused the answer ({type(exc.orig).__name__})"
-            return self._failure(conn, row, reason, refused=False), reason
+            raise _WriteRefused(f"database refused the answer ({type(exc.orig).__name__})") from None
+
+    def _record_refused_write(self, conn: Connection, iid: uuid.UUID, reason: str) -> tuple[Outcome, str]:
+        with conn.begin():
+            # Locked again by key; if another worker took it in between, it is theirs now.
+            row = claim_by_key(conn, self.selection(), iid)
+            if row is not None:
+                return self._failure(conn, row, reason, refused=False), reason
+        return "failed", reason
 
     def _failure(self, conn: Connection, row: Row[Any], reason: str, *, refused: bool) -> Outcome:
         with self.rng_lock:

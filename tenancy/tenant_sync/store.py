@@ -5,18 +5,25 @@ row lock (``SELECT ... FOR UPDATE SKIP LOCKED``) held until that transaction end
 the worker's lease, released by commit, rollback or the connection dying (a killed
 process's claims are free at once, no timeout). SQLite has no row locks and renders no
 ``FOR UPDATE``; there the sync runs in one process with one worker.
+
+Claims go by key: due tenants are listed without a lock (:func:`list_candidates`), then
+each is locked by its ``instance_id`` with the due conditions checked again
+(:func:`claim_by_key`). On Citus the listing is a plain multi-shard read and the lock a
+single-shard statement; a ``FOR UPDATE`` over the listing itself is a multi-shard
+``FOR UPDATE``, which Citus refuses (and on a reference table, locks every copy).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Row, Select, Table, func, or_, select, update
+from sqlalchemy import Connection, Row, Select, Table, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tenancy.db.models import Tenant
@@ -27,8 +34,10 @@ __all__ = [
     "DATA_COLUMNS",
     "Backoff",
     "Selection",
+    "claim_by_key",
     "claim_next",
     "count_claimable",
+    "list_candidates",
     "record_failure",
     "register_instances",
     "tenant_values",
@@ -114,6 +123,49 @@ class Selection:
             older = ready.where(c.last_synced_at.is_not(None))
             retry = base.where(c.next_attempt_at.is_not(None))
         return [never, older.order_by(c.last_synced_at), retry.order_by(c.next_attempt_at)]
+
+    def by_key(self) -> tuple[Select[Any], dict[str, Any]]:
+        """The claim query of one tenant (bound as ``instance_id``) and its parameters.
+
+        Its row if any phase would still select it. The statement is built once per mode
+        (the sync runs it for every tenant) with the selection's values as parameters.
+        """
+        params: dict[str, Any] = {"since": self.since, "now": self.now, "stale_before": self.stale_before}
+        # "instances" is "all" limited to the listed ids, and the key comes from that listing.
+        return _by_key_statement("due" if self.mode == "due" else "all"), params
+
+
+@functools.cache
+def _by_key_statement(mode: Literal["due", "all"]) -> Select[Any]:
+    template = Selection(
+        mode=mode,
+        since=cast(Any, bindparam("since")),
+        now=cast(Any, bindparam("now")),
+        stale_before=cast(Any, bindparam("stale_before")),
+    )
+    due = or_(*(phase.whereclause for phase in template.phases() if phase.whereclause is not None))
+    stmt = select(*(c[name] for name in _CLAIMED)).where(c.instance_id == bindparam("instance_id"), due)
+    return stmt.with_for_update(skip_locked=True)
+
+
+def list_candidates(conn: Connection, selection: Selection, phase: int, *, limit: int) -> list[uuid.UUID]:
+    """Up to ``limit`` ids that phase ``phase`` of ``selection`` selects, in its order; no lock.
+
+    Other workers may claim any of them meanwhile: :func:`claim_by_key` checks again.
+    """
+    query = selection.phases()[phase].with_only_columns(c.instance_id).limit(limit)
+    return list(conn.execute(query).scalars())
+
+
+def claim_by_key(conn: Connection, selection: Selection, instance_id: uuid.UUID) -> Row[Any] | None:
+    """Lock and return ``instance_id``'s row if it is still to be synced, else ``None``.
+
+    ``None`` also when another worker holds it (``SKIP LOCKED``): it is theirs. After their
+    commit the row no longer matches (``last_attempt_at`` moved), so no tenant is fetched
+    twice.
+    """
+    stmt, params = selection.by_key()
+    return conn.execute(stmt, {**params, "instance_id": instance_id}).first()
 
 
 def claim_next(

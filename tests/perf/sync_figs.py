@@ -122,64 +122,68 @@ def fig_sync_throughput(*, quick: bool, reps: int) -> list[Row]:
     n_big = 300 if quick else 1_000
     n_small = 40 if quick else 100  # one worker at 50 ms: 1,000 tenants would take 100 s a run
     latency = 0.05
-    rows: list[Row] = []
     with Emulator(sites=n_big, seed=5, latency=latency) as emu:
-        ids = emu.instance_ids
-        for concurrency in (1, 8, 32):
-            n = n_small if concurrency == 1 else n_big
-            subset = ids[:n]
-            with tenants_db(subset) as db:
-                engine = sync_engine(db.admin_url, concurrency)
-                try:
-                    sa: list[float] = []
-                    sb: list[float] = []
-                    calls_a: list[int] = []
-                    calls_b: list[int] = []
-                    cpu_a: list[float] = []
-                    cpu_b: list[float] = []
-                    for i in range(reps):
-                        for variant in ("sync", "bare") if i % 2 == 0 else ("bare", "sync"):
-                            emu.reset_counts()
-                            cpu = time.process_time()  # this process: workers and emulator
-                            if variant == "sync":
-                                sa.append(run_sync(engine, emu, concurrency, n) / n)
-                                cpu_a.append((time.process_time() - cpu) / n)
-                                calls_a.append(_calls(emu))
-                            else:
-                                sb.append(run_bare(emu, subset, concurrency) / n)
-                                cpu_b.append((time.process_time() - cpu) / n)
-                                calls_b.append(_calls(emu))
-                finally:
-                    engine.dispose()
-            rows.append(
-                Row(
-                    figure="5",
-                    name=f"sync {n:,} tenants, C={concurrency}, {latency * 1000:.0f} ms latency",
-                    a_label="tenancy.sync",
-                    b_label="bare requests loop",
-                    unit="ms/tenant",
-                    a_min=min(sa) * 1e3,
-                    a_med=statistics.median(sa) * 1e3,
-                    b_min=min(sb) * 1e3,
-                    b_med=statistics.median(sb) * 1e3,
-                    target=1.25 if concurrency > 1 else None,
-                    note=(
-                        f"{1 / statistics.median(sa):.0f} vs {1 / statistics.median(sb):.0f} tenants/s; "
-                        f"HTTP calls {calls_a[0]:,} vs {calls_b[0]:,}; "
-                        f"CPU {statistics.median(cpu_a) * 1e3:.1f} vs {statistics.median(cpu_b) * 1e3:.1f} "
-                        "ms/tenant; throughput >= 0.8x is time <= 1.25x"
-                    ),
-                    extra={
-                        "tenants_per_s_sync": [1 / x for x in sa],
-                        "tenants_per_s_bare": [1 / x for x in sb],
-                        "calls_sync": calls_a,
-                        "calls_bare": calls_b,
-                        "cpu_ms_per_tenant_sync": [x * 1e3 for x in cpu_a],
-                        "cpu_ms_per_tenant_bare": [x * 1e3 for x in cpu_b],
-                    },
-                )
-            )
-    return rows
+        return [
+            sync_vs_bare(emu, n_small if concurrency == 1 else n_big, concurrency, reps=reps, latency=latency)
+            for concurrency in (1, 8, 32)
+        ]
+
+
+def sync_vs_bare(
+    emu: Emulator, n: int, concurrency: int, *, reps: int, latency: float, figure: str = "5"
+) -> Row:
+    """One row of figure 5: the first *n* of *emu*'s tenants (*latency* s per answer), sync and
+    the bare loop interleaved."""
+    subset = emu.instance_ids[:n]
+    sa: list[float] = []
+    sb: list[float] = []
+    calls_a: list[int] = []
+    calls_b: list[int] = []
+    cpu_a: list[float] = []
+    cpu_b: list[float] = []
+    with tenants_db(subset) as db:
+        engine = sync_engine(db.admin_url, concurrency)
+        try:
+            for i in range(reps):
+                for variant in ("sync", "bare") if i % 2 == 0 else ("bare", "sync"):
+                    emu.reset_counts()
+                    cpu = time.process_time()  # this process: workers and emulator
+                    if variant == "sync":
+                        sa.append(run_sync(engine, emu, concurrency, n) / n)
+                        cpu_a.append((time.process_time() - cpu) / n)
+                        calls_a.append(_calls(emu))
+                    else:
+                        sb.append(run_bare(emu, subset, concurrency) / n)
+                        cpu_b.append((time.process_time() - cpu) / n)
+                        calls_b.append(_calls(emu))
+        finally:
+            engine.dispose()
+    return Row(
+        figure=figure,
+        name=f"sync {n:,} tenants, C={concurrency}, {latency * 1000:.0f} ms latency",
+        a_label="tenancy.sync",
+        b_label="bare requests loop",
+        unit="ms/tenant",
+        a_min=min(sa) * 1e3,
+        a_med=statistics.median(sa) * 1e3,
+        b_min=min(sb) * 1e3,
+        b_med=statistics.median(sb) * 1e3,
+        target=1.25 if concurrency > 1 else None,
+        note=(
+            f"{1 / statistics.median(sa):.0f} vs {1 / statistics.median(sb):.0f} tenants/s; "
+            f"HTTP calls {calls_a[0]:,} vs {calls_b[0]:,}; "
+            f"CPU {statistics.median(cpu_a) * 1e3:.1f} vs {statistics.median(cpu_b) * 1e3:.1f} "
+            "ms/tenant; throughput >= 0.8x is time <= 1.25x"
+        ),
+        extra={
+            "tenants_per_s_sync": [1 / x for x in sa],
+            "tenants_per_s_bare": [1 / x for x in sb],
+            "calls_sync": calls_a,
+            "calls_bare": calls_b,
+            "cpu_ms_per_tenant_sync": [x * 1e3 for x in cpu_a],
+            "cpu_ms_per_tenant_bare": [x * 1e3 for x in cpu_b],
+        },
+    )
 
 
 def fig_sync_memory(*, quick: bool, concurrency: int = 8) -> list[Row]:

@@ -1,0 +1,90 @@
+"""Claims by key: due tenants listed without a lock, each locked by ``instance_id``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+
+from tenancy.db.models import Tenant
+from tenancy.emulator import Emulator
+from tenancy.tenant_sync.claims import ClaimQueue
+from tenancy.tenant_sync.job import sync
+from tenancy.tenant_sync.store import Selection, claim_by_key
+from tests.sync_helpers import SyncDb, migrated_database, seed
+from tests.wire import RoundTripProxy
+from tests.wix_helpers import client_for
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def db(pg_server: str) -> Iterator[SyncDb]:
+    with migrated_database(pool_size=4) as database:
+        yield database
+
+
+def _selection() -> Selection:
+    now = dt.datetime.now(dt.UTC)
+    return Selection(mode="all", since=now, now=now)
+
+
+@pytest.mark.parametrize(("dialect", "locks"), [(postgresql.dialect(), True), (sqlite.dialect(), False)])
+def test_the_listing_takes_no_lock_and_the_claim_locks_one_key(dialect, locks) -> None:
+    """Citus refuses FOR UPDATE on a multi-shard listing; the claim by key goes to one shard."""
+    selection = _selection()
+    for query in selection.phases():
+        assert "FOR UPDATE" not in str(query.compile(dialect=dialect))
+    stmt, _ = selection.by_key()
+    sql = str(stmt.compile(dialect=dialect))
+    assert "tenants.instance_id = " in sql
+    assert ("FOR UPDATE SKIP LOCKED" in sql) is locks
+
+
+def test_a_tenant_held_by_another_process_is_skipped_not_waited_for(db: SyncDb) -> None:
+    ids = sorted(uuid.uuid4() for _ in range(3))
+    seed(db.engine, ids)
+    selection = _selection()
+    queue = ClaimQueue(lambda: selection, batch=2)
+    with db.engine.connect() as other, other.begin():
+        held = claim_by_key(other, selection, ids[0])
+        assert held is not None
+        with db.engine.connect() as conn, conn.begin():
+            claimed = [queue.claim(conn) for _ in range(3)]
+    assert {row.instance_id for row in claimed if row is not None} == set(ids[1:])
+    assert claimed[-1] is None  # the held one was skipped, not waited for, and not retried
+
+
+def test_a_tenant_done_meanwhile_is_not_claimed_again(db: SyncDb) -> None:
+    iid = uuid.uuid4()
+    seed(db.engine, [iid])
+    selection = _selection()
+    with db.engine.begin() as conn:  # another process synced it after this run started
+        conn.execute(update(Tenant).values(last_attempt_at=selection.since + dt.timedelta(seconds=1)))
+    with db.engine.connect() as conn, conn.begin():
+        assert claim_by_key(conn, selection, iid) is None
+
+
+def test_a_synced_tenant_costs_four_round_trips(db: SyncDb) -> None:
+    """BEGIN, claim, write, COMMIT (was six: a claim query, and a savepoint around the write)."""
+    count = 80
+    with Emulator(sites=count, seed=12) as emu, client_for(emu) as client:
+        seed(db.engine, emu.instance_ids)
+        url = make_url(db.url)
+        with RoundTripProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+            engine = create_engine(url.set(host="127.0.0.1", port=proxy.port), pool_size=2)
+            try:
+                with engine.connect():
+                    pass  # connection setup is not the sync's
+                proxy.reset()
+                report = sync(engine, client, mode="all", concurrency=1)
+            finally:
+                engine.dispose()
+        assert report.synced == count
+        # Plus one listing per batch and the last, empty claim: well under 5 per tenant.
+        assert 4 * count <= proxy.round_trips <= 4 * count + 16, proxy.round_trips
