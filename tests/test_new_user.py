@@ -140,8 +140,11 @@ def test_a_new_users_app_from_the_readme(venv: Path, roles: dict[str, str], tmp_
     env.update(
         PATH=f"{venv / 'bin'}:{env.get('PATH', '')}", VIRTUAL_ENV=str(venv), TENANCY_TEST_PG_URL=server_url()
     )
+    # The first block installs (done above, from the wheel); the others run in the project, in order.
     shell_blocks = [body for lang, body in blocks if lang == "sh"]
-    commands = [line.strip() for line in shell_blocks[-1].splitlines() if line.strip()]
+    assert "pip install" in shell_blocks[0]
+    commands = [line.strip() for block in shell_blocks[1:] for line in block.splitlines() if line.strip()]
+    assert commands[0].startswith("export ") and "alembic init migrations" in commands
     assert commands[-1] == "pytest"
     outputs: dict[str, subprocess.CompletedProcess[str]] = {}
     for line in commands:

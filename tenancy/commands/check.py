@@ -14,8 +14,10 @@ from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings
 
 NAME = "check"
 HELP = (
-    "audit a live PostgreSQL database: runtime role privileges, RLS enabled + forced + policy "
-    "on every tenant table, keys that lead with instance_id; exit 1 on a finding"
+    "audit a live PostgreSQL database: the runtime role's privileges and settings, RLS enabled "
+    "+ forced + the sealed policy on every tenant table (every shard on Citus), keys and indexes "
+    "that lead with instance_id, and ways around RLS (views, functions, TEMP, CREATE); "
+    "exit 1 on a finding"
 )
 EPILOG = f"""\
 environment:

@@ -45,7 +45,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate-limit",
         type=int,
-        help="Get App Instance calls per minute per instance before 429s (Wix: 200)",
+        help="requests per minute per instance (app tokens and Get App Instance) before 429s (Wix: 200)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for generated sites and faults")
     parser.add_argument("--app-id", help="the app id (default: generated)")

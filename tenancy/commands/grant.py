@@ -15,7 +15,8 @@ from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings
 NAME = "grant"
 HELP = (
     f"grant the runtime role ({URL_VARIABLE}'s user) access to the tenant tables, "
-    f"connected as the owner ({ADMIN_URL_VARIABLE}); run after `alembic upgrade heads`"
+    f"connected as the owner ({ADMIN_URL_VARIABLE}); run after `alembic upgrade heads`, and once "
+    "after upgrading from a version without the sealed binding"
 )
 EPILOG = f"""\
 environment:

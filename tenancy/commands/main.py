@@ -21,6 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tenancy.commands.database import first_line
 from tenancy.errors import ConfigurationError, TenancyError
+from tenancy.settings import ADMIN_URL_VARIABLE, DEFAULT_DATABASE_URL, DEFAULT_WIX_API_BASE_URL, URL_VARIABLE
 
 __all__ = ["COMMANDS", "main"]
 
@@ -36,6 +37,20 @@ COMMANDS: tuple[str, ...] = (
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
+EPILOG = f"""\
+environment (`tenancy COMMAND --help` lists what each command reads):
+  {URL_VARIABLE}                the runtime role's URL (default: {DEFAULT_DATABASE_URL})
+  {ADMIN_URL_VARIABLE}  the owner role's URL (default: {URL_VARIABLE})
+  WIX_APP_ID, WIX_APP_SECRET  the app's credentials (sync)
+  WIX_API_BASE_URL            Wix's API (default: {DEFAULT_WIX_API_BASE_URL}; or `tenancy emulator`)
+
+exit codes:
+  0    done
+  1    the command ran and found failures (failed tenants, audit findings)
+  2    configuration or usage error (one line on stderr: the problem and the fix)
+  130  stopped by SIGINT/SIGTERM
+"""
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with a usage error on one line (the problem and where to read more), exit 2."""
@@ -45,7 +60,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
-    parser = _Parser(prog="tenancy", description="Multi-tenant data access for a Wix app backend.")
+    parser = _Parser(
+        prog="tenancy",
+        description="Multi-tenant data access for a Wix app backend.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in modules:

@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 from tenancy.commands.database import database_errors, make_engine, safe_url
 from tenancy.db.binding import ENV_VAR, SCHEMA, add_key, newest_key
 from tenancy.errors import ConfigurationError
-from tenancy.settings import ADMIN_URL_VARIABLE, Settings
+from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings
 
 NAME = "rotate-key"
 HELP = (
@@ -27,7 +27,8 @@ HELP = (
 )
 EPILOG = f"""\
 environment:
-  {ADMIN_URL_VARIABLE}  the owner role's URL (only it can read or add keys)
+  {ADMIN_URL_VARIABLE}  the owner role's URL (only it can read or add keys; default:
+                              {URL_VARIABLE}, which is refused unless it is the owner)
 
 a rotation without downtime:
   tenancy rotate-key --start            add a key; old and new both verify
@@ -79,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 key = newest_key(connection)
                 if key is None:
-                    raise ConfigurationError("no binding key: run `alembic upgrade head` first")
+                    raise ConfigurationError("no binding key: run `alembic upgrade heads` first")
                 _write_secret(args.export, key.as_text())
                 print(f"wrote binding key {key.key_id} to {args.export}")
     finally:

@@ -54,7 +54,8 @@ environment:
 
 exit codes:
   0    every claimed tenant synced (or marked removed)
-  1    some tenants failed (listed in the summary and on their rows)
+  1    some tenants failed (listed in the summary and on their rows), or Wix was down and
+       the run stopped early (--outage-after)
   2    configuration or usage error: bad option or id, database unreachable or not migrated,
        a role that row-level security filters, Wix refusing the app credentials
   130  stopped by SIGINT/SIGTERM (tenants in flight committed, summary printed)
@@ -138,7 +139,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         default=3,
         metavar="N",
-        help="mark a tenant removed after N consecutive runs in which Wix refused it a token (default: 3)",
+        help=(
+            "mark a tenant removed after N consecutive runs in which Wix said the app is gone "
+            "(the token endpoint refused the instance, or Get App Instance answered 404) (default: 3)"
+        ),
     )
     parser.add_argument(
         "--recheck-removed-after",

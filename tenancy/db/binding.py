@@ -166,7 +166,7 @@ class KeySource:
         if key is None:
             raise ConfigurationError(
                 f"tenant sessions on PostgreSQL need the binding key: set {ENV_VAR} (binding_key=) "
-                "or pass admin_engine= so it can be read; `alembic upgrade head` creates the key"
+                "or pass admin_engine= so it can be read; `alembic upgrade heads` creates the key"
             )
         with self._lock:
             self._key = key

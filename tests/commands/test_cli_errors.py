@@ -200,12 +200,33 @@ def test_python_dash_m_tenancy_is_the_command_line(tmp_path) -> None:
     assert failed.stderr.count("\n") == 1 and "cannot reach the database" in failed.stderr
 
 
-@pytest.mark.parametrize("command", ["check", "demo", "emulator", "grant", "sync"])
+@pytest.mark.parametrize("command", ["check", "demo", "emulator", "grant", "rotate-key", "sync"])
 def test_help_lists_environment_variables_and_exit_codes(command: str, capsys) -> None:
     """`tenancy COMMAND --help` says which variables it reads and what each exit code means."""
     assert main([command, "--help"]) == 0
     out = capsys.readouterr().out
     assert "environment:" in out and "exit codes:" in out
     assert "  2  " in out
-    if command in ("check", "grant", "sync"):
+    if command in ("check", "grant", "rotate-key", "sync"):
         assert "TENANCY_ADMIN_DATABASE_URL" in out and "DATABASE_URL" in out
+
+
+def test_top_level_help_lists_environment_variables_and_exit_codes(capsys) -> None:
+    """`tenancy --help` names the variables, every exit code and every command."""
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "environment" in out and "exit codes:" in out
+    for text in ("DATABASE_URL", "TENANCY_ADMIN_DATABASE_URL", "WIX_APP_ID", "WIX_APP_SECRET"):
+        assert text in out
+    for code in ("0", "1", "2", "130"):
+        assert f"  {code}  " in out
+    for command in ("check", "demo", "emulator", "grant", "rotate-key", "sync"):
+        assert f"    {command} " in out
+
+
+def test_sync_help_says_a_stopped_run_exits_1_and_what_counts_towards_removal(capsys) -> None:
+    """The exit code of a run stopped by a Wix outage, and Get App Instance's 404 as "app gone"."""
+    assert main(["sync", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "the run stopped early (--outage-after)" in out
+    assert "Get App Instance answered 404" in out

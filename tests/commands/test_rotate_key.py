@@ -65,3 +65,25 @@ def test_a_process_with_the_old_key_works_during_the_roll_and_stops_after_finish
     finally:
         runtime.dispose()
         admin.dispose()
+
+
+def test_export_without_a_key_names_the_migration_command(
+    empty_pg_database: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """No key in the table: exit 2, one line telling an app to run `alembic upgrade heads` (two branches)."""
+    db = empty_pg_database
+    admin = create_engine(db.admin_url)
+    try:
+        migrate(admin, runtime_role=db.runtime)
+        with admin.begin() as conn:
+            conn.execute(text("DELETE FROM tenancy.binding_keys"))
+    finally:
+        admin.dispose()
+    monkeypatch.setenv("TENANCY_ADMIN_DATABASE_URL", db.admin_url)
+    assert main(["rotate-key", "--export", str(tmp_path / "binding.key")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "run `alembic upgrade heads` first" in err, err
+    assert not (tmp_path / "binding.key").exists()

@@ -36,8 +36,10 @@ def test_seal_and_registration_proof_are_different_hmacs() -> None:
 @pytest.mark.postgres
 def test_without_a_key_tenant_sessions_fail_closed(runtime_engine: Engine) -> None:
     """No binding_key and no admin_engine on PostgreSQL: ConfigurationError naming the variable."""
-    with pytest.raises(tenancy.ConfigurationError, match="TENANCY_BINDING_KEY"):
+    with pytest.raises(tenancy.ConfigurationError, match="TENANCY_BINDING_KEY") as err:
         tenancy.TenantSessionFactory(runtime_engine).for_instance(T)
+    # An app's migrations are two branches (its own and tenancy's): the hint says `heads`.
+    assert "`alembic upgrade heads`" in str(err.value)
 
 
 @pytest.mark.postgres

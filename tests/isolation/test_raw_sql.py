@@ -153,10 +153,11 @@ def test_s63_query_text_never_shows_an_instance_id_or_seal(pg: Env, tenants: Run
     """Scenario 63: other backends of the role never read a tenant id or seal in query text."""
     secrets = {str(B), pg.seal(B).split(".", 1)[1], str(A), pg.seal(A).split(".", 1)[1]}
     seen: set[str] = set()
-    stop = threading.Event()
+    stop, watching = threading.Event(), threading.Event()
 
     def watch() -> None:
         with observer.connect() as conn:
+            watching.set()
             while not stop.is_set():
                 seen.update(q for q in conn.execute(ACTIVITY).scalars() if q)
                 conn.rollback()
@@ -164,8 +165,13 @@ def test_s63_query_text_never_shows_an_instance_id_or_seal(pg: Env, tenants: Run
     thread = threading.Thread(target=watch)
     thread.start()
     try:
-        for tenant in (A, B) * 15:
-            tenants.run(tenant, lambda s: s.scalars(select(Note)).unique().all())
+        # On a loaded machine the observer may connect, or first sample, only after a few tenant
+        # transactions: wait for it, then run at least 30 and until it has seen some query text.
+        assert watching.wait(30), "the observer did not connect"
+        runs = 0
+        while runs < 30 or (not seen and runs < 1000):
+            tenants.run((A, B)[runs % 2], lambda s: s.scalars(select(Note)).unique().all())
+            runs += 1
     finally:
         stop.set()
         thread.join()
