@@ -1,0 +1,119 @@
+"""Attacks from raw SQL in tenant A's session beyond scenarios 59-68 (review of the sealed binding).
+
+The attacker runs arbitrary SQL in A's session; the victim is B's next request on the very
+same connection (a pool of one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.orm import Session
+
+from tenancy import AsyncTenantSessionFactory, TenantSessionFactory
+from tests.isolation.models import Note
+from tests.isolation.support import COUNTS, A, B, Env
+from tests.pgserver import Database
+
+pytestmark = pytest.mark.postgres
+
+
+class UserConnection(psycopg.Connection):  # type: ignore[type-arg]
+    """The user's own psycopg class: tenancy leaves it alone, the binding is a statement."""
+
+
+class AsyncUserConnection(psycopg.AsyncConnection):  # type: ignore[type-arg]
+    """The async counterpart of :class:`UserConnection`."""
+
+
+Run = Callable[[uuid.UUID, Callable[[Session], Any]], Any]
+
+
+@pytest.fixture(params=["sync", "async"])
+def user_class_tenants(request: pytest.FixtureRequest, pg: Env, iso_database: Database) -> Iterator[Run]:
+    """Tenant sessions on a pool of ONE connection of the user's own class (not adopted)."""
+    url = iso_database.runtime_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    pool: dict[str, Any] = {"pool_size": 1, "max_overflow": 0}
+    if request.param == "sync":
+        engine = create_engine("postgresql+psycopg://", creator=lambda: UserConnection.connect(url), **pool)
+        factory = TenantSessionFactory(engine, binding_key=pg.key)
+
+        def run(tenant: uuid.UUID, fn: Callable[[Session], Any]) -> Any:
+            with factory.for_instance(tenant) as session:
+                result = fn(session)
+                session.commit()
+                return result
+
+        yield run
+        engine.dispose()
+        return
+    loop = asyncio.new_event_loop()
+    async_engine = create_async_engine(
+        "postgresql+psycopg://", async_creator=lambda: AsyncUserConnection.connect(url), **pool
+    )
+    async_factory = AsyncTenantSessionFactory(async_engine, binding_key=pg.key)
+
+    def run_async(tenant: uuid.UUID, fn: Callable[[Session], Any]) -> Any:
+        async def go() -> Any:
+            async with async_factory.for_instance(tenant) as session:
+                result = await session.run_sync(fn)
+                await session.commit()
+                return result
+
+        return loop.run_until_complete(go())
+
+    yield run_async
+    loop.run_until_complete(async_engine.dispose())
+    loop.close()
+
+
+def _b_reads(session: Session) -> int:
+    return len(session.scalars(select(Note)).unique().all())
+
+
+def test_the_binding_statement_is_never_a_prepared_statement_sql_can_replace(
+    pg: Env, user_class_tenants: Run
+) -> None:
+    """Where the binding is a statement of its own, psycopg must never prepare it: A could
+    DEALLOCATE and re-PREPARE its name with SQL that binds B as usual, reports the connection
+    clean and stores B's seal where A reads it (a large object); A would then bind as B."""
+    run = user_class_tenants
+    for _ in range(7):  # psycopg prepares a query server-side after 5 runs
+        assert run(B, _b_reads) == COUNTS[B]["notes"]
+
+    def attack(session: Session) -> list[str]:
+        return [
+            name
+            for name, statement in session.execute(text("SELECT name, statement FROM pg_prepared_statements"))
+            if "tenancy.seal" in statement
+        ]
+
+    assert run(A, attack) == []  # nothing named to take over
+    # And a name taken over anyway (every name psycopg may give next) is refused, not run.
+
+    def take_over(session: Session) -> None:
+        for name in session.execute(text("SELECT name FROM pg_prepared_statements")).scalars().all():
+            session.execute(text(f"DEALLOCATE {name}"))
+        for i in range(30):
+            session.execute(
+                text(
+                    f"PREPARE _pg3_{i}(text, text) AS SELECT set_config('tenancy.instance_id', $1, true),"
+                    " set_config('tenancy.seal', $2, true),"
+                    " lo_from_bytea(0, convert_to($1 || ' ' || $2, 'UTF8')) IS NOT NULL AS clean"
+                )
+            )
+
+    objects = "SELECT count(*) FROM pg_largeobject_metadata"
+    before = run(A, lambda s: s.execute(text(objects)).scalar())
+    run(A, take_over)
+    with pytest.raises(Exception, match="prepared statements"):
+        run(B, _b_reads)
+    assert run(B, _b_reads) == COUNTS[B]["notes"]
+    assert run(A, lambda s: s.execute(text(objects)).scalar()) == before  # no seal was stored
