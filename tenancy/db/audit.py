@@ -313,6 +313,16 @@ def _citus_findings(conn: Connection, role: str, schema: str, tables: list[str])
     return found
 
 
+# Role-level settings that only narrow what SQL in a tenant session can do or see: what
+# `tenancy grant` sets on Citus (SET LOCAL reaches the shards), and what hides the runtime
+# role's query text (a Citus seal in `SET LOCAL` text) from its other backends.
+_HARMLESS_SETTINGS = {
+    PROPAGATE_SETTING: {"local"},
+    "track_activities": {"off", "false", "no", "0"},
+    "pg_stat_statements.track_utility": {"off", "false", "no", "0"},
+}
+
+
 def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str]) -> list[Finding]:
     # What SQL injected into a tenant session could use to reach other tenants (invariant 9).
     found: list[Finding] = []
@@ -389,9 +399,9 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
         ),
         params,
     ):
-        name = str(setting).split("=", 1)[0]
-        if setting == f"{PROPAGATE_SETTING}=local":
-            continue  # what `tenancy grant` sets on Citus: SET LOCAL reaches the shards
+        name, _, value = str(setting).partition("=")
+        if value.strip("'\"").lower() in _HARMLESS_SETTINGS.get(name, ()):
+            continue
         found.append(
             Finding("role", role, f"has a role-level setting {name} (ALTER ROLE ... SET): remove it")
         )

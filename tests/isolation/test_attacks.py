@@ -16,11 +16,13 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from tenancy import AsyncTenantSessionFactory, TenantSessionFactory
+from tenancy.db.audit import audit
 from tests.isolation.models import Note
 from tests.isolation.support import COUNTS, A, B, Env
-from tests.pgserver import Database
+from tests.pgserver import Database, sqlalchemy_url
 
 pytestmark = pytest.mark.postgres
 
@@ -117,3 +119,33 @@ def test_the_binding_statement_is_never_a_prepared_statement_sql_can_replace(
         run(B, _b_reads)
     assert run(B, _b_reads) == COUNTS[B]["notes"]
     assert run(A, lambda s: s.execute(text(objects)).scalar()) == before  # no seal was stored
+
+
+def test_hiding_the_runtime_roles_query_text_hides_a_running_binding_and_is_no_finding(
+    pg: Env, iso_database: Database
+) -> None:
+    """The README's mitigation for seals in query text (Citus): `track_activities = off` for the
+    runtime role hides what its backends run from its other backends (SQL injected into another
+    tenant's session), the role cannot turn it back on, and `tenancy check` stays clean."""
+    superuser = create_engine(sqlalchemy_url(iso_database.superuser_url), poolclass=NullPool)
+    runtime = create_engine(iso_database.runtime_url, poolclass=NullPool)
+    role = f'"{pg.runtime_role}"'
+    try:
+        with superuser.begin() as conn:
+            conn.execute(text(f"ALTER ROLE {role} SET track_activities = off"))
+        with runtime.connect() as victim, runtime.connect() as attacker:
+            victim.execute(text("SET LOCAL tenancy.seal = 'a-secret-in-query-text'"))
+            pid = victim.connection.driver_connection.info.backend_pid
+            seen = attacker.execute(
+                text("SELECT state, query FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
+            )
+            assert seen.one() == ("disabled", "")  # connections opened after the ALTER ROLE
+            with pytest.raises(Exception, match="permission denied"):
+                attacker.execute(text("SET track_activities = on"))
+        with pg.owner.connect() as conn:
+            assert not [f for f in audit(conn, runtime_role=pg.runtime_role) if "role-level" in str(f)]
+    finally:
+        with superuser.begin() as conn:
+            conn.execute(text(f"ALTER ROLE {role} RESET track_activities"))
+        superuser.dispose()
+        runtime.dispose()
