@@ -19,7 +19,8 @@ A tenant table is any table of the schema with an ``instance_id`` column. Findin
 - a table the runtime role can read without row-level security;
 - a tenancy policy that is not the sealed form (a bare setting can be forged by SQL);
 - an exclusion constraint or a plain index that does not lead with ``instance_id``;
-- raw-SQL footholds: TEMP on the database, CREATE on a schema, role-level settings of the
+- raw-SQL footholds: TEMP on the database, CREATE on a schema, objects the runtime role owns
+  (functions, operators, types: planted while it could CREATE), role-level settings of the
   runtime role (``ALTER ROLE ... SET``, e.g. ``row_security`` or ``tenancy.*``).
 """
 
@@ -390,6 +391,31 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
     ):
         found.append(
             Finding("role", role, f"has CREATE on schema {name}: objects it creates outlive a checkout")
+        )
+    # What SQL in a tenant session planted while it could CREATE somewhere (revoking CREATE
+    # later leaves it there): a function or operator that matches better than a built-in runs
+    # inside other tenants' transactions, with their binding. Large objects are listed in the
+    # README's limits instead (every tenant's share the runtime role's ownership).
+    for (description,) in conn.execute(
+        text(
+            "SELECT pg_describe_object(d.classid, d.objid, 0) FROM pg_shdepend d"
+            " JOIN pg_roles r ON r.oid = d.refobjid"
+            " WHERE r.rolname = :r AND d.deptype = 'o'"
+            " AND d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND d.classid <> 'pg_largeobject'::regclass"
+            " AND NOT (d.classid = 'pg_class'::regclass AND d.objid IN (SELECT c.oid FROM pg_class c"
+            "   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s))"
+            " ORDER BY 1"
+        ),
+        params,
+    ):
+        found.append(
+            Finding(
+                "role",
+                role,
+                f"owns {description}: objects the runtime role made outlive a checkout and can stand"
+                " in for built-ins in other tenants' queries; drop them",
+            )
         )
     for (setting,) in conn.execute(
         text(

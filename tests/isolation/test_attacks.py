@@ -14,12 +14,14 @@ from typing import Any
 import psycopg
 import pytest
 from sqlalchemy import create_engine, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from tenancy import AsyncTenantSessionFactory, TenantSessionFactory
 from tenancy.db.audit import audit
+from tenancy.db.roles import grant_runtime_role
 from tests.isolation.models import Note
 from tests.isolation.support import COUNTS, A, B, Env
 from tests.pgserver import Database, sqlalchemy_url
@@ -147,5 +149,68 @@ def test_hiding_the_runtime_roles_query_text_hides_a_running_binding_and_is_no_f
     finally:
         with superuser.begin() as conn:
             conn.execute(text(f"ALTER ROLE {role} RESET track_activities"))
+        superuser.dispose()
+        runtime.dispose()
+
+
+PLANT = [
+    "CREATE TABLE public.iso_loot (v text)",
+    "CREATE FUNCTION public.iso_vc_eq(varchar, varchar) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN"
+    " INSERT INTO public.iso_loot VALUES (current_setting('tenancy.instance_id', true) || ' '"
+    " || current_setting('tenancy.seal', true)); RETURN $1::text = $2::text; END $$",
+    "CREATE OPERATOR public.= (LEFTARG = varchar, RIGHTARG = varchar, FUNCTION = public.iso_vc_eq)",
+]
+UNPLANT = [
+    "DROP OPERATOR IF EXISTS public.= (varchar, varchar)",
+    "DROP FUNCTION IF EXISTS public.iso_vc_eq(varchar, varchar)",
+    "DROP TABLE IF EXISTS public.iso_loot",
+    "DROP FUNCTION IF EXISTS public.iso_probe()",
+]
+
+
+def test_grant_takes_create_on_the_schema_where_sql_could_plant_an_operator_for_the_next_tenant(
+    pg: Env, iso_database: Database
+) -> None:
+    """Where PUBLIC may create in `public` (databases made before PostgreSQL 15), A plants `=` for
+    varchar; B's ORM query by title runs it inside B's transaction, and it hands A B's seal.
+    `tenancy check` reports the planted objects; `tenancy grant` takes CREATE away."""
+    superuser = create_engine(sqlalchemy_url(iso_database.superuser_url), poolclass=NullPool)
+    # New connections: a statement psycopg prepared before the operator existed keeps the built-in.
+    runtime = create_engine(iso_database.runtime_url, poolclass=NullPool)
+    sessions = TenantSessionFactory(runtime, binding_key=pg.key)
+    try:
+        with superuser.begin() as conn:
+            conn.execute(text("GRANT CREATE ON SCHEMA public TO PUBLIC"))
+        with sessions.for_instance(A) as session:
+            for sql in PLANT:
+                session.execute(text(sql))
+            session.commit()
+        with sessions.for_instance(B) as session:
+            assert [n.title for n in session.scalars(select(Note).where(Note.title == "Extra")).unique()] == [
+                "Extra"
+            ]
+            session.commit()  # B's request ends as requests do
+        with sessions.for_instance(A) as session:
+            loot = session.execute(text("SELECT v FROM public.iso_loot")).scalars().all()
+        assert f"{B} {pg.seal(B)}" in loot  # why it matters: A could now bind as B
+        with pg.owner.connect() as conn:
+            found = [str(f) for f in audit(conn, runtime_role=pg.runtime_role)]
+        for planted in ("function iso_vc_eq(", "operator =(character varying,character varying)"):
+            assert any(f"owns {planted}" in f for f in found), (planted, found)
+        with superuser.begin() as conn:  # what the findings say: drop them
+            for sql in UNPLANT:
+                conn.execute(text(sql))
+        with pg.owner.begin() as conn:
+            grant_runtime_role(conn, pg.runtime_role, also=["iso_note_titles"])
+        with pytest.raises(DBAPIError) as err, sessions.for_instance(A) as session:
+            session.execute(text("CREATE FUNCTION public.iso_probe() RETURNS int LANGUAGE sql AS 'SELECT 1'"))
+        assert getattr(err.value.orig, "sqlstate", None) == "42501"
+        with pg.owner.connect() as conn:
+            assert not [f for f in audit(conn, runtime_role=pg.runtime_role) if "CREATE on schema" in str(f)]
+    finally:
+        with superuser.begin() as conn:
+            for sql in UNPLANT:
+                conn.execute(text(sql))
+            conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
         superuser.dispose()
         runtime.dispose()
