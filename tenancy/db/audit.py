@@ -19,7 +19,7 @@ A tenant table is any table of the schema with an ``instance_id`` column. Findin
 - a table the runtime role can read without row-level security;
 - a tenancy policy that is not the sealed form (a bare setting can be forged by SQL);
 - an exclusion constraint or a plain index that does not lead with ``instance_id``;
-- raw-SQL footholds: TEMP on the database, CREATE on a schema, objects the runtime role owns
+- raw-SQL footholds: TEMP or CREATE on the database, CREATE on a schema, objects the runtime role owns
   (functions, operators, types: planted while it could CREATE), role-level settings of the
   runtime role (``ALTER ROLE ... SET``, e.g. ``row_security`` or ``tenancy.*``).
 """
@@ -381,6 +381,15 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
     if conn.execute(text("SELECT has_database_privilege(:r, current_database(), 'TEMP')"), params).scalar():
         found.append(
             Finding("role", role, "has TEMP on the database: a temporary table can shadow a tenant table")
+        )
+    if conn.execute(text("SELECT has_database_privilege(:r, current_database(), 'CREATE')"), params).scalar():
+        found.append(
+            Finding(
+                "role",
+                role,
+                "has CREATE on the database: a schema named like the role comes first on the default"
+                " search_path",
+            )
         )
     for (name,) in conn.execute(
         text(

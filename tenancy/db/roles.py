@@ -102,10 +102,13 @@ def runtime_role_statements(
 
 
 def temp_statements(role: str, database: str) -> list[str]:
-    """Revoke TEMP (temporary tables outlive a checkout and shadow tenant tables via pg_temp)."""
+    """Revoke TEMP (temporary tables outlive a checkout and shadow tenant tables via pg_temp) and
+    CREATE on the database (a schema named like the role comes first on the default search_path,
+    ``"$user", public``: a place to plant functions and operators for later checkouts)."""
     return [
-        f"REVOKE TEMPORARY ON DATABASE {_ident(database)} FROM PUBLIC",
-        f"REVOKE TEMPORARY ON DATABASE {_ident(database)} FROM {_ident(role)}",
+        f"REVOKE {privilege} ON DATABASE {_ident(database)} FROM {grantee}"
+        for privilege in ("TEMPORARY", "CREATE")
+        for grantee in ("PUBLIC", _ident(role))
     ]
 
 
@@ -181,7 +184,8 @@ def grant_runtime_role(
         except Exception:
             savepoint.rollback()
             raise ConfigurationError(
-                f"could not revoke TEMP (only the database owner can): run `{statement}` as the owner"
+                f"could not revoke TEMP or CREATE on the database (only its owner can): run `{statement}`"
+                " as the owner"
             ) from None
         savepoint.commit()
     # PostgreSQL 14 and older (and databases upgraded from them) let PUBLIC create in `public`.

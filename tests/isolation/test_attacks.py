@@ -214,3 +214,33 @@ def test_grant_takes_create_on_the_schema_where_sql_could_plant_an_operator_for_
             conn.execute(text("REVOKE CREATE ON SCHEMA public FROM PUBLIC"))
         superuser.dispose()
         runtime.dispose()
+
+
+def test_grant_takes_create_on_the_database_so_sql_cannot_add_a_schema_to_the_search_path(
+    pg: Env, iso_database: Database
+) -> None:
+    """With CREATE on the database, A could create a schema named like the runtime role: the
+    default search_path ("$user", public) puts it before `public` for every later checkout, a
+    place to plant operators as above. `tenancy check` reports it; `tenancy grant` takes it."""
+    superuser = create_engine(sqlalchemy_url(iso_database.superuser_url), poolclass=NullPool)
+    database, schema = f'"{iso_database.name}"', f'"{pg.runtime_role}"'
+    try:
+        with superuser.begin() as conn:
+            conn.execute(text(f"GRANT CREATE ON DATABASE {database} TO PUBLIC"))
+        with pg.factory.for_instance(A) as session:
+            session.execute(text(f"CREATE SCHEMA {schema}"))
+            assert session.execute(text("SELECT (current_schemas(false))[1]")).scalar() == pg.runtime_role
+            session.rollback()
+        with pg.owner.connect() as conn:
+            found = [str(f) for f in audit(conn, runtime_role=pg.runtime_role)]
+        assert any("has CREATE on the database" in f for f in found), found
+        with pg.owner.begin() as conn:
+            grant_runtime_role(conn, pg.runtime_role, also=["iso_note_titles"])
+        with pytest.raises(DBAPIError) as err, pg.factory.for_instance(A) as session:
+            session.execute(text(f"CREATE SCHEMA {schema}"))
+        assert getattr(err.value.orig, "sqlstate", None) == "42501"
+    finally:
+        with superuser.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            conn.execute(text(f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC"))
+        superuser.dispose()
