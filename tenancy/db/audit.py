@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from tenancy.db import roles
-from tenancy.db.binding import FUNCTION, SCHEMA
+from tenancy.db.binding import FUNCTION, REGISTER_FUNCTION, SCHEMA
 from tenancy.db.citus import (
     PROPAGATE_SETTING,
     distributed_tables,
@@ -331,7 +331,14 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
         text("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :r)"), {"r": role}
     ).scalar():
         return found
-    params = {"r": role, "s": schema, "t": tables, "own": SCHEMA}
+    # tenancy's own functions are the only SECURITY DEFINER ones exempt (not its whole schema).
+    params = {
+        "r": role,
+        "s": schema,
+        "t": tables,
+        "verify": f"{FUNCTION}()",
+        "register": f"{REGISTER_FUNCTION}(text, text)",
+    }
     for (name,) in conn.execute(
         text(
             "SELECT DISTINCT m.relname FROM pg_class m JOIN pg_namespace n ON n.oid = m.relnamespace"
@@ -353,7 +360,9 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
         text(
             "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
             " JOIN pg_roles o ON o.oid = p.proowner"
-            " WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema', :own)"
+            " WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            " AND p.oid NOT IN (SELECT f FROM unnest(ARRAY[to_regprocedure(:verify),"
+            "   to_regprocedure(:register)]) AS f WHERE f IS NOT NULL)"
             " AND has_function_privilege(:r, p.oid, 'EXECUTE')"
             " AND (o.rolsuper OR o.rolbypassrls OR EXISTS (SELECT 1 FROM pg_class c"
             "      WHERE c.relowner = o.oid AND c.relrowsecurity)) ORDER BY 1"

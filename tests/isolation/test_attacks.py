@@ -244,3 +244,48 @@ def test_grant_takes_create_on_the_database_so_sql_cannot_add_a_schema_to_the_se
             conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
             conn.execute(text(f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC"))
         superuser.dispose()
+
+
+def test_a_security_definer_function_in_the_tenancy_schema_is_reported_too(pg: Env) -> None:
+    """Only tenancy's own two functions are exempt from the SECURITY DEFINER finding, not
+    everything an owner puts in the `tenancy` schema."""
+    try:
+        pg.owner_execute(
+            "CREATE FUNCTION tenancy.iso_every_title() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER"
+            " SET search_path = public AS $$ SELECT title FROM iso_notes $$"
+        )
+        pg.owner_execute(f'GRANT EXECUTE ON FUNCTION tenancy.iso_every_title() TO "{pg.runtime_role}"')
+        with pg.owner.connect() as conn:
+            found = [str(f) for f in audit(conn, runtime_role=pg.runtime_role)]
+        assert any("tenancy.iso_every_title()" in f for f in found), found
+        assert not [f for f in found if "current_instance_id" in f or "register_tenant" in f]
+    finally:
+        pg.owner_execute("DROP FUNCTION IF EXISTS tenancy.iso_every_title()")
+
+
+def test_what_row_level_security_does_not_filter_is_not_granted(pg: Env) -> None:
+    """TRUNCATE ignores RLS (it would empty every tenant's rows), a trigger made by the runtime role
+    would run on other tenants' writes, REFERENCES would let a foreign key probe their keys: none
+    is granted on any tenant table."""
+    with pg.factory.for_instance(A) as session:
+        granted = session.execute(
+            text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND ("
+                " has_table_privilege(c.oid, 'TRUNCATE') OR has_table_privilege(c.oid, 'TRIGGER')"
+                " OR has_table_privilege(c.oid, 'REFERENCES'))"
+            )
+        ).all()
+        assert granted == []
+        with pytest.raises(DBAPIError) as err:
+            session.execute(text("TRUNCATE iso_notes CASCADE"))
+        assert getattr(err.value.orig, "sqlstate", None) == "42501"
+    assert pg.owner_scalar("SELECT count(*) FROM iso_notes") == COUNTS[A]["notes"] + COUNTS[B]["notes"]
+
+
+def test_an_error_in_a_where_clause_never_reveals_another_tenants_row(pg: Env) -> None:
+    """The policy's qual runs before a non-leakproof condition of the query: an expression that
+    fails on B's row (a division by zero) is never evaluated on it."""
+    oracle = "SELECT count(*) FROM iso_notes WHERE 1 / (CASE WHEN title = 'Extra' THEN 0 ELSE 1 END) = 1"
+    with pg.factory.for_instance(A) as session:
+        assert session.execute(text(oracle)).scalar() == COUNTS[A]["notes"]  # B's "Extra" not reached
