@@ -176,7 +176,7 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     _ensure_runtime_role(connection)
     if not armed:
         instance_id, tenant_seal = bind_parameters(tenant, seal)
-        with _unprepared(connection):
+        with _binding_statements(connection):
             row = connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal}).one()
         if not row.clean:
             connection.invalidate()  # SQL-made prepared statements: never reuse this connection
@@ -191,13 +191,27 @@ def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.U
     _ensure_runtime_role(connection)
     if not armed:
         *settings, check = commands
-        with _unprepared(connection):
+        with _binding_statements(connection):
             for command in settings:
                 connection.exec_driver_sql(command.decode("ascii"))
             clean = connection.exec_driver_sql(check.decode("ascii")).scalar_one()
         if not clean:
             connection.invalidate()  # SQL-made prepared statements: never reuse this connection
             raise CrossTenantAccess(TAINTED)
+
+
+@contextlib.contextmanager
+def _binding_statements(connection: Connection) -> Iterator[None]:
+    """Run the binding's statements unnamed (:func:`_unprepared`); an error names neither them
+    nor their parameters (the seal: a broken or killed connection fails right here, and
+    applications log errors)."""
+    try:
+        with _unprepared(connection):
+            yield
+    except DBAPIError as exc:
+        exc.hide_parameters = True
+        exc.statement = "<tenancy: the tenant binding>"  # on Citus the seal is in the SQL text
+        raise
 
 
 @contextlib.contextmanager

@@ -21,8 +21,11 @@ from sqlalchemy.pool import NullPool
 
 from tenancy import AsyncTenantSessionFactory, TenantSessionFactory
 from tenancy.db.audit import audit
+from tenancy.db.binding import registration_proof
+from tenancy.db.registration import upsert_seen_tenant
 from tenancy.db.roles import grant_runtime_role
 from tests.isolation.models import Note
+from tests.isolation.raw_sql import Runner
 from tests.isolation.support import COUNTS, A, B, Env
 from tests.pgserver import Database, sqlalchemy_url
 
@@ -289,3 +292,53 @@ def test_an_error_in_a_where_clause_never_reveals_another_tenants_row(pg: Env) -
     oracle = "SELECT count(*) FROM iso_notes WHERE 1 / (CASE WHEN title = 'Extra' THEN 0 ELSE 1 END) = 1"
     with pg.factory.for_instance(A) as session:
         assert session.execute(text(oracle)).scalar() == COUNTS[A]["notes"]  # B's "Extra" not reached
+
+
+def _kill_then_b(
+    pg: Env, run: Run, url: str, *, may_survive: bool = False, b_does: Callable[[Session], Any] = _b_reads
+) -> None:
+    pid = run(A, lambda s: s.execute(text("SELECT pg_backend_pid()")).scalar())
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as a:
+        a.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    try:
+        run(B, b_does)
+    except Exception as exc:  # directly; PgBouncer reconnects for a client between transactions
+        shown = f"{exc}\n{exc!r}"
+        assert pg.seal(B).split(".", 1)[1] not in shown, shown
+        assert registration_proof(pg.key, B).split(".", 1)[1] not in shown, shown
+    else:
+        assert may_survive, "B's request on the killed connection did not fail"
+    assert run(B, _b_reads) == COUNTS[B]["notes"]  # the pool replaced the connection
+
+
+def test_a_binding_statement_that_fails_never_shows_the_seal(
+    pg: Env, user_class_tenants: Run, iso_database: Database
+) -> None:
+    """A kills the backend of the pooled connection (`pg_terminate_backend`: same role; a server
+    restart does the same): B's next request fails on its binding statement, and the error, which
+    applications log, names neither B's seal nor its parameters."""
+    _kill_then_b(pg, user_class_tenants, iso_database.runtime_url)
+
+
+def test_a_killed_connection_fails_the_next_tenant_without_showing_its_seal(
+    pg: Env, tenants: Runner, iso_database: Database, request: pytest.FixtureRequest
+) -> None:
+    """The same on the fast path (the binding rides with BEGIN), directly and through PgBouncer."""
+    _kill_then_b(pg, tenants.run, iso_database.runtime_url, may_survive="pgbouncer" in request.node.name)
+
+
+def test_a_killed_connection_never_shows_the_registration_proof(
+    pg: Env, tenants: Runner, iso_database: Database, request: pytest.FixtureRequest
+) -> None:
+    """A first request registers its tenant (`for_token`): that statement carries a registration
+    proof, a secret like the seal; a failure on it names no parameter."""
+    try:
+        _kill_then_b(
+            pg,
+            tenants.run,
+            iso_database.runtime_url,
+            may_survive="pgbouncer" in request.node.name,
+            b_does=lambda s: upsert_seen_tenant(s, B, site_id="site-b"),
+        )
+    finally:
+        pg.owner_execute("DELETE FROM tenants WHERE instance_id = :b AND site_id = 'site-b'", b=B)
