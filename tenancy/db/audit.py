@@ -19,7 +19,8 @@ A tenant table is any table of the schema with an ``instance_id`` column. Findin
 - a table the runtime role can read without row-level security;
 - a tenancy policy that is not the sealed form (a bare setting can be forged by SQL);
 - an exclusion constraint or a plain index that does not lead with ``instance_id``;
-- raw-SQL footholds: TEMP on the database, CREATE on a schema, role-level settings of the
+- raw-SQL footholds: TEMP or CREATE on the database, CREATE on a schema, objects the runtime role owns
+  (functions, operators, types: planted while it could CREATE), role-level settings of the
   runtime role (``ALTER ROLE ... SET``, e.g. ``row_security`` or ``tenancy.*``).
 """
 
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 
 from tenancy.db import roles
-from tenancy.db.binding import FUNCTION, SCHEMA
+from tenancy.db.binding import FUNCTION, REGISTER_FUNCTION, SCHEMA
 from tenancy.db.citus import (
     PROPAGATE_SETTING,
     distributed_tables,
@@ -313,6 +314,16 @@ def _citus_findings(conn: Connection, role: str, schema: str, tables: list[str])
     return found
 
 
+# Role-level settings that only narrow what SQL in a tenant session can do or see: what
+# `tenancy grant` sets on Citus (SET LOCAL reaches the shards), and what hides the runtime
+# role's query text (a Citus seal in `SET LOCAL` text) from its other backends.
+_HARMLESS_SETTINGS = {
+    PROPAGATE_SETTING: {"local"},
+    "track_activities": {"off", "false", "no", "0"},
+    "pg_stat_statements.track_utility": {"off", "false", "no", "0"},
+}
+
+
 def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str]) -> list[Finding]:
     # What SQL injected into a tenant session could use to reach other tenants (invariant 9).
     found: list[Finding] = []
@@ -320,7 +331,14 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
         text("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :r)"), {"r": role}
     ).scalar():
         return found
-    params = {"r": role, "s": schema, "t": tables, "own": SCHEMA}
+    # tenancy's own functions are the only SECURITY DEFINER ones exempt (not its whole schema).
+    params = {
+        "r": role,
+        "s": schema,
+        "t": tables,
+        "verify": f"{FUNCTION}()",
+        "register": f"{REGISTER_FUNCTION}(text, text)",
+    }
     for (name,) in conn.execute(
         text(
             "SELECT DISTINCT m.relname FROM pg_class m JOIN pg_namespace n ON n.oid = m.relnamespace"
@@ -342,7 +360,9 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
         text(
             "SELECT p.oid::regprocedure::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
             " JOIN pg_roles o ON o.oid = p.proowner"
-            " WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema', :own)"
+            " WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+            " AND p.oid NOT IN (SELECT f FROM unnest(ARRAY[to_regprocedure(:verify),"
+            "   to_regprocedure(:register)]) AS f WHERE f IS NOT NULL)"
             " AND has_function_privilege(:r, p.oid, 'EXECUTE')"
             " AND (o.rolsuper OR o.rolbypassrls OR EXISTS (SELECT 1 FROM pg_class c"
             "      WHERE c.relowner = o.oid AND c.relrowsecurity)) ORDER BY 1"
@@ -371,6 +391,15 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
         found.append(
             Finding("role", role, "has TEMP on the database: a temporary table can shadow a tenant table")
         )
+    if conn.execute(text("SELECT has_database_privilege(:r, current_database(), 'CREATE')"), params).scalar():
+        found.append(
+            Finding(
+                "role",
+                role,
+                "has CREATE on the database: a schema named like the role comes first on the default"
+                " search_path",
+            )
+        )
     for (name,) in conn.execute(
         text(
             "SELECT n.nspname FROM pg_namespace n WHERE has_schema_privilege(:r, n.oid, 'CREATE')"
@@ -381,6 +410,31 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
         found.append(
             Finding("role", role, f"has CREATE on schema {name}: objects it creates outlive a checkout")
         )
+    # What SQL in a tenant session planted while it could CREATE somewhere (revoking CREATE
+    # later leaves it there): a function or operator that matches better than a built-in runs
+    # inside other tenants' transactions, with their binding. Large objects are listed in the
+    # README's limits instead (every tenant's share the runtime role's ownership).
+    for (description,) in conn.execute(
+        text(
+            "SELECT pg_describe_object(d.classid, d.objid, 0) FROM pg_shdepend d"
+            " JOIN pg_roles r ON r.oid = d.refobjid"
+            " WHERE r.rolname = :r AND d.deptype = 'o'"
+            " AND d.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND d.classid <> 'pg_largeobject'::regclass"
+            " AND NOT (d.classid = 'pg_class'::regclass AND d.objid IN (SELECT c.oid FROM pg_class c"
+            "   JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = :s))"
+            " ORDER BY 1"
+        ),
+        params,
+    ):
+        found.append(
+            Finding(
+                "role",
+                role,
+                f"owns {description}: objects the runtime role made outlive a checkout and can stand"
+                " in for built-ins in other tenants' queries; drop them",
+            )
+        )
     for (setting,) in conn.execute(
         text(
             "SELECT unnest(s.setconfig) FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole"
@@ -389,9 +443,9 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
         ),
         params,
     ):
-        name = str(setting).split("=", 1)[0]
-        if setting == f"{PROPAGATE_SETTING}=local":
-            continue  # what `tenancy grant` sets on Citus: SET LOCAL reaches the shards
+        name, _, value = str(setting).partition("=")
+        if value.strip("'\"").lower() in _HARMLESS_SETTINGS.get(name, ()):
+            continue
         found.append(
             Finding("role", role, f"has a role-level setting {name} (ALTER ROLE ... SET): remove it")
         )

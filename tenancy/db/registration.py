@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tenancy.db.binding import REGISTER_FUNCTION, registration_proof
@@ -32,10 +33,14 @@ def upsert_seen_tenant(session: Session, tenant: uuid.UUID, *, site_id: str | No
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
         keys = session._tenancy_keys  # type: ignore[attr-defined]
-        session.execute(
-            text(f"SELECT {REGISTER_FUNCTION}(:site_id, :proof)"),
-            {"site_id": site_id, "proof": registration_proof(keys.key(), tenant)},
-        )
+        try:
+            session.execute(
+                text(f"SELECT {REGISTER_FUNCTION}(:site_id, :proof)"),
+                {"site_id": site_id, "proof": registration_proof(keys.key(), tenant)},
+            )
+        except DBAPIError as exc:
+            exc.hide_parameters = True  # the proof is a secret; applications log errors
+            raise
         return
     insert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
     if insert is None:  # pragma: no cover - other databases: read, then write

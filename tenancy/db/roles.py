@@ -102,10 +102,23 @@ def runtime_role_statements(
 
 
 def temp_statements(role: str, database: str) -> list[str]:
-    """Revoke TEMP (temporary tables outlive a checkout and shadow tenant tables via pg_temp)."""
+    """Revoke TEMP (temporary tables outlive a checkout and shadow tenant tables via pg_temp) and
+    CREATE on the database (a schema named like the role comes first on the default search_path,
+    ``"$user", public``: a place to plant functions and operators for later checkouts)."""
     return [
-        f"REVOKE TEMPORARY ON DATABASE {_ident(database)} FROM PUBLIC",
-        f"REVOKE TEMPORARY ON DATABASE {_ident(database)} FROM {_ident(role)}",
+        f"REVOKE {privilege} ON DATABASE {_ident(database)} FROM {grantee}"
+        for privilege in ("TEMPORARY", "CREATE")
+        for grantee in ("PUBLIC", _ident(role))
+    ]
+
+
+def schema_statements(role: str, schema: str) -> list[str]:
+    """Revoke CREATE on *schema*: a function or operator the runtime role made there would
+    outlive a checkout, and one that matches better than the built-in (``=`` for ``varchar``, a
+    function of the exact argument types) runs inside the next tenant's transaction."""
+    return [
+        f"REVOKE CREATE ON SCHEMA {_ident(schema)} FROM PUBLIC",
+        f"REVOKE CREATE ON SCHEMA {_ident(schema)} FROM {_ident(role)}",
     ]
 
 
@@ -171,9 +184,22 @@ def grant_runtime_role(
         except Exception:
             savepoint.rollback()
             raise ConfigurationError(
-                f"could not revoke TEMP (only the database owner can): run `{statement}` as the owner"
+                f"could not revoke TEMP or CREATE on the database (only its owner can): run `{statement}`"
+                " as the owner"
             ) from None
         savepoint.commit()
+    # PostgreSQL 14 and older (and databases upgraded from them) let PUBLIC create in `public`.
+    # Only the schema's owner can revoke it; anyone else gets a warning and nothing changes.
+    for statement in schema_statements(role, schema):
+        connection.execute(text(statement))
+    if connection.execute(
+        text("SELECT has_schema_privilege(:r, :s, 'CREATE')"), {"r": role, "s": schema}
+    ).scalar_one():
+        raise ConfigurationError(
+            f"role {role!r} can still CREATE in schema {schema!r} (only the schema's owner can revoke "
+            f"it): run `{schema_statements(role, schema)[0]}` as its owner, and revoke it from any "
+            f"role {role!r} is a member of"
+        )
     if has_citus(connection):
         set_propagation(connection, role, _ident(role))
 

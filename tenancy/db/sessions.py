@@ -12,13 +12,15 @@ security (:mod:`tenancy.db.isolation`), fed by a sealed, transaction-local bindi
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, Self, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
@@ -174,7 +176,8 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     _ensure_runtime_role(connection)
     if not armed:
         instance_id, tenant_seal = bind_parameters(tenant, seal)
-        row = connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal}).one()
+        with _binding_statements(connection):
+            row = connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal}).one()
         if not row.clean:
             connection.invalidate()  # SQL-made prepared statements: never reuse this connection
             raise CrossTenantAccess(TAINTED)
@@ -188,11 +191,49 @@ def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.U
     _ensure_runtime_role(connection)
     if not armed:
         *settings, check = commands
-        for command in settings:
-            connection.exec_driver_sql(command.decode("ascii"))
-        if not connection.exec_driver_sql(check.decode("ascii")).scalar_one():
+        with _binding_statements(connection):
+            for command in settings:
+                connection.exec_driver_sql(command.decode("ascii"))
+            clean = connection.exec_driver_sql(check.decode("ascii")).scalar_one()
+        if not clean:
             connection.invalidate()  # SQL-made prepared statements: never reuse this connection
             raise CrossTenantAccess(TAINTED)
+
+
+@contextlib.contextmanager
+def _binding_statements(connection: Connection) -> Iterator[None]:
+    """Run the binding's statements unnamed (:func:`_unprepared`); an error names neither them
+    nor their parameters (the seal: a broken or killed connection fails right here, and
+    applications log errors)."""
+    try:
+        with _unprepared(connection):
+            yield
+    except DBAPIError as exc:
+        exc.hide_parameters = True
+        exc.statement = "<tenancy: the tenant binding>"  # on Citus the seal is in the SQL text
+        raise
+
+
+@contextlib.contextmanager
+def _unprepared(connection: Connection) -> Iterator[None]:
+    """Run the block's statements unnamed, never as a psycopg prepared statement.
+
+    psycopg prepares a query server-side (``_pg3_N``) after a few runs. SQL in a tenant session
+    can ``DEALLOCATE`` such a name and ``PREPARE`` its own statement under it; were the binding
+    statement prepared, the next tenant's binding would run that SQL instead, and its "clean"
+    answer would be whatever the attacker chose (while it stored the victim's seal). An unnamed
+    statement is always the text sent, so its check of ``pg_prepared_statements`` is honest.
+    """
+    driver = connection.connection.driver_connection
+    if not isinstance(driver, psycopg.Connection | psycopg.AsyncConnection):
+        yield  # other drivers are outside the model (README, threat model)
+        return
+    threshold = driver.prepare_threshold
+    driver.prepare_threshold = None  # psycopg then neither prepares nor uses a prepared name
+    try:
+        yield
+    finally:
+        driver.prepare_threshold = threshold
 
 
 # Pools on a database with Citus (True) or without (False), found once per pool.

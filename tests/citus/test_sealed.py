@@ -179,3 +179,28 @@ def test_a_tenant_transaction_costs_no_extra_round_trip_on_citus(citus_db: Citus
             assert counts == {"tenant": [3] * 4, "plain": [3] * 4}
         finally:
             engine.dispose()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (README, Known limits): a Citus seal is bound to a backend and a few minutes, and "
+    "a pooled backend serves every tenant; A's next checkout on that backend can replay it",
+)
+def test_a_seal_read_from_another_backend_is_worth_nothing_on_a_later_checkout_of_it(
+    citus_db: CitusDb,
+) -> None:
+    """A reads B's seal in pg_stat_activity from its own connection; A's next request is
+    checked out on the connection B used (pools reuse backends) and replays it there."""
+    key = binding_key(citus_db)
+    with _runtime(citus_db) as pooled, _runtime(citus_db) as attacker:
+        gpid = pooled.execute("SELECT citus_backend_gpid()").fetchone()[0]  # type: ignore[index]
+        pooled.rollback()
+        for command in binding_commands(B, seal(key, B, gpid))[:2]:  # B's transaction, mid-flight
+            pooled.execute(command.decode())
+        seen = attacker.execute(
+            "SELECT query FROM pg_stat_activity WHERE query LIKE 'SET LOCAL tenancy.seal%'"
+        ).fetchall()
+        stolen = seen[0][0].split("'")[1]
+        pooled.rollback()  # B's transaction ends; the pool hands the connection to A next
+        _bind(pooled, B, stolen)  # A's injected SQL on that checkout
+        assert _notes(pooled) == 0

@@ -394,6 +394,7 @@ def test_s68_postgresql_inherent_channels_are_documented(pg: Env, tenants: Runne
         "large objects",
         "notify",
         "table locks",
+        "pg_terminate_backend",
     ):
         assert channel in section, channel
     assert "mitigation" in section
