@@ -38,6 +38,7 @@ from tenancy.db.citus import (
     has_citus,
     placement_security,
     propagation_in_force,
+    setting_in_force,
 )
 from tenancy.db.isolation import POLICY_NAME
 from tenancy.db.models import TENANT_COLUMN, Tenant
@@ -267,6 +268,41 @@ def _view_findings(conn: Connection, schema: str, tables: list[str]) -> list[Fin
     ]
 
 
+_OFF = {"off", "false", "no", "0"}
+
+
+def _citus_query_text_findings(conn: Connection, role: str) -> list[Finding]:
+    # On Citus the seal travels in SET LOCAL text (only SET reaches the workers). Other backends
+    # of the runtime role -- SQL injected into another tenant's session -- could read it there and
+    # replay it on a later checkout of the same pooled backend, unless the role's query text is
+    # never reported (README: Scaling out with Citus).
+    found = []
+    value = setting_in_force(conn, role, "track_activities")
+    if (value or "on").lower() not in _OFF:
+        found.append(
+            Finding(
+                "citus",
+                role,
+                "track_activities is on for the runtime role: other tenants' SQL could read a seal in "
+                "pg_stat_activity and replay it (as a superuser: ALTER ROLE ... SET track_activities = off)",
+            )
+        )
+    has_statements = conn.execute(
+        text("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')")
+    ).scalar()
+    value = setting_in_force(conn, role, "pg_stat_statements.track_utility")
+    if has_statements and (value or "on").lower() not in _OFF:
+        found.append(
+            Finding(
+                "citus",
+                role,
+                "pg_stat_statements keeps SET statements' text (seals) for the runtime role (as a "
+                "superuser: ALTER ROLE ... SET pg_stat_statements.track_utility = off)",
+            )
+        )
+    return found
+
+
 def _citus_findings(conn: Connection, role: str, schema: str, tables: list[str]) -> list[Finding]:
     found = []
     value = propagation_in_force(conn, role)
@@ -279,6 +315,7 @@ def _citus_findings(conn: Connection, role: str, schema: str, tables: list[str])
                 "tenant sessions see no rows and write none (run `tenancy grant`)",
             )
         )
+    found += _citus_query_text_findings(conn, role)
     citus_tables = distributed_tables(conn)
     for table in tables:
         qualified = table if schema == "public" else f"{schema}.{table}"
@@ -319,8 +356,8 @@ def _citus_findings(conn: Connection, role: str, schema: str, tables: list[str])
 # role's query text (a Citus seal in `SET LOCAL` text) from its other backends.
 _HARMLESS_SETTINGS = {
     PROPAGATE_SETTING: {"local"},
-    "track_activities": {"off", "false", "no", "0"},
-    "pg_stat_statements.track_utility": {"off", "false", "no", "0"},
+    "track_activities": _OFF,
+    "pg_stat_statements.track_utility": _OFF,
 }
 
 

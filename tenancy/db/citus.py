@@ -44,6 +44,7 @@ __all__ = [
     "propagation_in_force",
     "propagation_statements",
     "set_propagation",
+    "setting_in_force",
     "undistribute_tenant_table",
 ]
 
@@ -199,11 +200,16 @@ _IN_FORCE_SQL = text(
 
 
 def propagation_in_force(connection: Connection, role: str) -> str | None:
-    """The ``citus.propagate_set_commands`` value *role*'s new sessions start with here.
+    """The ``citus.propagate_set_commands`` value *role*'s new sessions start with here."""
+    return setting_in_force(connection, role, PROPAGATE_SETTING)
+
+
+def setting_in_force(connection: Connection, role: str, name: str) -> str | None:
+    """The value of setting *name* that *role*'s new sessions start with in this database.
 
     PostgreSQL's order: role-in-database, role, database, then the server's configuration.
     """
-    rows = connection.execute(_IN_FORCE_SQL, {"role": role, "prefix": f"{PROPAGATE_SETTING}=%"}).all()
+    rows = connection.execute(_IN_FORCE_SQL, {"role": role, "prefix": f"{name}=%"}).all()
     rank = {(True, True): 0, (True, False): 1, (False, True): 2}
     for for_role, for_db, cfg in sorted(rows, key=lambda r: rank.get((r.for_role, r.for_db), 3)):
         if (for_role, for_db) in rank:
@@ -213,7 +219,7 @@ def propagation_in_force(connection: Connection, role: str) -> str | None:
             "SELECT reset_val FROM pg_settings"
             " WHERE name = :n AND source IN ('default', 'configuration file')"
         ),
-        {"n": PROPAGATE_SETTING},
+        {"n": name},
     ).scalar()
     return None if value is None else str(value)
 

@@ -145,6 +145,9 @@ def _create_roles(cluster: Cluster) -> None:
         conn.execute(
             sql.SQL("CREATE ROLE {} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE").format(runtime)
         )
+        # As the README's Citus guide says (tenancy check reports it missing there): the seal
+        # travels in SET LOCAL text, which other backends of the role must not be able to read.
+        conn.execute(sql.SQL("ALTER ROLE {} SET track_activities = off").format(runtime))
     for node in cluster.nodes:
         with psycopg.connect(node.url(), autocommit=True) as conn:
             conn.execute("SET citus.enable_ddl_propagation = off")  # each node does its own

@@ -61,10 +61,26 @@ def test_rls_switched_off_on_one_worker_shard_is_found(
 def test_a_missing_propagation_setting_is_found_and_grant_restores_it(citus_db: CitusDb) -> None:
     with psycopg.connect(citus_db.cluster.superuser_url, autocommit=True) as conn:
         conn.execute("ALTER DATABASE tenancy RESET citus.propagate_set_commands")
-        conn.execute(f"ALTER ROLE {citus_db.cluster.runtime} RESET ALL")
+        conn.execute(f"ALTER ROLE {citus_db.cluster.runtime} RESET citus.propagate_set_commands")
     findings = _audit(citus_db)
     assert [(f.kind, f.subject) for f in findings] == [("citus", citus_db.cluster.runtime)]
     assert "citus.propagate_set_commands is 'none', not 'local'" in findings[0].message
     with citus_db.admin.begin() as conn:
         grant_runtime_role(conn, citus_db.cluster.runtime)
+    assert _audit(citus_db) == []
+
+
+def test_query_text_the_runtime_role_can_read_is_found(citus_db: CitusDb) -> None:
+    """On Citus the seal is in SET LOCAL text: the check insists that other backends of the
+    runtime role cannot read it (track_activities off for the role)."""
+    runtime = citus_db.cluster.runtime
+    with psycopg.connect(citus_db.cluster.superuser_url, autocommit=True) as conn:
+        conn.execute(f"ALTER ROLE {runtime} RESET track_activities")
+    try:
+        findings = _audit(citus_db)
+        assert [(f.kind, f.subject) for f in findings] == [("citus", runtime)]
+        assert findings[0].message.startswith("track_activities is on for the runtime role")
+    finally:
+        with psycopg.connect(citus_db.cluster.superuser_url, autocommit=True) as conn:
+            conn.execute(f"ALTER ROLE {runtime} SET track_activities = off")
     assert _audit(citus_db) == []
