@@ -77,6 +77,7 @@ class TenancyFastAPI:
         self._wix_options = wix_options
         self.retry_after = retry_after
         self._runtime: Runtime | None = None
+        self._webhook_paths: list[str] = []
 
     def __repr__(self) -> str:
         return f"<TenancyFastAPI started={self._runtime is not None} asyncio={self._asyncio}>"
@@ -102,6 +103,14 @@ class TenancyFastAPI:
                 engine_options=self._engine_options,
                 wix_options=self._wix_options,
             )
+            if self._webhook_paths and self._runtime.verifier is None:
+                # Fail at startup, not on Wix's first webhook: a route that can only answer 500.
+                runtime, self._runtime = self._runtime, None
+                runtime.close()
+                raise ConfigurationError(
+                    f"the webhook route {self._webhook_paths[0]} needs WIX_WEBHOOK_PUBLIC_KEY "
+                    "(Settings.wix_webhook_public_key): the app's public key from the Wix dev center"
+                )
         return self._runtime
 
     async def stop(self) -> None:
@@ -187,3 +196,4 @@ class TenancyFastAPI:
             return JSONResponse({"action": action})
 
         app.add_api_route(path, wix_webhook, methods=["POST"], include_in_schema=False)
+        self._webhook_paths.append(path)

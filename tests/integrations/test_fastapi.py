@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations at run time,
 # and `AsyncDb` is local to _app().
+import dataclasses
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -99,3 +100,17 @@ def test_sync_sessions_keep_only_what_the_handler_commits(
         )
         after = requests.get(f"{url}/items", headers=bearer(token), timeout=10).json()
     assert after == [*before, "kept"]
+
+
+def test_a_webhook_route_without_the_public_key_stops_the_app_at_startup(
+    web_settings: tenancy.Settings,
+) -> None:
+    """Not a 500 on Wix's first webhook: the lifespan refuses to start, naming the variable."""
+    settings = dataclasses.replace(web_settings, wix_webhook_public_key=None)
+    tenancy_app = TenancyFastAPI(settings)
+    tenancy_app.add_webhook_route(FastAPI(), "/hooks/wix")
+    with pytest.raises(tenancy.ConfigurationError, match="/hooks/wix needs WIX_WEBHOOK_PUBLIC_KEY"):
+        tenancy_app.start()
+    with pytest.raises(tenancy.ConfigurationError, match="not started"):
+        tenancy_app.runtime  # noqa: B018 - nothing half-started is left behind
+    TenancyFastAPI(settings).start().close()  # without a webhook route the key is not needed
