@@ -37,7 +37,6 @@ any other way simply has no binding, and the database shows it nothing.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from typing import Any
 
@@ -130,8 +129,13 @@ def _begin_bound(pgconn: Any, begin: bytes, binding: _Binding) -> Any:  # PQGen[
         for _ in range(len(binding) + 2):  # BEGIN's results, the binding's, then the Sync marker
             results += yield from generators.fetch_many(pgconn)
     except BaseException:
-        with contextlib.suppress(psycopg.Error):
+        try:
             pgconn.exit_pipeline_mode()
+        except psycopg.Error:
+            # Results still pending (the connection broke mid-pipeline): a later ROLLBACK sent
+            # in pipeline mode would wait forever for them, holding the pool's slot. Close it,
+            # so the next use fails at once and the pool discards it as a disconnect.
+            pgconn.finish()
         raise
     pgconn.exit_pipeline_mode()
     return [r for r in results if r.status != pq.ExecStatus.PIPELINE_SYNC]

@@ -78,6 +78,11 @@ class Runner:
 
         return self._loop.run_until_complete(go())
 
+    def checked_out(self) -> int:
+        """Connections of the pool not returned to it (a leak holds the pool's only slot)."""
+        engine = self._engine if self.flavor == "sync" else self._async_engine.sync_engine
+        return int(engine.pool.checkedout())  # type: ignore[attr-defined]
+
     def close(self) -> None:
         """Dispose of the engine (and the event loop)."""
         if self.flavor == "sync":

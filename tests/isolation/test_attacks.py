@@ -295,7 +295,13 @@ def test_an_error_in_a_where_clause_never_reveals_another_tenants_row(pg: Env) -
 
 
 def _kill_then_b(
-    pg: Env, run: Run, url: str, *, may_survive: bool = False, b_does: Callable[[Session], Any] = _b_reads
+    pg: Env,
+    run: Run,
+    url: str,
+    *,
+    may_survive: bool = False,
+    b_does: Callable[[Session], Any] = _b_reads,
+    checked_out: Callable[[], int] | None = None,
 ) -> None:
     pid = run(A, lambda s: s.execute(text("SELECT pg_backend_pid()")).scalar())
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://", 1)) as a:
@@ -308,6 +314,8 @@ def _kill_then_b(
         assert registration_proof(pg.key, B).split(".", 1)[1] not in shown, shown
     else:
         assert may_survive, "B's request on the killed connection did not fail"
+    if checked_out is not None:  # the broken connection went back to the pool (to be discarded)
+        assert checked_out() == 0
     assert run(B, _b_reads) == COUNTS[B]["notes"]  # the pool replaced the connection
 
 
@@ -324,7 +332,13 @@ def test_a_killed_connection_fails_the_next_tenant_without_showing_its_seal(
     pg: Env, tenants: Runner, iso_database: Database, request: pytest.FixtureRequest
 ) -> None:
     """The same on the fast path (the binding rides with BEGIN), directly and through PgBouncer."""
-    _kill_then_b(pg, tenants.run, iso_database.runtime_url, may_survive="pgbouncer" in request.node.name)
+    _kill_then_b(
+        pg,
+        tenants.run,
+        iso_database.runtime_url,
+        may_survive="pgbouncer" in request.node.name,
+        checked_out=tenants.checked_out,
+    )
 
 
 def test_a_killed_connection_never_shows_the_registration_proof(
@@ -339,6 +353,7 @@ def test_a_killed_connection_never_shows_the_registration_proof(
             iso_database.runtime_url,
             may_survive="pgbouncer" in request.node.name,
             b_does=lambda s: upsert_seen_tenant(s, B, site_id="site-b"),
+            checked_out=tenants.checked_out,
         )
     finally:
         pg.owner_execute("DELETE FROM tenants WHERE instance_id = :b AND site_id = 'site-b'", b=B)
