@@ -17,11 +17,15 @@ from sqlalchemy import Engine, create_engine, select
 
 from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
+from tenancy.tenant_sync.job import Backoff
 from tenancy.tenant_sync.store import register_instances
 from tests.conftest import migrate
 from tests.pgserver import fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]
+
+TINY = Backoff(base=dt.timedelta(milliseconds=1), cap=dt.timedelta(milliseconds=2))
+"""A backoff of milliseconds: failed tenants are due again almost at once."""
 
 
 @dataclass

@@ -17,12 +17,10 @@ from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.tenant_sync.job import Backoff, SyncReport, sync
 from tenancy.tenant_sync.store import Selection
 from tenancy.wix.client import WixClient
-from tests.sync_helpers import consistent, rows, seed
+from tests.sync_helpers import TINY, consistent, rows, seed
 from tests.wix_helpers import at_once, client_for, sample, sample_reply
 
 pytestmark = pytest.mark.postgres
-
-TINY = Backoff(base=dt.timedelta(milliseconds=1), cap=dt.timedelta(milliseconds=2))
 
 
 @pytest.fixture

@@ -17,14 +17,12 @@ from sqlalchemy import update
 from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.breaker import DEFAULT_OUTAGE_AFTER
-from tenancy.tenant_sync.job import Backoff, sync
+from tenancy.tenant_sync.job import sync
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter
-from tests.sync_helpers import SyncDb, consistent, rows, seed
+from tests.sync_helpers import TINY, SyncDb, consistent, rows, seed
 from tests.wix_helpers import client_for
 
 pytestmark = pytest.mark.postgres
-
-TINY = Backoff(base=dt.timedelta(milliseconds=1), cap=dt.timedelta(milliseconds=2))
 
 
 @pytest.fixture
