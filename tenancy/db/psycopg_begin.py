@@ -128,17 +128,28 @@ def _begin_bound(pgconn: Any, begin: bytes, binding: _Binding) -> Any:  # PQGen[
         yield from generators.send(pgconn)
         for _ in range(len(binding) + 2):  # BEGIN's results, the binding's, then the Sync marker
             results += yield from generators.fetch_many(pgconn)
-    except BaseException:
-        try:
-            pgconn.exit_pipeline_mode()
-        except psycopg.Error:
-            # Results still pending (the connection broke mid-pipeline): a later ROLLBACK sent
-            # in pipeline mode would wait forever for them, holding the pool's slot. Close it,
-            # so the next use fails at once and the pool discards it as a disconnect.
-            pgconn.finish()
+        pgconn.exit_pipeline_mode()
+    except BaseException as exc:
+        _abandon_pipeline(pgconn)
+        failed = [r for r in results if r.status == _FATAL_ERROR]
+        if failed and isinstance(exc, psycopg.Error):
+            # The server's own reason ("terminating connection due to administrator command",
+            # PgBouncer's "server conn crashed?") says more than libpq's pipeline complaint.
+            raise e.error_from_result(failed[0], encoding=pgconn._encoding) from None
         raise
-    pgconn.exit_pipeline_mode()
     return [r for r in results if r.status != pq.ExecStatus.PIPELINE_SYNC]
+
+
+def _abandon_pipeline(pgconn: Any) -> None:
+    # Leave pipeline mode if nothing is pending. If something is (the server died mid-pipeline;
+    # through PgBouncer the client socket even stays open, its Sync never answered), no later
+    # statement can run: psycopg's ROLLBACK would fail ("PQsendQuery not allowed in pipeline
+    # mode") and the pool could neither reset nor reuse the connection. Close it, so the
+    # caller sees a closed connection (SQLAlchemy: a disconnect) and the pool discards it.
+    try:
+        pgconn.exit_pipeline_mode()
+    except psycopg.Error:
+        pgconn.finish()
 
 
 class TenantBeginConnection(psycopg.Connection[Any]):

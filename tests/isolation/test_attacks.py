@@ -22,10 +22,11 @@ from sqlalchemy.pool import NullPool
 from tenancy import AsyncTenantSessionFactory, TenantSessionFactory
 from tenancy.db.audit import audit
 from tenancy.db.binding import registration_proof
+from tenancy.db.psycopg_begin import arm_commands, install
 from tenancy.db.registration import upsert_seen_tenant
 from tenancy.db.roles import grant_runtime_role
 from tests.isolation.models import Note
-from tests.isolation.raw_sql import Runner
+from tests.isolation.raw_sql import Runner, via_port
 from tests.isolation.support import COUNTS, A, B, Env
 from tests.pgserver import Database, sqlalchemy_url
 
@@ -317,6 +318,58 @@ def _kill_then_b(
     if checked_out is not None:  # the broken connection went back to the pool (to be discarded)
         assert checked_out() == 0
     assert run(B, _b_reads) == COUNTS[B]["notes"]  # the pool replaced the connection
+
+
+KILLS_ITS_BACKEND = (b"SELECT pg_terminate_backend(pg_backend_pid())",)
+
+
+@pytest.mark.parametrize("route", ["direct", "pgbouncer"])
+@pytest.mark.parametrize("flavor", ["sync", "async"])
+def test_a_backend_dying_between_begin_and_the_binding_frees_the_pool(
+    route: str, flavor: str, iso_database: Database, request: pytest.FixtureRequest
+) -> None:
+    """The backend dies after BEGIN, before the binding's answer (a restart, a failover, an
+    administrator's `pg_terminate_backend`): the request fails, and the pool's only connection is
+    discarded, not kept checked out. Through PgBouncer the client socket stays open with the
+    pipeline's Sync never answered; only closing the connection frees the slot."""
+    url, connect_args = iso_database.runtime_url, {}
+    if route == "pgbouncer":
+        url = via_port(url, request.getfixturevalue("bouncer_port"))
+        connect_args = {"prepare_threshold": None}
+    pool: dict[str, Any] = {"pool_size": 1, "max_overflow": 0, "pool_timeout": 5}
+    pool["connect_args"] = connect_args
+    if flavor == "sync":
+        engine = create_engine(url, **pool)
+        assert install(engine)
+        with engine.connect() as conn:
+            assert arm_commands(conn.connection.driver_connection, KILLS_ITS_BACKEND)
+            with pytest.raises(DBAPIError) as err:
+                conn.execute(text("SELECT 1"))
+        checked_out = engine.pool.checkedout()  # type: ignore[attr-defined]
+        with engine.connect() as conn:
+            after = conn.execute(text("SELECT 1")).scalar()
+        engine.dispose()
+    else:
+
+        async def go() -> tuple[pytest.ExceptionInfo[DBAPIError], int, Any]:
+            engine = create_async_engine(url, **pool)
+            assert install(engine.sync_engine)
+            async with engine.connect() as conn:
+                raw = await conn.get_raw_connection()
+                assert arm_commands(raw.driver_connection, KILLS_ITS_BACKEND)
+                with pytest.raises(DBAPIError) as err:
+                    await conn.execute(text("SELECT 1"))
+            checked_out = engine.sync_engine.pool.checkedout()  # type: ignore[attr-defined]
+            async with engine.connect() as conn:
+                after = (await conn.execute(text("SELECT 1"))).scalar()
+            await engine.dispose()
+            return err, checked_out, after
+
+        err, checked_out, after = asyncio.run(go())
+    assert err.value.connection_invalidated, err.value  # a disconnect: the pool drops it
+    assert "administrator command" in str(err.value)  # the server's reason, not libpq's pipeline
+    assert checked_out == 0
+    assert after == 1  # the next request gets a new connection
 
 
 def test_a_binding_statement_that_fails_never_shows_the_seal(
