@@ -47,7 +47,9 @@ class FlaskTenancy:
     """The tenancy extension: ``FlaskTenancy(app)`` or ``FlaskTenancy()`` + :meth:`init_app`.
 
     *settings* defaults to :meth:`tenancy.Settings.from_env` when the app is initialised.
-    ``webhook_path`` (``None`` for none) gets the webhook view; ``on_event(event, action)``
+    ``webhook_path`` (``None`` for none) gets the webhook view, which needs
+    ``WIX_WEBHOOK_PUBLIC_KEY`` (:meth:`init_app` raises ``ConfigurationError`` without it);
+    ``on_event(event, action)``
     runs after an event is applied. ``engine_options``/``wix_options``/``retry_after`` as
     for :class:`tenancy.integrations.fastapi.TenancyFastAPI`.
     """
@@ -73,12 +75,25 @@ class FlaskTenancy:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        """Build the engines and Wix client for *app*, close sessions per request, add the webhook."""
-        app.extensions[_EXTENSION] = Runtime.start(
+        """Build the engines and Wix client for *app*, close sessions per request, add the webhook.
+
+        Raises :class:`~tenancy.errors.ConfigurationError` (and builds nothing) when the webhook
+        view is wanted but the settings have no webhook public key.
+        """
+        runtime = Runtime.start(
             self._settings or Settings.from_env(),
             engine_options=self._engine_options,
             wix_options=self._wix_options,
         )
+        if self.webhook_path is not None and runtime.verifier is None:
+            # Fail when the app is built, not on Wix's first webhook: a view that can only 500.
+            runtime.close()
+            raise ConfigurationError(
+                f"the webhook view {self.webhook_path} needs WIX_WEBHOOK_PUBLIC_KEY "
+                "(Settings.wix_webhook_public_key): the app's public key from the Wix dev center; "
+                "FlaskTenancy(..., webhook_path=None) for an app without the webhook view"
+            )
+        app.extensions[_EXTENSION] = runtime
         app.teardown_request(self._teardown)
         if self.webhook_path is not None:
             app.add_url_rule(self.webhook_path, "tenancy_wix_webhook", self._webhook, methods=["POST"])

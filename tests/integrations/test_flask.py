@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import uuid
@@ -143,3 +144,16 @@ def test_log_records_of_a_request_carry_its_tenant(
         _names(flask_url, emu.mint_token(iid))
     records = [r for r in caplog.records if r.name == "web.flask"]
     assert records and all(getattr(r, "instance_id", None) == iid for r in records)
+
+
+def test_a_webhook_view_without_the_public_key_stops_init_app(web_settings: tenancy.Settings) -> None:
+    """Not a 500 on Wix's first webhook: ``init_app`` refuses, naming the variable and the way out."""
+    settings = dataclasses.replace(web_settings, wix_webhook_public_key=None)
+    app = Flask("tenancy_flask_without_key")
+    with pytest.raises(tenancy.ConfigurationError, match="/webhooks/wix needs WIX_WEBHOOK_PUBLIC_KEY"):
+        FlaskTenancy(app, settings=settings)
+    assert "tenancy" not in app.extensions  # nothing half-built is left on the app
+    assert "tenancy_wix_webhook" not in app.view_functions
+    bare = Flask("tenancy_flask_no_webhook")
+    ext = FlaskTenancy(bare, settings=settings, webhook_path=None)  # no view: the key is not needed
+    ext.close(bare)
