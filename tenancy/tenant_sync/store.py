@@ -267,9 +267,23 @@ def write_success(conn: Connection, row: Row[Any], values: Mapping[str, Any], *,
         "consecutive_failures": 0,
         "consecutive_refusals": 0,
     }
-    stmt = update(tenants).where(c.instance_id == current["instance_id"])
-    conn.execute(stmt.values(**changed, **bookkeeping))
+    written = {**changed, **bookkeeping}
+    params = {_PARAM + name: value for name, value in written.items()}
+    params[_PARAM + "key"] = current["instance_id"]
+    conn.execute(_update_statement(tuple(written)), params)
     return "changed" if changed or current["status"] != "active" else "unchanged"
+
+
+_PARAM = "p_"  # bound parameter names: a column's own name is reserved in UPDATE ... SET
+
+
+@functools.lru_cache(maxsize=64)
+def _update_statement(names: tuple[str, ...]) -> Any:
+    # One statement object per set of written columns, bound by parameters: SQLAlchemy then
+    # reuses its compiled form without building and hashing a statement of ~25 literal values
+    # per tenant (about a third of the sync's database CPU). A run sees few distinct sets.
+    values = {name: bindparam(_PARAM + name, type_=c[name].type) for name in names}
+    return update(tenants).where(c.instance_id == bindparam(_PARAM + "key")).values(values)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import logging
+import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -540,3 +542,48 @@ def test_retries_are_logged_with_status_and_request_id(
     assert f"get_app_instance for instance {iid}: HTTP 503 (request id " in message
     assert "retry 1 of 3" in message
     assert record.levelno == logging.DEBUG
+
+
+# --- the environment (read once, when the client is built) --------------------------------
+
+
+def _unused_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def clean_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_a_proxy_in_the_environment_is_used_and_no_proxy_honoured(
+    emu: Emulator, clean_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY/HTTPS_PROXY and NO_PROXY apply as with requests (read when the client is built)."""
+    iid = uuid.UUID(emu.instance_ids[0])
+    clean_proxy_env.setenv("HTTP_PROXY", f"http://127.0.0.1:{_unused_port()}")  # nothing listens
+    through_proxy = WixClient(emu.app_id, emu.app_secret, base_url=emu.base_url, max_retries=0)
+    with through_proxy, pytest.raises(WixUnavailable, match="connection failed"):
+        through_proxy.get_app_instance(iid)
+    assert emu.counts.get("access_token", 0) == 0  # nothing reached Wix: it went to the proxy
+    clean_proxy_env.setenv("NO_PROXY", "127.0.0.1")
+    with WixClient(emu.app_id, emu.app_secret, base_url=emu.base_url, max_retries=0) as direct:
+        assert direct.get_app_instance(iid).instance is not None
+
+
+def test_netrc_credentials_never_replace_the_wix_authorization(
+    emu: Emulator, clean_proxy_env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """requests applies ~/.netrc to a request without auth=, over the Authorization header the
+    Wix calls carry; the client never reads it."""
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password something\n")
+    netrc.chmod(0o600)
+    clean_proxy_env.setenv("NETRC", str(netrc))
+    with WixClient(emu.app_id, emu.app_secret, base_url=emu.base_url, max_retries=0) as client:
+        assert client.get_app_instance(uuid.UUID(emu.instance_ids[0])).instance is not None
