@@ -22,7 +22,6 @@ from tenancy.errors import ConfigurationError, InvalidToken, WixAuthError, WixEr
 from tenancy.settings import Settings
 from tenancy.tenant_sync.events import Action, apply_event
 from tenancy.wix.client import WixClient
-from tenancy.wix.refusals import RefusalCache
 from tenancy.wix.resolver import TokenResolver
 from tenancy.wix.webhooks import WebhookVerifier, WixEvent
 
@@ -114,11 +113,12 @@ class Runtime:
         verifier = (
             WebhookVerifier(settings.wix_webhook_public_key) if settings.wix_webhook_public_key else None
         )
-        # A client repeating a refused token gets 401 without another Token Info call.
+        # The resolver remembers refusals: a client repeating a refused token gets 401 without
+        # another Token Info call.
         sessions = TenantSessionFactory(
             engine,
             admin_engine=admin_engine,
-            resolver=RefusalCache(resolver),
+            resolver=resolver,
             binding_key=settings.binding_key,
         )
         runtime = cls(settings, engine, admin_engine, wix, resolver, sessions, verifier)

@@ -13,9 +13,12 @@ returned.
 
 The cache is keyed by the SHA-256 digest of the token (the token itself is never stored),
 holds at most ``max_entries`` entries (least recently used evicted first), and an entry
-lives until the token's ``exp`` or ``max_ttl`` seconds, whichever comes first. Refusals
-are not cached: a token refused once is asked about again next time (concurrent requests
-with one token still share a single Token Info call).
+lives until the token's ``exp`` or ``max_ttl`` seconds, whichever comes first. Refusals are
+remembered the same way (by digest, bounded) for ``refusal_ttl`` seconds (default 300; 0
+forgets them at once): a token Wix refused stays refused, and asking again would let anyone
+repeating a bad token spend the app's Token Info rate limit. Wix being unavailable is not a
+refusal and is never remembered. Concurrent requests with one new token share a single
+Token Info call either way.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class TokenResolver:
     Thread-safe; share one per process. ``clock`` returns Unix seconds (it is compared with
     the token's ``exp``); ``exp_leeway`` is the clock skew allowed on ``exp`` (default
     :data:`EXP_LEEWAY`, 30 s): a token whose ``exp`` is further in the past is refused.
+    ``refusal_ttl`` is how long a refused token is refused again without asking Wix (300 s;
+    0 asks every time).
     """
 
     def __init__(
@@ -66,9 +71,11 @@ class TokenResolver:
         max_ttl: float = 300.0,
         clock: Callable[[], float] = time.time,
         exp_leeway: float = EXP_LEEWAY,
+        refusal_ttl: float = 300.0,
     ) -> None:
-        if max_entries < 1 or max_ttl <= 0 or exp_leeway < 0:
-            raise ValueError("max_entries must be >= 1, max_ttl > 0 and exp_leeway >= 0")
+        if max_entries < 1 or max_ttl <= 0 or exp_leeway < 0 or refusal_ttl < 0:
+            raise ValueError("max_entries must be >= 1, max_ttl > 0, exp_leeway >= 0 and refusal_ttl >= 0")
+        self._refusal_ttl = refusal_ttl
         self._exp_leeway = exp_leeway
         self._client = client
         self._app_id = client.app_id
@@ -78,6 +85,8 @@ class TokenResolver:
         self._lock = threading.Lock()
         # sha256(token) -> (info, valid until); LRU order.
         self._cache: collections.OrderedDict[bytes, tuple[TokenInfo, float]] = collections.OrderedDict()
+        # sha256(token) -> (why it was refused, remembered until); LRU order.
+        self._refused: collections.OrderedDict[bytes, tuple[str, float]] = collections.OrderedDict()
         self._flights: SingleFlight[bytes, TokenInfo] = SingleFlight()
 
     def __repr__(self) -> str:
@@ -110,6 +119,11 @@ class TokenResolver:
                     self._cache.move_to_end(key)
                     return entry[0]
                 del self._cache[key]
+            refused = self._refused.get(key)
+            if refused is not None:
+                if refused[1] > now:
+                    raise InvalidToken(reason=refused[0])
+                del self._refused[key]
         _check_shape(token)
         return self._flights.do(key, lambda: self._fetch(key, token))
 
@@ -130,9 +144,10 @@ class TokenResolver:
             self._cache.pop(key, None)
 
     def clear(self) -> None:
-        """Forget every cached answer."""
+        """Forget every cached answer, refusals included."""
         with self._lock:
             self._cache.clear()
+            self._refused.clear()
 
     def _fetch(self, key: bytes, token: str) -> TokenInfo:
         # A concurrent flight may have stored the answer between our miss and this call.
@@ -141,10 +156,15 @@ class TokenResolver:
             entry = self._cache.get(key)
             if entry is not None and entry[1] > now:
                 return entry[0]
-        info = self._client.token_info(token)
+        try:
+            info = self._client.token_info(token)
+        except InvalidToken as exc:  # Token Info answered 4xx
+            self._remember_refusal(key, exc.reason or "rejected", now)
+            raise
         reason = self._refusal(info, now)
         if reason is not None:
             log.debug("token refused: %s", reason)
+            self._remember_refusal(key, reason, now)
             raise InvalidToken(reason=reason)
         valid_until = now + self._max_ttl
         if info.expires_at is not None:
@@ -156,6 +176,15 @@ class TokenResolver:
                 while len(self._cache) > self._max_entries:
                     self._cache.popitem(last=False)
         return info
+
+    def _remember_refusal(self, key: bytes, reason: str, now: float) -> None:
+        if self._refusal_ttl <= 0:
+            return
+        with self._lock:
+            self._refused[key] = (reason, now + self._refusal_ttl)
+            self._refused.move_to_end(key)
+            while len(self._refused) > self._max_entries:
+                self._refused.popitem(last=False)
 
     def _refusal(self, info: TokenInfo, now: float) -> str | None:
         if not info.active:

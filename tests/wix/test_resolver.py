@@ -147,7 +147,7 @@ def test_wix_unreachable_is_not_a_refusal(emu: Emulator, resolver: TokenResolver
         resolver.resolve(token)
     assert not isinstance(raised.value, InvalidToken)
     emu.clear_faults()
-    assert resolver.resolve(token).instance_id is not None
+    assert resolver.resolve(token).instance_id is not None  # not remembered as a refusal
 
 
 def test_wix_rate_limiting_is_not_a_refusal(emu: Emulator, resolver: TokenResolver) -> None:
@@ -164,13 +164,56 @@ def test_garbled_token_info_is_a_wix_error(emu: Emulator, resolver: TokenResolve
         resolver.resolve(emu.mint_token(emu.instance_ids[0]))
 
 
-def test_refusals_are_not_cached(emu: Emulator, resolver: TokenResolver) -> None:
-    """A refused token is asked about again next time."""
+def test_a_refusal_is_remembered_for_refusal_ttl(emu: Emulator, client: WixClient) -> None:
+    """A client repeating a refused token gets InvalidToken without another Token Info call,
+    for ``refusal_ttl`` seconds; then Wix is asked again."""
+    clock = Clock(time.time())
+    resolver = TokenResolver(client, clock=clock, refusal_ttl=300)
+    token = emu.mint_token(emu.instance_ids[0])
+    emu.respond_with("token_info", status=200, body={"active": False}, times=1)
+    assert _refusal(resolver, token).reason == "inactive"
+    clock.now += 299
+    assert _refusal(resolver, "Bearer " + token).reason == "inactive"  # same reason, for logs
+    assert emu.count("token_info") == 1
+    assert resolver.cached == 0  # the refusal is not an answer to hand out
+    clock.now += 2
+    assert resolver.resolve(token).active
+    assert emu.count("token_info") == 2
+
+
+def test_a_token_info_4xx_refusal_is_remembered(emu: Emulator, resolver: TokenResolver) -> None:
+    """Token Info refusing the token (4xx) is remembered like an inactive answer."""
+    emu.respond_with("token_info", status=401, body={"message": "no", "details": {}}, times=1)
+    for _ in range(3):
+        assert _refusal(resolver, "OauthNG.JWS.t").reason == "Token Info answered HTTP 401"
+    assert emu.count("token_info") == 1
+
+
+def test_refusal_ttl_zero_asks_every_time(emu: Emulator, client: WixClient) -> None:
+    """With ``refusal_ttl=0`` a refused token is asked about again next time."""
+    resolver = TokenResolver(client, refusal_ttl=0)
     token = emu.mint_token(emu.instance_ids[0])
     emu.respond_with("token_info", status=200, body={"active": False}, times=1)
     _refusal(resolver, token)
     assert resolver.resolve(token).active
     assert emu.count("token_info") == 2
+
+
+def test_remembered_refusals_are_bounded_hashed_and_cleared(emu: Emulator, client: WixClient) -> None:
+    """At most ``max_entries`` refusals are kept, by digest; ``clear()`` forgets them."""
+    resolver = TokenResolver(client, max_entries=2)
+    tokens = [f"OauthNG.JWS.unknown-{n}" for n in range(3)]
+    for token in tokens:
+        _refusal(resolver, token)
+    assert len(resolver._refused) == 2
+    assert not any(t.encode() in b"".join(resolver._refused) for t in tokens)
+    _refusal(resolver, tokens[2])  # kept
+    assert emu.count("token_info") == 3
+    _refusal(resolver, tokens[0])  # evicted first: asked again
+    assert emu.count("token_info") == 4
+    resolver.clear()
+    _refusal(resolver, tokens[0])
+    assert emu.count("token_info") == 5
 
 
 # --- cache ----------------------------------------------------------------------------------
@@ -211,7 +254,8 @@ def test_entry_never_outlives_the_tokens_exp(emu: Emulator, client: WixClient) -
 
 
 def test_token_past_exp_is_refused_even_if_wix_says_active(emu: Emulator, client: WixClient) -> None:
-    """Token Info answering active: true with an exp beyond the 30 s leeway is refused, never cached."""
+    """Token Info answering active: true with an exp beyond the 30 s leeway is refused (and the
+    refusal remembered), never cached as an answer."""
     clock = Clock(time.time() + 7200)
     resolver = TokenResolver(client, clock=clock)
     token = emu.mint_token(emu.instance_ids[0], ttl=60)  # the emulator's real clock: active
@@ -219,7 +263,8 @@ def test_token_past_exp_is_refused_even_if_wix_says_active(emu: Emulator, client
         with pytest.raises(InvalidToken) as refused:
             resolver.resolve(token)
         assert refused.value.reason == "expired"
-    assert emu.count("token_info") == 2 and resolver.cached == 0
+    assert emu.count("token_info") == 1  # the refusal is remembered ...
+    assert resolver.cached == 0  # ... and the token never cached as an answer
 
 
 def test_served_exp_in_the_past_is_refused(emu: Emulator, client: WixClient) -> None:
@@ -305,3 +350,5 @@ def test_settings_are_validated(client: WixClient) -> None:
         TokenResolver(client, max_entries=0)
     with pytest.raises(ValueError):
         TokenResolver(client, max_ttl=0)
+    with pytest.raises(ValueError):
+        TokenResolver(client, refusal_ttl=-1)
