@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 _IDLE = pq.TransactionStatus.IDLE
+_ACTIVE = pq.TransactionStatus.ACTIVE
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
@@ -164,8 +165,13 @@ class TenantBeginConnection(psycopg.Connection[Any]):
         super().commit()
 
     def rollback(self) -> None:
-        """Roll back, and forget the tenant binding (the next transaction re-arms it)."""
+        """Roll back, and forget the tenant binding (the next transaction re-arms it).
+
+        A connection with a command still in progress (see :func:`_close_if_stuck`) is closed
+        instead, and the rollback raises ``OperationalError``: a disconnect to SQLAlchemy.
+        """
         self._tenancy_binding = None
+        _close_if_stuck(self)
         super().rollback()
 
 
@@ -181,9 +187,22 @@ class AsyncTenantBeginConnection(psycopg.AsyncConnection[Any]):
         await super().commit()
 
     async def rollback(self) -> None:
-        """Roll back, and forget the tenant binding (the next transaction re-arms it)."""
+        """Roll back, and forget the tenant binding (the next transaction re-arms it); a
+        connection with a command still in progress is closed instead (as in the sync class)."""
         self._tenancy_binding = None
+        _close_if_stuck(self)
         await super().rollback()
+
+
+def _close_if_stuck(conn: Any) -> None:
+    # A command still in progress at rollback time is one nobody will ever finish: raw SQL
+    # that ran `COPY ... TO STDOUT` through execute() (psycopg refuses it, with the COPY already
+    # streaming on the server). psycopg's ROLLBACK then fails ("another command is already in
+    # progress"), which SQLAlchemy does not take for a disconnect: the connection stayed checked
+    # out, and a tenant could hold the pool's slots with one statement each. Closed, the
+    # rollback fails as a disconnect, and the pool discards the connection.
+    if conn.pgconn.transaction_status == _ACTIVE and conn._pipeline is None:
+        conn.pgconn.finish()
 
 
 _OURS = (TenantBeginConnection, AsyncTenantBeginConnection)

@@ -410,3 +410,15 @@ def test_a_killed_connection_never_shows_the_registration_proof(
         )
     finally:
         pg.owner_execute("DELETE FROM tenants WHERE instance_id = :b AND site_id = 'site-b'", b=B)
+
+
+def test_a_copy_left_in_progress_never_blocks_the_next_request(
+    pg: Env, tenants: Runner, request: pytest.FixtureRequest
+) -> None:
+    """A starts ``COPY ... TO STDOUT`` through ``execute()`` (psycopg refuses it, with the COPY
+    already running on the server): the connection cannot be rolled back or reused. It is
+    discarded, and B's request on the pool's only slot gets a working connection."""
+    with pytest.raises(DBAPIError):
+        tenants.run(A, lambda s: s.execute(text("COPY (SELECT * FROM iso_notes) TO STDOUT")))
+    assert tenants.checked_out() == 0
+    assert tenants.run(B, _b_reads) == COUNTS[B]["notes"]
