@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tenancy"
 
 # What each layer may import from tenancy (besides itself). "top" is the package's own
-# top-level modules: errors, settings, instance_ids, log_context.
+# top-level modules: errors, settings, instance_ids, log_context, lru.
 ALLOWED: dict[str, set[str]] = {
     "top": set(),
     "emulator": set(),
@@ -27,7 +27,7 @@ ALLOWED: dict[str, set[str]] = {
     # Web framework adapters: above everything the request and webhook flows use.
     "integrations": {"top", "db", "wix", "tenant_sync"},
 }
-TOP_MODULES = {"errors", "settings", "instance_ids", "log_context"}
+TOP_MODULES = {"errors", "settings", "instance_ids", "log_context", "lru"}
 API_MODULES = {"__init__", "alembic_ops"}
 
 

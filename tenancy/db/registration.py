@@ -15,6 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from tenancy import lru
 from tenancy.db.binding import REGISTER_FUNCTION, registration_proof
 from tenancy.db.models import Tenant
 
@@ -94,10 +95,7 @@ class TenantRegistry:
     def remember(self, tenant: uuid.UUID) -> None:
         """Record that *tenant* was registered and is active as of now."""
         with self._lock:
-            self._known[tenant] = self._clock()
-            self._known.move_to_end(tenant)
-            while len(self._known) > self._max:
-                self._known.popitem(last=False)
+            lru.put(self._known, tenant, self._clock(), self._max)
 
     def forget(self, tenant: Any = None) -> None:
         """Forget one tenant (or all, with no argument) so its next token re-registers it."""

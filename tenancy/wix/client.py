@@ -38,6 +38,7 @@ import tenacity
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from tenancy import lru
 from tenancy.errors import (
     ConfigurationError,
     InvalidToken,
@@ -253,10 +254,7 @@ class WixClient:
         # stay cached for a while instead of never).
         lifetime = expires_in - min(self._skew, expires_in / 2)
         with self._lock:
-            self._tokens[iid] = (token, self._clock() + lifetime)
-            self._tokens.move_to_end(iid)
-            while len(self._tokens) > self._cache_size:
-                self._tokens.popitem(last=False)
+            lru.put(self._tokens, iid, (token, self._clock() + lifetime), self._cache_size)
         return token
 
     def _token_error(self, reply: _Reply, iid: uuid.UUID) -> WixError:

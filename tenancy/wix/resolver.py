@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
+from tenancy import lru
 from tenancy.errors import InvalidToken
 from tenancy.wix.singleflight import SingleFlight
 from tenancy.wix.types import TokenInfo
@@ -171,20 +172,14 @@ class TokenResolver:
             valid_until = min(valid_until, info.expires_at.timestamp())
         if valid_until > now:
             with self._lock:
-                self._cache[key] = (info, valid_until)
-                self._cache.move_to_end(key)
-                while len(self._cache) > self._max_entries:
-                    self._cache.popitem(last=False)
+                lru.put(self._cache, key, (info, valid_until), self._max_entries)
         return info
 
     def _remember_refusal(self, key: bytes, reason: str, now: float) -> None:
         if self._refusal_ttl <= 0:
             return
         with self._lock:
-            self._refused[key] = (reason, now + self._refusal_ttl)
-            self._refused.move_to_end(key)
-            while len(self._refused) > self._max_entries:
-                self._refused.popitem(last=False)
+            lru.put(self._refused, key, (reason, now + self._refusal_ttl), self._max_entries)
 
     def _refusal(self, info: TokenInfo, now: float) -> str | None:
         if not info.active:
