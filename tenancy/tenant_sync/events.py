@@ -11,10 +11,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 
-from tenancy.db.models import Tenant
-from tenancy.tenant_sync.store import register_instances
+from tenancy.tenant_sync.store import register_instances, update_tenant
 from tenancy.wix.webhooks import WixEvent
 
 __all__ = ["PLAN_EVENTS", "apply_event"]
@@ -51,5 +50,5 @@ def apply_event(engine: Engine, event: WixEvent, *, now: dt.datetime | None = No
         return "ignored"
     with engine.begin() as conn:
         register_instances(conn, [event.instance_id], now=now)
-        conn.execute(update(Tenant).where(Tenant.instance_id == event.instance_id).values(**values))
+        update_tenant(conn, event.instance_id, values)
     return action

@@ -41,6 +41,7 @@ __all__ = [
     "record_failure",
     "register_instances",
     "tenant_values",
+    "update_tenant",
     "write_success",
 ]
 
@@ -267,11 +268,15 @@ def write_success(conn: Connection, row: Row[Any], values: Mapping[str, Any], *,
         "consecutive_failures": 0,
         "consecutive_refusals": 0,
     }
-    written = {**changed, **bookkeeping}
-    params = {_PARAM + name: value for name, value in written.items()}
-    params[_PARAM + "key"] = current["instance_id"]
-    conn.execute(_update_statement(tuple(written)), params)
+    update_tenant(conn, current["instance_id"], {**changed, **bookkeeping})
     return "changed" if changed or current["status"] != "active" else "unchanged"
+
+
+def update_tenant(conn: Connection, instance_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+    """``UPDATE tenants SET <values> WHERE instance_id = ...`` (the sync's and webhooks' write)."""
+    params = {_PARAM + name: value for name, value in values.items()}
+    params[_PARAM + "key"] = instance_id
+    conn.execute(_update_statement(tuple(values)), params)
 
 
 _PARAM = "p_"  # bound parameter names: a column's own name is reserved in UPDATE ... SET
@@ -281,7 +286,7 @@ _PARAM = "p_"  # bound parameter names: a column's own name is reserved in UPDAT
 def _update_statement(names: tuple[str, ...]) -> Update:
     # One statement object per set of written columns, bound by parameters: SQLAlchemy then
     # reuses its compiled form without building and hashing a statement of ~25 literal values
-    # per tenant (about a third of the sync's database CPU). A run sees few distinct sets.
+    # per tenant (about a third of the sync's database CPU). Few distinct sets ever occur.
     values = {name: bindparam(_PARAM + name, type_=c[name].type) for name in names}
     return update(tenants).where(c.instance_id == bindparam(_PARAM + "key")).values(values)
 
@@ -336,5 +341,5 @@ def record_failure(
     }
     if removed:
         values["status"] = "removed"
-    conn.execute(update(tenants).where(c.instance_id == current["instance_id"]).values(**values))
+    update_tenant(conn, current["instance_id"], values)
     return "removed" if removed else "failed"
