@@ -34,9 +34,11 @@ from tenancy.settings import BINDING_KEY_PATTERN
 
 __all__ = [
     "BIND_SQL",
+    "CLEAN_COLUMNS",
     "ENV_VAR",
     "FUNCTION",
     "REGISTER_FUNCTION",
+    "RESET_SQL",
     "SCHEMA",
     "SEAL_SETTING",
     "TAINTED",
@@ -60,19 +62,36 @@ SEAL_SETTING = "tenancy.seal"
 ENV_VAR = "TENANCY_BINDING_KEY"
 _REGISTER_PREFIX = "tenancy.register:"
 
+# Session state a transaction can leave on a pooled connection, reset before every tenant
+# transaction (tenancy/db/psycopg_begin.py sends it in the BEGIN pipeline, in a transaction of
+# its own that commits before the tenant's BEGIN: so the BEGIN takes the reset
+# default_transaction_* values, and a later ROLLBACK cannot undo the reset). RESET ALL resets
+# every setting to its connect-time value (connect options, ALTER ROLE/DATABASE ... SET) but
+# skips `role` (GUC_NO_RESET_ALL): RESET ROLE. CLOSE ALL closes WITH HOLD cursors; DISCARD
+# SEQUENCES forgets lastval()/currval(). None of them is refused on a hot standby.
+RESET_SQL: tuple[str, ...] = ("RESET ALL", "RESET ROLE", "CLOSE ALL", "DISCARD SEQUENCES")
+
+# Ends every binding statement: releases session advisory locks (a function, so it costs no
+# statement of its own), then says whether the connection is clean. Not clean: a prepared
+# statement made by SQL (`PREPARE`, from_sql; psycopg prepares through the protocol, so such a
+# statement can only be an attempt to take over a name, `_pg3_N`, that the next checkout would
+# execute) or a LISTEN channel (UNLISTEN is refused on a standby and only acts at commit).
+# The transport then discards that one connection instead of using it.
+CLEAN_COLUMNS = (
+    "pg_catalog.pg_advisory_unlock_all() AS unlocked, "
+    "NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) "
+    "AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) AS clean"
+)
+
 # Bound parameters, never text: other backends of the role read query text in pg_stat_activity.
-# The third column says whether the connection is clean: no prepared statement was created by
-# SQL (`PREPARE`, from_sql). psycopg prepares through the protocol, so a SQL-made statement on
-# a tenant connection can only be an attempt to take over a name (`_pg3_N`) that the next
-# checkout would execute; the transport then discards the connection instead of using it.
+# The last column is `clean` (CLEAN_COLUMNS).
 BIND_SQL = (
     "SELECT pg_catalog.set_config('tenancy.instance_id', $1, true), "
-    "pg_catalog.set_config('tenancy.seal', $2, true), "
-    "NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) AS clean"
+    "pg_catalog.set_config('tenancy.seal', $2, true), " + CLEAN_COLUMNS
 )
 TAINTED = (
-    "tenancy: SQL on this connection created prepared statements (PREPARE) that a later "
-    "checkout could execute; the connection was discarded"
+    "tenancy: SQL on this connection left state that a later checkout could use (prepared "
+    "statements made by PREPARE, or LISTEN channels); the connection was discarded"
 )
 
 

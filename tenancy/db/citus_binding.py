@@ -36,7 +36,7 @@ import uuid
 
 from sqlalchemy import Connection, text
 
-from tenancy.db.binding import FUNCTION, SCHEMA, SEAL_SETTING, BindingKey
+from tenancy.db.binding import CLEAN_COLUMNS, FUNCTION, SCHEMA, SEAL_SETTING, BindingKey
 from tenancy.db.isolation import SETTING_NAME
 
 __all__ = [
@@ -51,7 +51,7 @@ __all__ = [
 
 WINDOW_SECONDS = 60
 WINDOW_SLACK = 2  # windows either side: client and server clocks may differ by about a minute
-CLEAN_SQL = b"SELECT NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) AS clean"
+CLEAN_SQL = f"SELECT {CLEAN_COLUMNS}".encode("ascii")
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -64,8 +64,8 @@ def seal(key: BindingKey, tenant: uuid.UUID, gpid: int, *, now: float | None = N
 
 def binding_commands(tenant: uuid.UUID, tenant_seal: str) -> tuple[bytes, bytes, bytes]:
     """The two ``SET LOCAL`` statements that carry the binding to the shards, then the check
-    that the connection is clean (``True`` when no prepared statement was made by SQL; see
-    :data:`tenancy.db.binding.BIND_SQL`).
+    that the connection is clean (last column ``True`` when SQL left no prepared statement or
+    LISTEN channel; it also releases session advisory locks: :data:`~tenancy.db.binding.CLEAN_COLUMNS`).
 
     Both values are checked against their exact shape before they are put into SQL text.
     """

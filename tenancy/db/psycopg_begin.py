@@ -4,17 +4,28 @@ psycopg 3 opens a transaction lazily: before the first statement it sends ``BEGI
 for the answer. Sending the binding (``tenancy.instance_id`` and ``tenancy.seal``) as a
 statement of its own would cost one more round trip per transaction (about -25% transactions
 per second on loopback, more across a network). Here psycopg's ``BEGIN`` and the binding
-statement go out together in one libpq *pipeline* (public ``pgconn`` API)::
+statement go out together in one libpq *pipeline* (public ``pgconn`` API), after the reset of
+whatever the connection's previous transactions left at session level::
 
-    BEGIN                                             -- one Sync, one round trip
-    SELECT set_config('tenancy.instance_id', $1, true), set_config('tenancy.seal', $2, true)
+    BEGIN; RESET ALL; RESET ROLE; CLOSE ALL; DISCARD SEQUENCES; COMMIT   -- binding.RESET_SQL
+    BEGIN                                             -- psycopg's own, with its clauses
+    SELECT set_config('tenancy.instance_id', $1, true), set_config('tenancy.seal', $2, true),
+           pg_advisory_unlock_all(), <clean>          -- one Sync: one round trip for all
+
+The reset commits in a transaction of its own before psycopg's ``BEGIN``: the tenant's
+transaction then starts from the reset ``default_transaction_*`` values, and its ``ROLLBACK``
+cannot undo the reset. No Sync in between, so PgBouncer (transaction mode) sees one
+transaction and keeps the server connection for all of it.
 
 The values are bound parameters: they never appear in query text, which other backends of
 the role can read in ``pg_stat_activity`` (and ``pg_stat_statements`` keeps). The same
-statement reports whether SQL created a prepared statement on the connection (``PREPARE``):
-psycopg prepares through the protocol, so such a statement can only be an attempt to take over
-a ``_pg3_N`` name that this checkout would execute; the connection is then closed (the pool
-discards it) and the transaction refused. psycopg's automatic prepared statements stay on.
+statement reports whether SQL left state that cannot be reset cheaply: a prepared statement
+made by SQL (``PREPARE``; psycopg prepares through the protocol, so such a statement can only
+be an attempt to take over a ``_pg3_N`` name that this checkout would execute) or a ``LISTEN``
+channel. The connection is then closed and :class:`TaintedConnection` raised, which the
+engine's ``handle_error`` hook (:mod:`tenancy.db.translate`) turns into
+:class:`~tenancy.CrossTenantAccess` while discarding that one connection, not the pool.
+psycopg's automatic prepared statements stay on.
 
 Sync and async alike: :class:`TenantBeginConnection` and :class:`AsyncTenantBeginConnection`
 override the same generator method. Engines passed to the session factories adopt them for
@@ -51,11 +62,12 @@ except ImportError:  # a psycopg that moved it: no fast path (SUPPORTED is False
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
 
-from tenancy.db.binding import BIND_SQL, TAINTED, bind_parameters
+from tenancy.db.binding import BIND_SQL, RESET_SQL, TAINTED, bind_parameters
 
 __all__ = [
     "SUPPORTED",
     "AsyncTenantBeginConnection",
+    "TaintedConnection",
     "TenantBeginConnection",
     "arm",
     "arm_commands",
@@ -68,6 +80,8 @@ _COMMAND_OK = pq.ExecStatus.COMMAND_OK
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
 _BIND = BIND_SQL.encode("ascii")
+# Sent before psycopg's BEGIN, committed on their own (see the module doc).
+_RESET = (b"BEGIN", *(sql.encode("ascii") for sql in RESET_SQL), b"COMMIT")
 # The statements armed on a connection: (SQL, bound parameters or None), sent after BEGIN.
 _Binding = tuple[tuple[bytes, list[bytes] | None], ...]
 
@@ -78,6 +92,14 @@ SUPPORTED: bool = (
     and hasattr(generators, "fetch_many")
 )
 """Whether this psycopg has the private hooks the fast path needs (else: separate statement)."""
+
+
+class TaintedConnection(e.OperationalError):
+    """SQL left state on this connection that a later checkout could use; it was closed.
+
+    Never reaches the application: :mod:`tenancy.db.translate` discards that one connection
+    (not the pool, as a plain disconnect would) and raises :class:`~tenancy.CrossTenantAccess`.
+    """
 
 
 # The override below is a plain function shared by the sync and async classes (a mixin base
@@ -104,6 +126,7 @@ def _start_query(self: Any) -> Any:  # PQGen[None]
         if result.status == _FATAL_ERROR:
             raise e.error_from_result(result, encoding=self.pgconn._encoding)
     expected = [
+        *(_COMMAND_OK for _ in _RESET),
         _COMMAND_OK,
         *(_TUPLES_OK if sql.startswith(b"SELECT") else _COMMAND_OK for sql, _ in binding),
     ]
@@ -111,23 +134,25 @@ def _start_query(self: Any) -> Any:  # PQGen[None]
         raise e.InternalError("tenancy: unexpected results from BEGIN and the tenant binding")
     # The binding's last statement ends with the `clean` column (see binding.BIND_SQL).
     if results[-1].get_value(0, results[-1].nfields - 1) != b"t":
-        # Never run anything on it: close it, so the pool discards it (a disconnect).
+        # Never run anything on it: close it; translate.py discards this connection only.
         self.pgconn.finish()
-        raise e.OperationalError(TAINTED)
+        raise TaintedConnection(TAINTED)
     return None
 
 
 def _begin_bound(pgconn: Any, begin: bytes, binding: _Binding) -> Any:  # PQGen[list]
-    # BEGIN and the binding's statements in one libpq pipeline, one Sync: one round trip.
+    # The reset, BEGIN and the binding's statements in one libpq pipeline, one Sync: one round
+    # trip. (A Sync after the reset would flush it on its own, and end PgBouncer's transaction.)
     pgconn.enter_pipeline_mode()
     results: list[Any] = []
     try:
-        pgconn.send_query_params(begin, None)
+        for statement in (*_RESET, begin):
+            pgconn.send_query_params(statement, None)
         for statement, params in binding:
             pgconn.send_query_params(statement, params)
         pgconn.pipeline_sync()
         yield from generators.send(pgconn)
-        for _ in range(len(binding) + 2):  # BEGIN's results, the binding's, then the Sync marker
+        for _ in range(len(_RESET) + len(binding) + 2):  # each statement's results, then the Sync
             results += yield from generators.fetch_many(pgconn)
         pgconn.exit_pipeline_mode()
     except BaseException as exc:

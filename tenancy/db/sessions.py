@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, Self, TypeVar
 
 import psycopg
+from psycopg import pq
 from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
@@ -30,6 +31,7 @@ from tenancy import log_context
 from tenancy.db import citus_binding, guard, psycopg_begin
 from tenancy.db.binding import (
     BIND_SQL,
+    RESET_SQL,
     TAINTED,
     BindingKey,
     KeySource,
@@ -173,10 +175,13 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     # On psycopg the binding rides with BEGIN (no round trip of its own); armed before the
     # role check so that the check's query opens the transaction with it.
     armed = psycopg_begin.arm(connection.connection.driver_connection, tenant, seal)
+    fresh = _not_begun(connection)  # before the role check, which may begin the transaction
     _ensure_runtime_role(connection)
     if not armed:
         instance_id, tenant_seal = bind_parameters(tenant, seal)
         with _binding_statements(connection):
+            if fresh:
+                _reset_session(connection)
             row = connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal}).one()
         if not row.clean:
             connection.invalidate()  # SQL-made prepared statements: never reuse this connection
@@ -188,16 +193,44 @@ def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.U
     # text is bound to this backend and a few minutes (tenancy/db/citus_binding.py).
     commands = citus_binding.binding_commands(tenant, citus_binding.seal(keys.key(), tenant, gpid))
     armed = psycopg_begin.arm_commands(connection.connection.driver_connection, commands)
+    fresh = _not_begun(connection)
     _ensure_runtime_role(connection)
     if not armed:
         *settings, check = commands
         with _binding_statements(connection):
+            if fresh:
+                _reset_session(connection)
             for command in settings:
                 connection.exec_driver_sql(command.decode("ascii"))
-            clean = connection.exec_driver_sql(check.decode("ascii")).scalar_one()
+            clean = connection.exec_driver_sql(check.decode("ascii")).one().clean
         if not clean:
             connection.invalidate()  # SQL-made prepared statements: never reuse this connection
             raise CrossTenantAccess(TAINTED)
+
+
+def _not_begun(connection: Connection) -> bool:
+    """Whether the driver has not begun *connection*'s transaction yet (psycopg; other
+    drivers are taken as not begun)."""
+    pgconn = getattr(connection.connection.driver_connection, "pgconn", None)
+    return pgconn is None or pgconn.transaction_status == pq.TransactionStatus.IDLE
+
+
+def _reset_session(connection: Connection) -> None:
+    """The fallback's reset (:data:`~tenancy.db.binding.RESET_SQL`), where the binding is a
+    statement of its own: inside the transaction, before the binding.
+
+    Only for a transaction the session begins: in a session joined to a transaction the
+    application began (or a savepoint), ``RESET ALL`` would undo the application's own
+    ``SET LOCAL`` and ``CLOSE ALL`` close its cursors. Unlike the fast path, the reset is part
+    of the transaction: that one transaction keeps the isolation level and read-only mode its
+    ``BEGIN`` took from ``default_transaction_*`` left on the connection. On psycopg the
+    statements go in one simple-protocol query (one round trip).
+    """
+    if isinstance(connection.connection.driver_connection, psycopg.Connection | psycopg.AsyncConnection):
+        connection.exec_driver_sql("; ".join(RESET_SQL))
+        return
+    for statement in RESET_SQL:
+        connection.exec_driver_sql(statement)
 
 
 @contextlib.contextmanager

@@ -8,7 +8,9 @@ import sqlite3
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
 
-from tenancy.errors import CrossTenantWrite, DuplicateInTenant
+from tenancy.db.binding import TAINTED
+from tenancy.db.psycopg_begin import TaintedConnection
+from tenancy.errors import CrossTenantAccess, CrossTenantWrite, DuplicateInTenant
 
 __all__ = ["install_error_translation"]
 
@@ -20,6 +22,13 @@ _TABLE = re.compile(r'policy for table "([^"]+)"')
 
 def _translate(context: ExceptionContext) -> BaseException | None:
     orig = context.original_exception
+    if isinstance(orig, TaintedConnection):
+        # The fast path closed a connection SQL had tainted. A closed connection is a
+        # disconnect, which by default invalidates the whole pool: every tenant would pay a
+        # reconnect for one tenant's PREPARE. Discard this one connection only.
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
+        return CrossTenantAccess(TAINTED)
     if getattr(orig, "sqlstate", None) == "42501" and _RLS_VIOLATION in str(orig):
         match = _TABLE.search(str(orig))
         table = match.group(1) if match else "a tenant table"
@@ -48,6 +57,8 @@ def install_error_translation(engine: Engine) -> None:
 
     SQLAlchemy raises the returned error ``from`` the driver's exception (``__cause__``).
 
+    A connection the tenant binding found tainted (see :mod:`tenancy.db.psycopg_begin`) is
+    discarded alone, not with the rest of the pool, and raises :class:`~tenancy.CrossTenantAccess`.
     RLS ``WITH CHECK`` violations become :class:`~tenancy.CrossTenantWrite`; unique
     violations :class:`~tenancy.DuplicateInTenant` (the runtime engine only serves tenant
     sessions, whose uniques are per tenant).

@@ -9,9 +9,8 @@ import uuid
 import psycopg
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import DBAPIError
 
-from tenancy import TenantSessionFactory
+from tenancy import CrossTenantAccess, TenantSessionFactory
 from tenancy.commands.main import main
 from tenancy.db.citus_binding import WINDOW_SECONDS, WINDOW_SLACK, binding_commands, seal
 from tests.citus.conftest import A, B, CitusDb, binding_key
@@ -133,7 +132,10 @@ def test_a_prepared_statement_made_by_sql_discards_the_connection(citus_db: Citu
         with sessions.for_instance(A) as session:
             session.execute(text("PREPARE _pg3_0 AS DELETE FROM notes"))
             session.commit()
-        with pytest.raises(DBAPIError, match="prepared statements"), sessions.for_instance(B) as session:
+        with (
+            pytest.raises(CrossTenantAccess, match="prepared statements"),
+            sessions.for_instance(B) as session,
+        ):
             session.execute(text("SELECT count(*) FROM notes")).scalar_one()
         with sessions.for_instance(B) as session:  # a new, clean connection
             assert session.execute(text("SELECT count(*) FROM notes")).scalar_one() == 2

@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from tenancy import CrossTenantWrite, TenantSessionFactory
+from tenancy import CrossTenantAccess, CrossTenantWrite, TenantSessionFactory
 from tenancy.db.audit import audit
 from tenancy.db.binding import BIND_SQL
 from tenancy.db.roles import grant_runtime_role
@@ -83,7 +83,7 @@ def test_s60_a_re_prepared_statement_never_runs_for_the_next_tenant(pg: Env, ten
             session.execute(text(f"PREPARE _pg3_{i} AS DELETE FROM iso_notes RETURNING instance_id, id"))
 
     tenants.run(A, attack)
-    with pytest.raises(DBAPIError, match="prepared statements"):
+    with pytest.raises(CrossTenantAccess, match="prepared statements"):
         tenants.run(B, b_reads)  # the tainted connection is closed before anything runs on it
     for _ in range(7):
         assert tenants.run(B, b_reads) == expected
