@@ -183,7 +183,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--metrics-file",
         metavar="PATH",
         help="after each run, write Prometheus metrics to PATH (atomically; for node_exporter's "
-        "textfile collector; needs tenancy[metrics])",
+        "textfile collector; needs wix-tenancy[metrics])",
     )
 
 

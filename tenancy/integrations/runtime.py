@@ -127,7 +127,7 @@ class Runtime:
             try:
                 from sqlalchemy.ext.asyncio import create_async_engine
             except ImportError:
-                message = "asyncio=True needs greenlet: pip install 'tenancy[async]'"
+                message = "asyncio=True needs greenlet: pip install 'wix-tenancy[async]'"
                 raise ConfigurationError(message) from None
 
             runtime.async_sessions = AsyncTenantSessionFactory(

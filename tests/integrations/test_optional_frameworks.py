@@ -43,11 +43,11 @@ def test_a_missing_framework_names_the_extra_to_install(module: str, framework: 
         """
     )
     assert done.returncode == 0, done.stderr
-    assert f"pip install 'tenancy[{extra}]'" in done.stdout
+    assert f"pip install 'wix-tenancy[{extra}]'" in done.stdout
 
 
 def test_sync_apps_need_no_greenlet() -> None:
-    """Both integrations import without greenlet; only asyncio=True asks for tenancy[async]."""
+    """Both integrations import without greenlet; only asyncio=True asks for wix-tenancy[async]."""
     done = _run(
         """
         import sys
@@ -62,4 +62,4 @@ def test_sync_apps_need_no_greenlet() -> None:
         """
     )
     assert done.returncode == 0, done.stderr
-    assert "pip install 'tenancy[async]'" in done.stdout
+    assert "pip install 'wix-tenancy[async]'" in done.stdout
