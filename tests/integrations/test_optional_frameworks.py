@@ -54,7 +54,8 @@ def test_sync_apps_need_no_greenlet() -> None:
         sys.modules["greenlet"] = None  # installed without the async extra
         import tenancy
         import tenancy.integrations.fastapi as fa, tenancy.integrations.flask
-        settings = tenancy.Settings(wix_app_id="app", wix_app_secret="secret")
+        url = "postgresql://nobody@127.0.0.1:1/none"  # engines connect lazily: never reached
+        settings = tenancy.Settings(database_url=url, wix_app_id="app", wix_app_secret="secret")
         try:
             fa.TenancyFastAPI(settings, asyncio=True).start()
         except tenancy.ConfigurationError as exc:
