@@ -2,7 +2,7 @@
 
 ``run_migrations`` adds tenancy's own revisions (the ``tenants`` table, shipped in the package),
 connects as the owner role (``TENANCY_ADMIN_DATABASE_URL``, else ``DATABASE_URL``, else
-alembic.ini's ``sqlalchemy.url``, else ``sqlite:///tenancy.db``) or uses the connection in
+alembic.ini's ``sqlalchemy.url``, else the command exits 2 saying so) or uses the connection in
 ``config.attributes["connection"]``, emits ``op.enable_tenant_isolation`` for new tenant tables
 on autogenerate, and grants ``TENANCY_RUNTIME_ROLE`` (if set) what tenant sessions need.
 """

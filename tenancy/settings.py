@@ -15,14 +15,13 @@ from tenancy.errors import ConfigurationError
 __all__ = [
     "ADMIN_URL_VARIABLE",
     "BINDING_KEY_PATTERN",
-    "DEFAULT_DATABASE_URL",
     "DEFAULT_WIX_API_BASE_URL",
     "URL_VARIABLE",
     "Settings",
+    "no_database_message",
     "normalize_database_url",
 ]
 
-DEFAULT_DATABASE_URL = "sqlite:///tenancy.db"
 DEFAULT_WIX_API_BASE_URL = "https://www.wixapis.com"
 BINDING_KEY_PATTERN = re.compile(r"[0-9]{1,9}:[0-9a-f]{64}")
 URL_VARIABLE = "DATABASE_URL"
@@ -45,11 +44,15 @@ class Settings:
     """Connection and Wix settings; build it with :meth:`from_env` at the edge of a program.
 
     ``database_url`` is the runtime role's URL (tenant sessions);
-    ``admin_database_url`` the owner role's (migrations, sync, ``admin()`` sessions).
+    ``admin_database_url`` the owner role's (migrations, sync, ``admin()`` sessions; default:
+    ``database_url``). There is no default database: unset, whatever needs one raises
+    :class:`~tenancy.ConfigurationError` (:meth:`require_database_urls`); ``tenancy demo`` and the
+    test tooling start the embedded PostgreSQL instead. A ``sqlite:///FILE`` URL is taken only
+    when given explicitly, and runs without the database layer (a :class:`~tenancy.TenancyWarning`).
     """
 
-    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
-    admin_database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
+    database_url: str | None = field(default=None, repr=False)
+    admin_database_url: str | None = field(default=None, repr=False)
     wix_app_id: str | None = None
     wix_app_secret: str | None = field(default=None, repr=False)  # never printed
     wix_api_base_url: str = DEFAULT_WIX_API_BASE_URL
@@ -57,8 +60,13 @@ class Settings:
     binding_key: str | None = field(default=None, repr=False)  # a secret: never printed
 
     def __post_init__(self) -> None:
+        if self.admin_database_url is None:
+            object.__setattr__(self, "admin_database_url", self.database_url)
         for name in ("database_url", "admin_database_url"):
-            value = normalize_database_url(getattr(self, name))
+            raw = getattr(self, name)
+            if raw is None:
+                continue
+            value = normalize_database_url(raw)
             object.__setattr__(self, name, value)  # frozen: normalized once, here
             try:
                 make_url(value)
@@ -80,6 +88,20 @@ class Settings:
             raise ConfigurationError(
                 f"wix_api_base_url must start with http:// or https://, got {self.wix_api_base_url!r}"
             )
+
+    def require_database_urls(self, job: str) -> tuple[str, str]:
+        """``(database_url, admin_database_url)`` for *job*, or a one-line
+        :class:`~tenancy.ConfigurationError` saying that no database is configured."""
+        if self.database_url is None or self.admin_database_url is None:
+            raise ConfigurationError(no_database_message(job))
+        return self.database_url, self.admin_database_url
+
+    def require_admin_database_url(self, job: str) -> str:
+        """``admin_database_url`` for *job* (the owner's jobs: sync, grant, check, rotate-key), or a
+        one-line :class:`~tenancy.ConfigurationError` saying that no database is configured."""
+        if self.admin_database_url is None:
+            raise ConfigurationError(no_database_message(job))
+        return self.admin_database_url
 
     def __repr__(self) -> str:
         # URLs are shown with their password masked; the secret is never shown.
@@ -106,7 +128,7 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
-        database_url = get(URL_VARIABLE) or DEFAULT_DATABASE_URL
+        database_url = get(URL_VARIABLE)
         return cls(
             database_url=database_url,
             admin_database_url=get(ADMIN_URL_VARIABLE) or database_url,
@@ -118,5 +140,14 @@ class Settings:
         )
 
 
-def _safe_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+def no_database_message(job: str) -> str:
+    """One line: *job* needs a database and none is configured, and how to give it one."""
+    return (
+        f"{job} needs a database and none is configured: set {URL_VARIABLE} to the runtime role's "
+        f"postgresql://USER@HOST/DB and {ADMIN_URL_VARIABLE} to the owner role's "
+        "(`tenancy demo` needs neither: it starts an embedded PostgreSQL)"
+    )
+
+
+def _safe_url(url: str | None) -> str | None:
+    return None if url is None else make_url(url).render_as_string(hide_password=True)

@@ -69,7 +69,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
         base,
         env,
     )
-    (wheel,) = (base / "dist").glob("tenancy-*.whl")
+    (wheel,) = (base / "dist").glob("wix_tenancy-*.whl")
     _run([sys.executable, "-m", "venv", str(base / "venv")], base, env)
     _run([str(base / "venv/bin/pip"), "install", "--quiet", str(wheel), "pytest"], base, env)
     # No extras: SQLAlchemy 2.1 brings no greenlet, so `import tenancy` must not need it.

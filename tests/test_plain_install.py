@@ -42,6 +42,7 @@ def test_the_async_factory_without_greenlet_says_how_to_install_it() -> None:
         "    print('refused:', exc)\n"
     )
     assert result.returncode == 0, result.stderr
-    assert "refused: AsyncTenantSessionFactory needs the greenlet library: pip install 'tenancy[async]'" in (
-        result.stdout
+    assert (
+        "refused: AsyncTenantSessionFactory needs the greenlet library: pip install 'wix-tenancy[async]'"
+        in (result.stdout)
     )

@@ -5,16 +5,21 @@ from __future__ import annotations
 import pytest
 
 import tenancy
-from tenancy.settings import DEFAULT_DATABASE_URL
 
 
-def test_defaults_are_the_embedded_sqlite_file_and_real_wix() -> None:
-    """With nothing set, the runtime and admin URLs are the SQLite default and Wix is wixapis.com."""
+def test_no_database_by_default_and_real_wix() -> None:
+    """With nothing set there is no database (no silent SQLite file) and Wix is wixapis.com;
+    whatever needs a database says so in one line."""
     settings = tenancy.Settings.from_env(environ={})
-    assert settings.database_url == DEFAULT_DATABASE_URL
-    assert settings.admin_database_url == DEFAULT_DATABASE_URL
+    assert settings.database_url is None and settings.admin_database_url is None
     assert settings.wix_api_base_url == "https://www.wixapis.com"
     assert settings.wix_app_id is None and settings.wix_app_secret is None
+    with pytest.raises(tenancy.ConfigurationError) as caught:
+        settings.require_database_urls("the job")
+    message = str(caught.value)
+    assert message.startswith("the job needs a database and none is configured")
+    assert "DATABASE_URL" in message and "\n" not in message
+    assert "sqlite" not in message.lower()
 
 
 def test_admin_url_defaults_to_the_runtime_url() -> None:

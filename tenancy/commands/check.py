@@ -40,13 +40,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    url = settings.admin_database_url
+    url = settings.require_admin_database_url("tenancy check")
     if make_url(url).get_backend_name() != "postgresql":
         raise ConfigurationError(
             f"tenancy check audits PostgreSQL (row-level security), not {safe_url(url)}: set "
             f"{ADMIN_URL_VARIABLE} and {URL_VARIABLE} to postgresql:// URLs"
         )
-    role = args.role or make_url(settings.database_url).username
+    role = args.role or (make_url(settings.database_url).username if settings.database_url else None)
     if not role:
         raise ConfigurationError(f"name the runtime role with --role ROLE ({URL_VARIABLE} has no user)")
     engine = make_engine(url)

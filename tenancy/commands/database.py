@@ -40,7 +40,7 @@ def admin_variable() -> str:
         return ADMIN_URL_VARIABLE
     if os.environ.get(URL_VARIABLE, "").strip():
         return f"{URL_VARIABLE} ({ADMIN_URL_VARIABLE} is unset)"
-    return f"the default URL ({ADMIN_URL_VARIABLE} and {URL_VARIABLE} are unset)"
+    return f"{URL_VARIABLE} ({ADMIN_URL_VARIABLE} and {URL_VARIABLE} are unset)"
 
 
 def first_line(exc: BaseException) -> str:

@@ -44,13 +44,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    url = settings.admin_database_url
+    url = settings.require_admin_database_url("tenancy grant")
     if make_url(url).get_backend_name() != "postgresql":
         raise ConfigurationError(
             f"database roles need PostgreSQL, not {safe_url(url)}: set {ADMIN_URL_VARIABLE} to the "
             "owner role's postgresql:// URL"
         )
-    role = args.role or make_url(settings.database_url).username
+    role = args.role or (make_url(settings.database_url).username if settings.database_url else None)
     if not role:
         raise ConfigurationError(f"name the runtime role: tenancy grant ROLE ({URL_VARIABLE} has no user)")
     engine = make_engine(url)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tenancy.commands.database import first_line
 from tenancy.errors import ConfigurationError, TenancyError
-from tenancy.settings import ADMIN_URL_VARIABLE, DEFAULT_DATABASE_URL, DEFAULT_WIX_API_BASE_URL, URL_VARIABLE
+from tenancy.settings import ADMIN_URL_VARIABLE, DEFAULT_WIX_API_BASE_URL, URL_VARIABLE
 
 __all__ = ["COMMANDS", "main"]
 
@@ -39,7 +39,7 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 EPILOG = f"""\
 environment (`tenancy COMMAND --help` lists what each command reads):
-  {URL_VARIABLE}                the runtime role's URL (default: {DEFAULT_DATABASE_URL})
+  {URL_VARIABLE}                the runtime role's URL (no default; `tenancy demo` needs none)
   {ADMIN_URL_VARIABLE}  the owner role's URL (default: {URL_VARIABLE})
   WIX_APP_ID, WIX_APP_SECRET  the app's credentials (sync)
   WIX_API_BASE_URL            Wix's API (default: {DEFAULT_WIX_API_BASE_URL}; or `tenancy emulator`)

@@ -54,7 +54,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    url = Settings.from_env().admin_database_url
+    url = Settings.from_env().require_admin_database_url("tenancy rotate-key")
     if make_url(url).get_backend_name() != "postgresql":
         raise ConfigurationError(
             f"the binding key exists on PostgreSQL only, not {safe_url(url)}: set {ADMIN_URL_VARIABLE}"

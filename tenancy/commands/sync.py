@@ -48,7 +48,7 @@ environment:
   TENANCY_ADMIN_DATABASE_URL  the owner role's URL (BYPASSRLS; default: DATABASE_URL, which
                               only works on SQLite: row-level security hides tenants from the
                               runtime role)
-  DATABASE_URL                fallback for the above (default: sqlite:///tenancy.db)
+  DATABASE_URL                fallback for the above (no default: unset, sync exits 2)
   WIX_APP_ID, WIX_APP_SECRET  the app's credentials (required)
   WIX_API_BASE_URL            Wix's API (default: https://www.wixapis.com; or `tenancy emulator`)
 
@@ -183,7 +183,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--metrics-file",
         metavar="PATH",
         help="after each run, write Prometheus metrics to PATH (atomically; for node_exporter's "
-        "textfile collector; needs tenancy[metrics])",
+        "textfile collector; needs wix-tenancy[metrics])",
     )
 
 
@@ -196,7 +196,7 @@ def run(args: argparse.Namespace) -> int:
     if args.metrics_file:
         require_prometheus_client()  # fail before syncing, not after
     settings = Settings.from_env()
-    url = settings.admin_database_url
+    url = settings.require_admin_database_url("tenancy sync")
     client = WixClient.from_settings(settings, timeout=args.timeout, pool_size=max(4, args.concurrency))
     engine = _engine(url, args.concurrency)
     try:

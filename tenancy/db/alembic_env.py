@@ -14,12 +14,17 @@ Your ``env.py`` is one call (README: Your own app)::
 branch (in your ``versions/``: ``alembic upgrade heads`` runs both branches), leaves tenancy's own
 tables to tenancy's revisions, and afterwards grants the runtime role named by
 ``TENANCY_RUNTIME_ROLE`` (or ``config.attributes["runtime_role"]``) what tenant sessions need.
+Like a stock ``env.py`` it first configures logging from ``alembic.ini`` (:func:`configure_logging`).
 """
 
 from __future__ import annotations
 
+import configparser
+import logging
 import os
+import sys
 from collections.abc import Iterable
+from logging.config import fileConfig
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TypeAlias
@@ -36,12 +41,19 @@ from tenancy.db.alembic_ops import writer
 from tenancy.db.models import Tenant
 from tenancy.db.roles import grant_runtime_role
 from tenancy.errors import ConfigurationError
-from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings, normalize_database_url
+from tenancy.settings import (
+    ADMIN_URL_VARIABLE,
+    URL_VARIABLE,
+    Settings,
+    no_database_message,
+    normalize_database_url,
+)
 
 __all__ = [
     "BRANCH",
     "RUNTIME_ROLE_VARIABLE",
     "TENANCY_VERSIONS",
+    "configure_logging",
     "database_url",
     "library_config",
     "run_library_migrations",
@@ -62,13 +74,41 @@ Context: TypeAlias = EnvironmentContext | ModuleType
 
 def database_url(context: Context) -> str:
     """The owner role's URL: ``TENANCY_ADMIN_DATABASE_URL``, else ``DATABASE_URL``, else the
-    ``sqlalchemy.url`` of alembic.ini (unless it is ``alembic init``'s placeholder), else the
-    SQLite default."""
+    ``sqlalchemy.url`` of alembic.ini (unless it is ``alembic init``'s placeholder).
+
+    With none of them there is nothing to migrate: from the ``alembic`` command line that is one
+    line on stderr and exit 2; called from Python, a :class:`~tenancy.ConfigurationError`.
+    """
     if not any(os.environ.get(name, "").strip() for name in (ADMIN_URL_VARIABLE, URL_VARIABLE)):
         ini_url = (context.config.get_main_option("sqlalchemy.url") or "").strip()
         if ini_url and not ini_url.startswith(_PLACEHOLDER_URL):
             return normalize_database_url(ini_url)
-    return Settings.from_env().admin_database_url
+    url = Settings.from_env().admin_database_url
+    if url is None:
+        message = no_database_message("alembic") + " (or sqlalchemy.url in alembic.ini)"
+        if context.config.cmd_opts is not None:  # the alembic command line: no traceback
+            print(f"tenancy: {message}", file=sys.stderr)
+            raise SystemExit(2)
+        raise ConfigurationError(message)
+    return url
+
+
+def configure_logging(config: Config) -> None:
+    """Logging from the config file's ``[loggers]``/``[handlers]``/``[formatters]``, as a stock
+    Alembic ``env.py`` does (``alembic upgrade`` then prints each revision it runs).
+
+    Left alone when there is no config file or it has no ``[loggers]`` section, and when the
+    caller configured logging already (the root logger has handlers: a program, pytest): a
+    command run from your code must not reset your logging. Loggers that exist keep working
+    (``disable_existing_loggers=False``).
+    """
+    path = config.config_file_name
+    if path is None or logging.getLogger().handlers:
+        return
+    parser = configparser.ConfigParser()
+    parser.read(path)
+    if parser.has_section("loggers"):
+        fileConfig(path, disable_existing_loggers=False)
 
 
 def run_migrations(context: Context, *, target_metadata: MetaData | None, **configure_options: Any) -> None:
@@ -78,6 +118,7 @@ def run_migrations(context: Context, *, target_metadata: MetaData | None, **conf
     ``include_object`` are chained after tenancy's own). A connection handed in through
     ``config.attributes["connection"]`` is used as is (tests, ``tenancy``'s pytest plugin).
     """
+    configure_logging(context.config)
     _include_tenancy_versions(context.script)
     user_directives = configure_options.pop("process_revision_directives", None)
     user_filter = configure_options.pop("include_object", None)

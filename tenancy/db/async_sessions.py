@@ -6,7 +6,7 @@
 
 The sync :class:`~tenancy.db.sessions.TenantSession` runs inside the ``AsyncSession``, so the ORM
 guard, the per-transaction tenant setting and the runtime role check are the very same code.
-Needs ``greenlet`` (``pip install 'tenancy[async]'``): SQLAlchemy's asyncio module is imported
+Needs ``greenlet`` (``pip install 'wix-tenancy[async]'``): SQLAlchemy's asyncio module is imported
 when a factory is built, so ``import tenancy`` works on a plain install.
 """
 
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncTenantSessionFactory"]
 
-INSTALL_HINT = "pip install 'tenancy[async]'"
+INSTALL_HINT = "pip install 'wix-tenancy[async]'"
 
 
 def _asyncio() -> ModuleType:

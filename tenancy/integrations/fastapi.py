@@ -12,8 +12,8 @@
 A refused token answers ``401 {"detail": "invalid token"}``; Wix unreachable or rate limiting
 answers ``503`` with ``Retry-After``. The session is closed when the handler returns, rolled
 back if it raised, and committed only if the handler commits. ``TenancyFastAPI(asyncio=True)``
-adds :meth:`TenancyFastAPI.async_session` (an ``AsyncSession``; needs ``tenancy[async]``).
-Needs ``pip install 'tenancy[fastapi]'``.
+adds :meth:`TenancyFastAPI.async_session` (an ``AsyncSession``; needs ``wix-tenancy[async]``).
+Needs ``pip install 'wix-tenancy[fastapi]'``.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ try:
     from fastapi.responses import JSONResponse
 except ImportError:  # pragma: no cover - exercised in a subprocess without FastAPI
     raise ConfigurationError(
-        "tenancy.integrations.fastapi needs FastAPI: pip install 'tenancy[fastapi]'"
+        "tenancy.integrations.fastapi needs FastAPI: pip install 'wix-tenancy[fastapi]'"
     ) from None
 
 from tenancy import log_context
@@ -39,7 +39,7 @@ from tenancy.errors import InvalidWebhook, TenancyError
 from tenancy.integrations.runtime import DEFAULT_RETRY_AFTER, EventHook, Runtime, receive_webhook, refusal
 from tenancy.settings import Settings
 
-if TYPE_CHECKING:  # the asyncio extension needs greenlet (tenancy[async]); sync apps run without it
+if TYPE_CHECKING:  # the asyncio extension needs greenlet (wix-tenancy[async]); sync apps run without it
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["TenancyFastAPI"]

@@ -12,7 +12,7 @@ The session is opened on first use in a request and closed at the end of it (rol
 if the view raised; committed only if the view commits). A refused token is answered with
 werkzeug's ``401 Unauthorized``; Wix unreachable or rate limiting with ``503 Service
 Unavailable`` and ``Retry-After`` (Flask's own error responses: register an
-``errorhandler(HTTPException)`` to render them as JSON). Needs ``pip install 'tenancy[flask]'``.
+``errorhandler(HTTPException)`` to render them as JSON). Needs ``pip install 'wix-tenancy[flask]'``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ try:
     from werkzeug.datastructures import WWWAuthenticate
     from werkzeug.exceptions import ServiceUnavailable, Unauthorized
 except ImportError:  # pragma: no cover - exercised in a subprocess without Flask
-    raise ConfigurationError("tenancy.integrations.flask needs Flask: pip install 'tenancy[flask]'") from None
+    raise ConfigurationError(
+        "tenancy.integrations.flask needs Flask: pip install 'wix-tenancy[flask]'"
+    ) from None
 
 from tenancy import log_context
 from tenancy.db.sessions import TenantSession

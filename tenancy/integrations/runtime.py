@@ -107,8 +107,9 @@ class Runtime:
         """
         wix = WixClient.from_settings(settings, **{**REQUEST_WIX_OPTIONS, **(wix_options or {})})
         options = dict(engine_options or {})
-        engine = create_engine(settings.database_url, **options)
-        admin_engine = create_engine(settings.admin_database_url, **options)
+        url, admin_url = settings.require_database_urls("the web app")
+        engine = create_engine(url, **options)
+        admin_engine = create_engine(admin_url, **options)
         resolver = TokenResolver(wix)
         verifier = (
             WebhookVerifier(settings.wix_webhook_public_key) if settings.wix_webhook_public_key else None
@@ -126,12 +127,12 @@ class Runtime:
             try:
                 from sqlalchemy.ext.asyncio import create_async_engine
             except ImportError:
-                message = "asyncio=True needs greenlet: pip install 'tenancy[async]'"
+                message = "asyncio=True needs greenlet: pip install 'wix-tenancy[async]'"
                 raise ConfigurationError(message) from None
 
             runtime.async_sessions = AsyncTenantSessionFactory(
-                create_async_engine(settings.database_url, **options),
-                admin_engine=create_async_engine(settings.admin_database_url, **options),
+                create_async_engine(url, **options),
+                admin_engine=create_async_engine(admin_url, **options),
                 resolver=sessions.resolver,
                 binding_key=settings.binding_key,
             )

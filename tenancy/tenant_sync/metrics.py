@@ -4,7 +4,7 @@
 every run, the run's counts by outcome, its duration and end time, how many tenants are still
 due, and the oldest ``last_synced_at`` of an active tenant. The file is written to a temporary
 name and renamed over the old one, so the collector never reads half a file. Needs
-``prometheus-client`` (``pip install 'tenancy[metrics]'``).
+``prometheus-client`` (``pip install 'wix-tenancy[metrics]'``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def require_prometheus_client() -> Any:
         import prometheus_client
     except ImportError:
         raise ConfigurationError(
-            "--metrics-file needs prometheus-client: pip install 'tenancy[metrics]'"
+            "--metrics-file needs prometheus-client: pip install 'wix-tenancy[metrics]'"
         ) from None
     return prometheus_client
 

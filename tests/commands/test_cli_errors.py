@@ -26,7 +26,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
         monkeypatch.delenv(name, raising=False)
     # Wix credentials that would be accepted, so sync reaches its database checks.
     _env(monkeypatch, WIX_APP_ID="app-id", WIX_APP_SECRET="app-secret")
-    monkeypatch.chdir(tmp_path)  # the SQLite default lands here, never in the repository
+    monkeypatch.chdir(tmp_path)  # an explicit SQLite file lands here, never in the repository
 
 
 def _one_line_error(argv: list[str], capsys: pytest.CaptureFixture[str], *expected: str) -> str:
@@ -108,9 +108,20 @@ def test_an_unreachable_database(command: str, monkeypatch, capsys) -> None:
 @pytest.mark.parametrize(
     ("command", "expected"), [("check", "tenancy check audits PostgreSQL"), ("grant", "need PostgreSQL")]
 )
-def test_check_and_grant_need_postgres(command: str, expected: str, capsys) -> None:
-    """On the SQLite default there are no roles and no RLS to audit: exit 2, not a finding."""
+def test_check_and_grant_need_postgres(command: str, expected: str, monkeypatch, capsys) -> None:
+    """On an explicit SQLite URL there are no roles and no RLS to audit: exit 2, not a finding."""
+    _env(monkeypatch, DATABASE_URL="sqlite:///app.db")
     _one_line_error([command], capsys, expected, "postgresql://")
+
+
+@pytest.mark.parametrize(
+    "argv", [["sync", "--all"], ["check"], ["grant", "app"], ["rotate-key", "--start"]], ids=" ".join
+)
+def test_no_database_configured_is_one_line_and_exit_2(argv: list[str], tmp_path, capsys) -> None:
+    """No DATABASE_URL: the command says it needs a database (no silent ./tenancy.db), exit 2."""
+    name = "tenancy " + argv[0]
+    _one_line_error(argv, capsys, f"{name} needs a database and none is configured", "DATABASE_URL")
+    assert list(tmp_path.iterdir()) == []  # no SQLite file made on the side
 
 
 def test_check_without_a_runtime_role(monkeypatch, capsys) -> None:

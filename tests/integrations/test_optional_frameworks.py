@@ -43,18 +43,19 @@ def test_a_missing_framework_names_the_extra_to_install(module: str, framework: 
         """
     )
     assert done.returncode == 0, done.stderr
-    assert f"pip install 'tenancy[{extra}]'" in done.stdout
+    assert f"pip install 'wix-tenancy[{extra}]'" in done.stdout
 
 
 def test_sync_apps_need_no_greenlet() -> None:
-    """Both integrations import without greenlet; only asyncio=True asks for tenancy[async]."""
+    """Both integrations import without greenlet; only asyncio=True asks for wix-tenancy[async]."""
     done = _run(
         """
         import sys
         sys.modules["greenlet"] = None  # installed without the async extra
         import tenancy
         import tenancy.integrations.fastapi as fa, tenancy.integrations.flask
-        settings = tenancy.Settings(wix_app_id="app", wix_app_secret="secret")
+        url = "postgresql://nobody@127.0.0.1:1/none"  # engines connect lazily: never reached
+        settings = tenancy.Settings(database_url=url, wix_app_id="app", wix_app_secret="secret")
         try:
             fa.TenancyFastAPI(settings, asyncio=True).start()
         except tenancy.ConfigurationError as exc:
@@ -62,4 +63,4 @@ def test_sync_apps_need_no_greenlet() -> None:
         """
     )
     assert done.returncode == 0, done.stderr
-    assert "pip install 'tenancy[async]'" in done.stdout
+    assert "pip install 'wix-tenancy[async]'" in done.stdout

@@ -286,7 +286,8 @@ def test_s12_hand_written_join_to_the_association_table_is_scoped(
             pytest.mark.xfail(
                 strict=True,
                 reason="the ORM guard scopes mapped entities only; a Core tenant table joined by hand "
-                "is filtered by RLS alone, so on SQLite B's link rows join A's notes",
+                "is filtered by RLS alone, so on SQLite B's link rows join A's notes: why SQLite is "
+                "never a default (only an explicit sqlite:// URL, with a TenancyWarning)",
             )
         )
     with env.factory.for_instance(A) as session:

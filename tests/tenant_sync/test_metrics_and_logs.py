@@ -83,7 +83,7 @@ def test_metrics_without_prometheus_client_is_a_usage_error(tmp_path: Path) -> N
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "pip install 'tenancy[metrics]'" in done.stderr
+    assert "pip install 'wix-tenancy[metrics]'" in done.stderr
     assert not list(tmp_path.iterdir())
 
 
