@@ -7,9 +7,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from tenancy.errors import ConfigurationError
 
 __all__ = [
@@ -57,6 +54,10 @@ class Settings:
     binding_key: str | None = field(default=None, repr=False)  # a secret: never printed
 
     def __post_init__(self) -> None:
+        # Imported here: `tenancy --help` and the emulator read this module's constants only.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         for name in ("database_url", "admin_database_url"):
             value = normalize_database_url(getattr(self, name))
             object.__setattr__(self, name, value)  # frozen: normalized once, here
@@ -119,4 +120,6 @@ class Settings:
 
 
 def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
     return make_url(url).render_as_string(hide_password=True)
