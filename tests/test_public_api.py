@@ -83,4 +83,4 @@ def test_every_command_is_listed_under_its_own_name() -> None:
 
     assert sorted(module for module, _ in SUMMARIES.values()) == sorted(COMMANDS)
     for name, (module, _) in SUMMARIES.items():
-        assert importlib.import_module(module).NAME == name
+        assert name == importlib.import_module(module).NAME
