@@ -7,9 +7,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from tenancy.errors import ConfigurationError
 
 __all__ = [
@@ -60,6 +57,10 @@ class Settings:
     binding_key: str | None = field(default=None, repr=False)  # a secret: never printed
 
     def __post_init__(self) -> None:
+        # Imported here: `tenancy --help` and the emulator read this module's constants only.
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         if self.admin_database_url is None:
             object.__setattr__(self, "admin_database_url", self.database_url)
         for name in ("database_url", "admin_database_url"):
@@ -150,4 +151,6 @@ def no_database_message(job: str) -> str:
 
 
 def _safe_url(url: str | None) -> str | None:
+    from sqlalchemy.engine import make_url
+
     return None if url is None else make_url(url).render_as_string(hide_password=True)

@@ -2,21 +2,33 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import http.server
 import json
+import logging
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tenancy.commands.main import main
-from tenancy.emulator import EmulatedSite, Emulator
-from tenancy.errors import WixInstanceNotAccessible, WixRateLimited, WixUnavailable
+from tenancy.emulator import CONTROL_ENDPOINTS, EmulatedSite, Emulator
+from tenancy.errors import InvalidWebhook, WixInstanceNotAccessible, WixRateLimited, WixUnavailable
+from tenancy.settings import URL_VARIABLE, Settings
 from tenancy.wix.client import WixClient
+from tenancy.wix.webhooks import WebhookVerifier
 from tests.wix_helpers import client_for
 
 
@@ -311,3 +323,239 @@ def test_outage_switch_takes_every_wix_endpoint_down_but_not_the_control_api(kin
         assert client.get_app_instance(emu.instance_ids[0]).instance is not None
         with pytest.raises(ValueError, match="outage kind"):
             emu.set_outage("meteor")
+
+
+# --- webhooks -------------------------------------------------------------------------------
+
+FIXTURES = Path(__file__).parent / "fixtures" / "wix"
+
+
+def _jwt_part(token: str, index: int) -> dict[str, Any]:
+    part = token.split(".")[index]
+    return dict(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))))
+
+
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """An app's webhook endpoint: records each body, answers the status the test chose."""
+
+    bodies: list[bytes]
+    status: int
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).bodies.append(body)
+        self.send_response(type(self).status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _receiver(status: int = 200) -> Iterator[tuple[str, list[bytes]]]:
+    bodies: list[bytes] = []
+    handler = type("Receiver", (_Receiver,), {"bodies": bodies, "status": status})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/webhooks/wix", bodies
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_webhooks_have_wix_envelope_and_verify_with_tenancys_verifier() -> None:
+    """A signed event has exactly the JWT layout of Wix's samples (header, claims, envelope,
+    payload keys) and tenancy's own WebhookVerifier accepts it with the emulator's key, in
+    PEM and in the printed base64 form; another key refuses it."""
+    sample = json.loads((FIXTURES / "webhook-app-removed.json").read_text())
+    with Emulator(sites=1) as emu:
+        iid = emu.instance_ids[0]
+        body = emu.sign_webhook(iid, "AppRemoved", {"appId": emu.app_id})
+        assert set(_jwt_part(body, 0)) == set(sample["jwtHeader"]) and _jwt_part(body, 0)["alg"] == "RS256"
+        claims = _jwt_part(body, 1)
+        assert set(claims) == set(sample["jwtClaims"]) and isinstance(claims["data"], str)
+        envelope = json.loads(claims["data"])
+        assert set(envelope) == set(sample["envelopeParsedFromClaimsData"])
+        assert isinstance(envelope["data"], str) and isinstance(envelope["identity"], str)
+        for key in (emu.webhook_public_key, emu.webhook_public_key_b64):
+            event = WebhookVerifier(key).parse(body.encode())
+            assert (event.event_type, str(event.instance_id)) == ("AppRemoved", iid)
+            assert event.payload == {"appId": emu.app_id}
+            assert event.account_info == {
+                "accountId": emu.site(iid).account_id,
+                "siteId": emu.site(iid).site_id,
+            }
+        with Emulator(sites=0) as other, pytest.raises(InvalidWebhook, match="signature"):
+            WebhookVerifier(other.webhook_public_key).parse(body)
+
+
+def test_control_api_delivers_signed_events_for_install_remove_and_plans(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With a webhook URL, installing, removing, reinstalling and changing the plan of a site over
+    the control API POST Wix's signed events there; each outcome is logged and answered."""
+    caplog.set_level(logging.INFO, logger="tenancy.emulator")
+    with _receiver() as (url, bodies), Emulator(sites=0, webhook_url=url) as emu:
+        verifier = WebhookVerifier(emu.webhook_public_key)
+        control = emu.base_url + "/_emulator"
+        added = requests.post(control + "/sites", json={"site_display_name": "Hooked"}, timeout=5).json()
+        iid = added["instance_id"]
+        assert added["webhook"]["status"] == 200
+        steps = [
+            ("/remove", None),
+            ("/reinstall", None),
+            ("/plan", {"package_name": "basic"}),
+            ("/plan", {"package_name": "premium", "billing_cycle": "YEARLY"}),
+            ("/cancel-plan", None),
+        ]
+        for step, body in steps:
+            answer = requests.post(f"{control}/sites/{iid}{step}", json=body, timeout=5)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["webhook"]["status"] == 200
+        events = [verifier.parse(body) for body in bodies]
+        assert [e.event_type for e in events] == [
+            "AppInstalled", "AppRemoved", "AppInstalled",
+            "PaidPlanPurchased", "PaidPlanChanged", "PaidPlanAutoRenewalCancelled",
+        ]  # fmt: skip
+        assert {str(e.instance_id) for e in events} == {iid}
+        changed = events[4].payload
+        assert (changed["vendorProductId"], changed["cycle"]) == ("premium", "YEARLY")
+        assert changed["previousVendorProductId"] == "basic"
+        assert emu.site(iid).package_name == "premium" and emu.site(iid).auto_renewing is False
+        listed = requests.get(control + "/webhooks", timeout=5).json()
+        assert listed["url"] == url and len(listed["deliveries"]) == 6
+    lines = [r.getMessage() for r in caplog.records if r.name == "tenancy.emulator"]
+    assert sum(f"webhook AppRemoved for {iid} -> {url}: HTTP 200" in line for line in lines) == 1
+
+
+def test_a_failed_delivery_is_logged_and_the_emulator_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No app listening, or an app answering 500: the control call still succeeds and says so,
+    one warning is logged, and the Wix endpoints keep working."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    with Emulator(sites=1, webhook_url=f"http://127.0.0.1:{port}/hook", webhook_timeout=2) as emu:
+        iid = emu.instance_ids[0]
+        answer = requests.post(f"{emu.base_url}/_emulator/sites/{iid}/remove", timeout=10)
+        assert answer.status_code == 200
+        webhook = answer.json()["webhook"]
+        assert webhook["status"] is None and "Connection" in webhook["error"]
+        assert emu.site(iid).installed is False
+        with _receiver(status=500) as (url, bodies):
+            emu.webhook_url = url
+            assert emu.reinstall_app(iid).status == 500  # type: ignore[union-attr]
+            assert len(bodies) == 1
+        with client_for(emu) as client:
+            assert client.get_app_instance(iid).instance is not None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("not delivered" in line for line in warnings)
+    assert any("the app answered HTTP 500" in line for line in warnings)
+
+
+def test_without_a_webhook_url_nothing_is_sent() -> None:
+    """The control API answers "webhook": null and changes the site as before."""
+    with Emulator(sites=1) as emu:
+        iid = emu.instance_ids[0]
+        answer = requests.post(f"{emu.base_url}/_emulator/sites/{iid}/remove", timeout=5).json()
+        assert answer == {"webhook": None} and emu.deliveries == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "named"),
+    [
+        ("/outage", {"type": "503"}, "unknown field(s) type"),
+        ("/outage", {}, "missing field kind"),
+        ("/outage", {"kind": "meteor"}, 'kind must be one of "drop", "500", "503", "timeout", null'),
+        ("/outage", b"kind=drop", "the body is not JSON"),
+        ("/outage", [1], "the body is not a JSON object"),
+        ("/faults", {"rates": 1.0}, "unknown field(s) rates"),
+        ("/faults", {"rate": "high"}, "rate must be number or null"),
+        ("/latency", {"second": 1}, "unknown field(s) second"),
+        ("/tokens", {"ttl": 5}, "missing field instance_id"),
+        ("/reset", {"all": True}, "expects no body"),
+    ],
+)
+def test_a_wrong_control_body_is_a_400_naming_the_expected_one_and_changes_nothing(
+    path: str, body: Any, named: str
+) -> None:
+    """Today's bug: a wrong body (e.g. {"type": ...}) silently ended the outage. Now: 400, the
+    message shows the expected body, and the outage stays on."""
+    with Emulator(sites=1) as emu:
+        emu.set_outage("503")
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        answer = requests.post(f"{emu.base_url}/_emulator{path}", data=raw, timeout=5)
+        assert answer.status_code == 400
+        message = answer.json()["message"]
+        assert named in message and f"POST /_emulator{path} expects" in message
+        endpoint = next(e for e in CONTROL_ENDPOINTS if e.path == f"/_emulator{path}")
+        assert (endpoint.body or "no body") in message
+        gone = requests.get(f"{emu.base_url}/apps/v1/instance", timeout=5)
+        assert gone.status_code == 503  # the outage is still on
+
+
+def test_control_api_unknown_site_and_path_are_404s_naming_the_problem() -> None:
+    with Emulator(sites=1) as emu:
+        missing = requests.post(f"{emu.base_url}/_emulator/sites/{uuid.uuid4()}/remove", timeout=5)
+        assert missing.status_code == 404 and "no site with instance id" in missing.json()["message"]
+        unknown = requests.post(f"{emu.base_url}/_emulator/crash", json={}, timeout=5)
+        assert unknown.status_code == 404 and "POST /_emulator/outage" in unknown.json()["message"]
+        listed = requests.get(f"{emu.base_url}/_emulator/endpoints", timeout=5).json()["endpoints"]
+        assert [(e["method"], e["path"]) for e in listed] == [(e.method, e.path) for e in CONTROL_ENDPOINTS]
+
+
+def test_every_control_endpoint_is_documented_in_help_and_readme(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tenancy emulator --help` and the README list every control endpoint with its body."""
+    assert main(["emulator", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for endpoint in CONTROL_ENDPOINTS:
+        assert f"{endpoint.method} {endpoint.path}: {endpoint.effect}" in help_text
+        assert f"`{endpoint.method} {endpoint.path}`" in readme, endpoint.path
+        if endpoint.body:
+            assert f"body: {endpoint.body}" in help_text
+            assert endpoint.body.split("  (")[0] in readme, endpoint.path
+
+
+def test_command_prints_the_webhook_key_and_signs_with_the_given_private_key(tmp_path: Path) -> None:
+    """`--webhook-private-key FILE`: the printed WIX_WEBHOOK_PUBLIC_KEY is that key's public half,
+    in a form Settings and WebhookVerifier accept; a bad key file is a usage error (exit 2)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    key_file = tmp_path / "webhook-key.pem"
+    key_file.write_bytes(pem)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tenancy", "emulator", "--sites", "1", "--webhook-private-key", str(key_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("# ready"):
+                break
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+    exported = dict(line.removeprefix("export ").split("=", 1) for line in lines if line.startswith("export"))
+    settings = Settings.from_env({**exported, URL_VARIABLE: "postgresql+psycopg://x@127.0.0.1/x"})
+    printed = base64.b64decode(exported["WIX_WEBHOOK_PUBLIC_KEY"]).decode()
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert printed == public.decode() and settings.wix_webhook_public_key
+    WebhookVerifier(settings.wix_webhook_public_key)  # accepted as is
+    (tmp_path / "bad.pem").write_text("not a key")
+    assert main(["emulator", "--webhook-private-key", str(tmp_path / "bad.pem")]) == 2
+    assert main(["emulator", "--webhook-url", "ftp://example"]) == 2

@@ -1,4 +1,4 @@
-"""A plain `pip install tenancy` (no greenlet) imports, runs every command, and says what async needs."""
+"""A plain `pip install wix-tenancy` (no greenlet) imports, runs every command, and says what async needs."""
 
 from __future__ import annotations
 

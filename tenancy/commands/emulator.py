@@ -9,21 +9,29 @@ import sys
 import threading
 from types import FrameType
 
-from tenancy.emulator import FAULT_KINDS, Emulator
+from tenancy.emulator import CONTROL_ENDPOINTS, FAULT_KINDS, Emulator
 from tenancy.errors import ConfigurationError
 
 NAME = "emulator"
 HELP = (
-    "run a local Wix API emulator (token-info, oauth2/token, apps/v1/instance) on loopback "
+    "run a local Wix (token-info, oauth2/token, apps/v1/instance, signed webhooks) on loopback "
     "and print the environment that points tenancy at it; serves until Ctrl-C or SIGTERM"
 )
-EPILOG = """\
-environment: none read; it prints the variables that point tenancy at it
-(WIX_API_BASE_URL, WIX_APP_ID, WIX_APP_SECRET) as `export` lines
+_CONTROL_HELP = "\n".join(endpoint.describe() for endpoint in CONTROL_ENDPOINTS)
+EPILOG = f"""\
+environment: none read; it prints the variables that point tenancy (and your app) at it
+(WIX_API_BASE_URL, WIX_APP_ID, WIX_APP_SECRET, WIX_WEBHOOK_PUBLIC_KEY) as `export` lines
+
+webhooks: with --webhook-url, installing, removing or changing the plan of a site through the
+control API POSTs Wix's signed event (AppInstalled, AppRemoved, PaidPlanPurchased,
+PaidPlanChanged, PaidPlanAutoRenewalCancelled) to that URL; each delivery is logged on stderr
+
+control API (JSON bodies; {{id}} is an instance id; a wrong body answers 400 naming the right one):
+{_CONTROL_HELP}
 
 exit codes:
   0  stopped by Ctrl-C or SIGTERM
-  2  usage error (bad option, port in use, unreadable --sites-file)
+  2  usage error (bad option, port in use, unreadable --sites-file or --webhook-private-key)
 """
 _TOKENS_BY_DEFAULT = 10  # more sites than this print tokens only with --print-tokens
 _USER_TOKEN_TTL = 3600  # seconds, like the tokens Wix gives a dashboard page
@@ -52,6 +60,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app-secret", help="the app secret (default: generated)")
     parser.add_argument("--token-ttl", type=int, default=14_400, help="app token lifetime in seconds")
     parser.add_argument(
+        "--webhook-url",
+        help="POST signed webhooks here, e.g. http://127.0.0.1:8000/webhooks/wix (default: none sent)",
+    )
+    parser.add_argument(
+        "--webhook-private-key",
+        metavar="FILE",
+        help="PEM RSA private key to sign webhooks with (default: a new key each run)",
+    )
+    parser.add_argument(
+        "--webhook-timeout",
+        type=float,
+        default=5.0,
+        help="seconds to wait for the app (default: %(default)s)",
+    )
+    parser.add_argument(
         "--print-tokens",
         action="store_true",
         help=f"print a user token for every site (default: only up to {_TOKENS_BY_DEFAULT} sites)",
@@ -62,7 +85,23 @@ def run(args: argparse.Namespace) -> int:
     """Start the emulator, print how to use it, serve until SIGINT/SIGTERM; exit code 0."""
     if args.sites < 0 or not 0.0 <= args.fault_rate <= 1.0:
         raise ConfigurationError("--sites must be >= 0 and --fault-rate between 0 and 1")
+    if args.webhook_url is not None and not args.webhook_url.startswith(("http://", "https://")):
+        raise ConfigurationError(
+            f"--webhook-url must start with http:// or https://, not {args.webhook_url!r}"
+        )
+    private_key: bytes | None = None
+    if args.webhook_private_key:
+        try:
+            with open(args.webhook_private_key, "rb") as file:
+                private_key = file.read()
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--webhook-private-key: cannot read {exc.filename}: {exc.strerror}"
+            ) from None
     options = {
+        "webhook_url": args.webhook_url,
+        "webhook_private_key": private_key,
+        "webhook_timeout": args.webhook_timeout,
         "app_id": args.app_id,
         "app_secret": args.app_secret,
         "latency": args.latency,
@@ -82,7 +121,12 @@ def run(args: argparse.Namespace) -> int:
             else Emulator(args.sites, **options)
         )
     except (OSError, ValueError) as exc:
-        raise ConfigurationError(f"cannot start the emulator: {exc}") from None
+        what = (
+            "--webhook-private-key"
+            if private_key is not None and "key" in str(exc)
+            else "cannot start the emulator"
+        )
+        raise ConfigurationError(f"{what}: {exc}") from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -101,6 +145,12 @@ def run(args: argparse.Namespace) -> int:
         say(f"export WIX_API_BASE_URL={emulator.base_url}")
         say(f"export WIX_APP_ID={emulator.app_id}")
         say(f"export WIX_APP_SECRET={emulator.app_secret}")
+        # The PEM base64-encoded on one line (Settings accept both forms): safe to paste.
+        say(f"export WIX_WEBHOOK_PUBLIC_KEY={emulator.webhook_public_key_b64}")
+        if args.webhook_url:
+            say(f"# webhooks: POST {args.webhook_url} when a site is installed, removed or changes plan")
+        else:
+            say("# webhooks: none sent (start with --webhook-url http://127.0.0.1:8000/webhooks/wix)")
         if not args.sites_file:
             say(f"# sites from --seed {args.seed}: the same instance ids every run (another seed, other ids)")
         if args.print_tokens or len(ids) <= _TOKENS_BY_DEFAULT:
@@ -108,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             for iid in ids:
                 say(f"# token {iid} {emulator.mint_token(iid, ttl=_USER_TOKEN_TTL)}")
         say(f'# more tokens: POST {emulator.base_url}/_emulator/tokens with {{"instance_id": ...}}')
+        say(f"# control API: GET {emulator.base_url}/_emulator/endpoints (and `tenancy emulator --help`)")
         say("# ready (Ctrl-C to stop)")
         while not stop.wait(0.5):
             pass

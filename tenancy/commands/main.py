@@ -17,13 +17,10 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
-from sqlalchemy.exc import DBAPIError
-
-from tenancy.commands.database import first_line
 from tenancy.errors import ConfigurationError, TenancyError
 from tenancy.settings import ADMIN_URL_VARIABLE, DEFAULT_WIX_API_BASE_URL, URL_VARIABLE
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "SUMMARIES", "main"]
 
 # Subcommand modules, in the order `tenancy --help` lists them.
 COMMANDS: tuple[str, ...] = (
@@ -34,6 +31,17 @@ COMMANDS: tuple[str, ...] = (
     "tenancy.commands.rotate_key",
     "tenancy.commands.sync",
 )
+# Command name -> (module, one line for `tenancy --help`). Only the module of the command
+# being run is imported: `tenancy --help` and `tenancy emulator` never load SQLAlchemy's ORM,
+# psycopg or requests. Each module's own HELP is the command's full description.
+SUMMARIES: dict[str, tuple[str, str]] = {
+    "check": ("tenancy.commands.check", "audit a live database: roles, RLS, the sealed policy, keys"),
+    "demo": ("tenancy.commands.demo", "run the product end to end on the embedded default"),
+    "emulator": ("tenancy.commands.emulator", "run a local Wix (API and signed webhooks) on loopback"),
+    "grant": ("tenancy.commands.grant", "grant the runtime role access to the tenant tables"),
+    "rotate-key": ("tenancy.commands.rotate_key", "rotate the database binding key"),
+    "sync": ("tenancy.commands.sync", "refresh the tenants table from Wix"),
+}
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -60,6 +68,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
+    """The parser; *modules* are the commands to configure fully (the others are only listed)."""
+    loaded = {module.NAME: module for module in modules}
     parser = _Parser(
         prog="tenancy",
         description="Multi-tenant data access for a Wix app backend.",
@@ -68,10 +78,14 @@ def _parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in modules:
+    for name, (_, summary) in SUMMARIES.items():
+        module = loaded.get(name)
+        if module is None:
+            sub.add_parser(name, help=summary)
+            continue
         cmd = sub.add_parser(
-            module.NAME,
-            help=module.HELP,
+            name,
+            help=summary,
             description=module.HELP,
             epilog=module.EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -81,12 +95,21 @@ def _parser(modules: Sequence[ModuleType]) -> argparse.ArgumentParser:
     return parser
 
 
+def _chosen(argv: Sequence[str]) -> list[ModuleType]:
+    """The module of the command *argv* names (none for `tenancy --help` or a typo)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            entry = SUMMARIES.get(arg)
+            return [importlib.import_module(entry[0])] if entry is not None else []
+    return []
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    modules = [importlib.import_module(name) for name in COMMANDS]
-    parser = _parser(modules)
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser(_chosen(args_list))
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_list)
     except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
         return int(exc.code or 0)
     logging.basicConfig(
@@ -101,11 +124,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TenancyError as exc:
         print(f"tenancy: {exc}", file=sys.stderr)
         return EXIT_FAILURES
-    except DBAPIError as exc:  # a command that did not explain it: still one line, no traceback
-        print(f"tenancy: database error: {first_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        if not _is_database_error(exc):
+            raise
+        # A command that did not explain it: still one line, no traceback.
+        from tenancy.commands.database import first_line
+
+        print(f"tenancy: database error: {first_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _is_database_error(exc: Exception) -> bool:
+    """A SQLAlchemy DBAPIError; SQLAlchemy is not imported for it (it is loaded if one was raised)."""
+    errors = sys.modules.get("sqlalchemy.exc")
+    return errors is not None and isinstance(exc, errors.DBAPIError)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
                 if stop.wait(args.every.total_seconds()):
                     return code  # stopped between runs: a normal shutdown
     except WixAuthError as exc:  # sync() handles per-instance refusals itself
-        message = f"Wix refused the app credentials (WIX_APP_ID/WIX_APP_SECRET): {exc}"
+        message = f"Wix refused the app credentials (WIX_APP_ID/WIX_APP_SECRET); sync stopped: {exc}"
         raise ConfigurationError(message) from None
     finally:
         client.close()
@@ -269,7 +269,10 @@ def _run_once(
 @contextmanager
 def _progress() -> Iterator[tuple[Callable[[int], None], Callable[[SyncReport], None]]]:
     """A tqdm bar on a terminal, else a log line every 5% (and at the end)."""
-    state: dict[str, Any] = {"total": 0, "bar": None, "step": 1}
+    # "logged": the processed count of the last line. Workers call on_progress concurrently
+    # and each reads the shared report, so several callers can see the same count (the last
+    # tenants finishing together all saw N/N): a count is logged once, whoever sees it first.
+    state: dict[str, Any] = {"total": 0, "bar": None, "step": 1, "logged": 0}
     lock = threading.Lock()
     tty = sys.stderr.isatty()
 
@@ -287,10 +290,13 @@ def _progress() -> Iterator[tuple[Callable[[int], None], Callable[[SyncReport], 
             if bar is not None:
                 bar.set_postfix(failed=report.failed, refresh=False)
                 bar.update(1)
-            elif report.processed % state["step"] == 0:
+                return
+            done, step, last = report.processed, state["step"], state["logged"]
+            if done > last and (done // step > last // step or done >= state["total"]):
+                state["logged"] = done
                 log.info(
                     "sync: %d/%d done (%d changed, %d unchanged, %d removed, %d failed)",
-                    report.processed,
+                    done,
                     state["total"],
                     report.changed,
                     report.unchanged,

@@ -8,12 +8,29 @@
         client = WixClient(emu.app_id, emu.app_secret, base_url=emu.base_url)
         client.get_app_instance(emu.instance_ids[0])
 
+With ``webhook_url=...`` it also POSTs Wix's signed App Instance webhooks to your app when
+a site is installed, removed or changes plan (verify them with ``emu.webhook_public_key``).
 The ``tenancy emulator`` command runs one as a process.
 """
 
 from __future__ import annotations
 
-from tenancy.emulator.core import ENDPOINTS, FAULT_KINDS, Emulator, RecordedRequest
+from tenancy.emulator.core import (
+    CONTROL_ENDPOINTS,
+    ENDPOINTS,
+    FAULT_KINDS,
+    WEBHOOK_EVENTS,
+    Emulator,
+    RecordedRequest,
+)
 from tenancy.emulator.sites import EmulatedSite
 
-__all__ = ["ENDPOINTS", "FAULT_KINDS", "EmulatedSite", "Emulator", "RecordedRequest"]
+__all__ = [
+    "CONTROL_ENDPOINTS",
+    "ENDPOINTS",
+    "FAULT_KINDS",
+    "WEBHOOK_EVENTS",
+    "EmulatedSite",
+    "Emulator",
+    "RecordedRequest",
+]

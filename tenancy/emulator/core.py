@@ -1,14 +1,18 @@
 """The Wix API emulator: sites, tokens, faults and counters behind three Wix endpoints.
 
 Serves ``POST /oauth2/token-info``, ``POST /oauth2/token`` and ``GET /apps/v1/instance``
-with Wix's shapes (API.md §2-4, §8), plus a control API under ``/_emulator/`` so that other
-processes can read counters, add sites, mint tokens and inject faults. Every request does
-O(1) work under one lock, so 10,000+ sites and hundreds of requests per second are cheap.
+with Wix's shapes (API.md §2-4, §8), plus a control API under ``/_emulator/``
+(:data:`CONTROL_ENDPOINTS`) so that other processes can read counters, add and remove sites,
+change plans, mint tokens and inject faults. Installing, removing or changing the plan of a
+site also sends the app Wix's signed webhook (API.md §6) when a ``webhook_url`` is set. Every
+request does O(1) work under one lock, so 10,000+ sites and hundreds of requests per second
+are cheap.
 """
 
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 import random
 import secrets
@@ -18,16 +22,144 @@ import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from tenancy.emulator.control import BadBody, ControlEndpoint, Field, parse_body
 from tenancy.emulator.server import Reply, Request, Server
-from tenancy.emulator.sites import EmulatedSite, random_site, site_from_dict
+from tenancy.emulator.sites import FIELD_NAMES, EmulatedSite, iso_time, random_site, site_from_dict
 
-__all__ = ["ENDPOINTS", "FAULT_KINDS", "OUTAGE_KINDS", "Emulator", "RecordedRequest"]
+if TYPE_CHECKING:  # the signing key needs cryptography, loaded only when webhooks are used
+    from tenancy.emulator.webhooks import WebhookDelivery, WebhookSender
+
+__all__ = [
+    "CONTROL_ENDPOINTS",
+    "ENDPOINTS",
+    "FAULT_KINDS",
+    "OUTAGE_KINDS",
+    "WEBHOOK_EVENTS",
+    "Emulator",
+    "RecordedRequest",
+]
 
 ENDPOINTS = ("token_info", "access_token", "get_app_instance")
 FAULT_KINDS = ("429", "429-retry-after", "500", "503", "malformed", "drop", "timeout")
 OUTAGE_KINDS = ("drop", "500", "503", "timeout")  # how "Wix is down" looks from outside
+# App Instance events the emulator can send (API.md §6), with what triggers each.
+WEBHOOK_EVENTS = (
+    "AppInstalled",  # add_site / reinstall_app
+    "AppRemoved",  # remove_app
+    "PaidPlanPurchased",  # change_plan on a free site
+    "PaidPlanChanged",  # change_plan on a paid site
+    "PaidPlanAutoRenewalCancelled",  # cancel_plan
+)
+
+_ID = "{id}"
+_SITE_BODY = '{"site_display_name": "...", "is_free": false, ...}  (EmulatedSite fields, all optional)'
+# The control API, in the order `tenancy emulator --help` and the README list it.
+CONTROL_ENDPOINTS: tuple[ControlEndpoint, ...] = (
+    ControlEndpoint("GET", "/_emulator/endpoints", "", "this list, as JSON"),
+    ControlEndpoint("GET", "/_emulator/stats", "", 'request counters: {"counts": {"token_info": 3, ...}}'),
+    ControlEndpoint("POST", "/_emulator/reset", "", "zero the counters, forget recorded requests"),
+    ControlEndpoint("GET", "/_emulator/sites", "", 'every instance id: {"instance_ids": [...]}'),
+    ControlEndpoint(
+        "POST",
+        "/_emulator/sites",
+        _SITE_BODY,
+        "install the app on a new site (sends AppInstalled); answers its instance_id",
+        any_fields=FIELD_NAMES,
+    ),
+    ControlEndpoint("GET", f"/_emulator/sites/{_ID}", "", "the site as Get App Instance shows it"),
+    ControlEndpoint(
+        "POST",
+        f"/_emulator/sites/{_ID}",
+        '{"locale": "fr", ...}  (EmulatedSite fields to change, at least one)',
+        "change what Get App Instance reports (no webhook)",
+        any_fields=tuple(name for name in FIELD_NAMES if name != "instance_id"),
+        need_one=True,
+    ),
+    ControlEndpoint("POST", f"/_emulator/sites/{_ID}/remove", "", "remove the app (sends AppRemoved)"),
+    ControlEndpoint(
+        "POST", f"/_emulator/sites/{_ID}/reinstall", "", "install it again, same id (sends AppInstalled)"
+    ),
+    ControlEndpoint(
+        "POST",
+        f"/_emulator/sites/{_ID}/plan",
+        '{"package_name": "premium", "billing_cycle": "MONTHLY"}  (billing_cycle optional)',
+        "buy or change a paid plan (sends PaidPlanPurchased or PaidPlanChanged)",
+        {"package_name": Field(("string",), required=True), "billing_cycle": Field(("string",))},
+    ),
+    ControlEndpoint(
+        "POST",
+        f"/_emulator/sites/{_ID}/cancel-plan",
+        "",
+        "turn off the plan's auto-renewal (sends PaidPlanAutoRenewalCancelled)",
+    ),
+    ControlEndpoint(
+        "POST",
+        f"/_emulator/sites/{_ID}/status",
+        '{"status": 403, "endpoint": "get_app_instance", "times": null}  (endpoint, times optional)',
+        "refuse this instance with that status in Wix's error shape (until reset by /overrides/clear)",
+        {
+            "status": Field(("integer",), required=True),
+            "endpoint": Field(("string",), choices=ENDPOINTS),
+            "times": Field(("integer", "null")),
+        },
+    ),
+    ControlEndpoint("POST", "/_emulator/overrides/clear", "", "end every per-instance status"),
+    ControlEndpoint(
+        "POST",
+        "/_emulator/tokens",
+        '{"instance_id": "...", "subject_type": "USER", "ttl": 3600}  (only instance_id required)',
+        'mint a user token: {"token": "..."}',
+        {
+            "instance_id": Field(("string",), required=True),
+            "subject_type": Field(("string",)),
+            "ttl": Field(("number",)),
+            "client_id": Field(("string",)),
+        },
+    ),
+    ControlEndpoint(
+        "POST",
+        "/_emulator/outage",
+        '{"kind": "drop"}  (one of "drop", "500", "503", "timeout"; null ends the outage)',
+        "take every Wix endpoint down (the control API stays up)",
+        {"kind": Field(("string", "null"), required=True, choices=(*OUTAGE_KINDS, None))},
+    ),
+    ControlEndpoint(
+        "POST",
+        "/_emulator/faults",
+        '{"rate": 0.2, "kinds": ["503"], "instance_id": null, "endpoints": null, "seed": null, "times": null}'
+        "  (all optional; {} turns faults off)",
+        "answer a share of requests with faults (" + ", ".join(FAULT_KINDS) + ")",
+        {
+            "rate": Field(("number", "null")),
+            "kinds": Field(("array",)),
+            "instance_id": Field(("string", "null")),
+            "endpoints": Field(("array", "null")),
+            "seed": Field(("integer", "null")),
+            "times": Field(("integer", "null")),
+        },
+    ),
+    ControlEndpoint(
+        "POST",
+        "/_emulator/latency",
+        '{"seconds": 0.2}',
+        "delay every Wix answer",
+        {"seconds": Field(("number",), required=True)},
+    ),
+    ControlEndpoint(
+        "POST",
+        "/_emulator/webhooks",
+        '{"instance_id": "...", "event_type": "AppInstalled", "data": {...}}  (data optional)',
+        "send any signed App Instance event to --webhook-url as it is",
+        {
+            "instance_id": Field(("string",), required=True),
+            "event_type": Field(("string",), required=True),
+            "data": Field(("object",)),
+        },
+    ),
+    ControlEndpoint("GET", "/_emulator/webhooks", "", 'recent deliveries: {"url": ..., "deliveries": [...]}'),
+)
 
 _ROUTES = {
     ("POST", "/oauth2/token-info"): "token_info",
@@ -114,8 +246,12 @@ class Emulator:
     the stricter), as Wix throttles; off by default; its one-minute windows run on
     ``clock`` (monotonic seconds), which tests share with the client's rate limiter so no
     real minute passes. Per-instance refusals:
-    :meth:`set_instance_status`; Wix down: :meth:`set_outage`. Use as a context manager,
-    or call :meth:`stop`.
+    :meth:`set_instance_status`; Wix down: :meth:`set_outage`. Webhooks: with
+    ``webhook_url``, :meth:`add_site`, :meth:`remove_app`, :meth:`reinstall_app`,
+    :meth:`change_plan` and :meth:`cancel_plan` POST Wix's signed event there (within
+    ``webhook_timeout`` seconds; a failure is logged, never raised), signed with
+    ``webhook_private_key`` (a PEM) or a key generated on first use; the app verifies with
+    :attr:`webhook_public_key`. Use as a context manager, or call :meth:`stop`.
     """
 
     def __init__(
@@ -134,8 +270,18 @@ class Emulator:
         history: int = 500,
         rate_limit: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        webhook_url: str | None = None,
+        webhook_private_key: bytes | str | None = None,
+        webhook_timeout: float = 5.0,
     ) -> None:
         self._rng = random.Random(seed)
+        self._webhook_url = webhook_url
+        self._webhook_timeout = webhook_timeout
+        self._webhook_sender: WebhookSender | None = None
+        self._deliveries: collections.deque[WebhookDelivery] = collections.deque(maxlen=100)
+        self._sender_lock = threading.Lock()
+        if webhook_private_key is not None or webhook_url is not None:
+            self._sender(webhook_private_key)  # a bad key fails here, not at the first event
         self.app_id = app_id or str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         self.app_secret = app_secret or f"emulator-secret-{self._rng.getrandbits(64):016x}"
         self.token_ttl = token_ttl
@@ -235,25 +381,146 @@ class Emulator:
             return self._sites[str(uuid.UUID(str(instance_id)))]
 
     def add_site(self, **fields: Any) -> str:
-        """Add a site from :class:`EmulatedSite` fields; returns its instance id."""
+        """Add a site from :class:`EmulatedSite` fields (sends ``AppInstalled``); returns its id."""
         with self._lock:
             if fields:
-                return self._store(site_from_dict(fields, rng=self._rng))
-            return self._store(random_site(self._rng, len(self._sites) + 1))
+                iid = self._store(site_from_dict(fields, rng=self._rng))
+            else:
+                iid = self._store(random_site(self._rng, len(self._sites) + 1))
+        self._event(iid, "AppInstalled", {"appId": self.app_id, "originInstanceId": ""})
+        return iid
 
     def update_site(self, instance_id: str, **fields: Any) -> None:
-        """Change a site's fields (what Get App Instance reports next)."""
+        """Change a site's fields (what Get App Instance reports next; no webhook)."""
         site = self.site(instance_id)
         with self._lock:
             site.update(**fields)
 
-    def remove_app(self, instance_id: str) -> None:
-        """Uninstall: the token endpoint refuses the instance, its tokens go inactive."""
+    def remove_app(self, instance_id: str) -> WebhookDelivery | None:
+        """Uninstall (sends ``AppRemoved``): the token endpoint refuses the instance, its tokens
+        go inactive. Returns the webhook's delivery (``None`` without a ``webhook_url``)."""
         self.update_site(instance_id, installed=False)
+        return self._event(instance_id, "AppRemoved", {"appId": self.app_id})
 
-    def reinstall_app(self, instance_id: str) -> None:
-        """Install again (same instance id, as on Wix)."""
+    def reinstall_app(self, instance_id: str) -> WebhookDelivery | None:
+        """Install again, same instance id as on Wix (sends ``AppInstalled``)."""
         self.update_site(instance_id, installed=True)
+        return self._event(instance_id, "AppInstalled", {"appId": self.app_id, "originInstanceId": ""})
+
+    def change_plan(
+        self, instance_id: str, package_name: str, *, billing_cycle: str = "MONTHLY"
+    ) -> WebhookDelivery | None:
+        """The site buys a paid plan (``PaidPlanPurchased``) or, already paying, changes it
+        (``PaidPlanChanged``); Get App Instance reports the new billing."""
+        site = self.site(instance_id)
+        now = dt.datetime.now(dt.UTC)
+        with self._lock:
+            was_free, previous, previous_cycle = site.is_free, site.package_name, site.billing_cycle
+            invoice = str(uuid.uuid4())
+            site.update(
+                is_free=False,
+                package_name=package_name,
+                billing_cycle=billing_cycle,
+                billing_time_stamp=iso_time(now),
+                auto_renewing=True,
+                invoice_id=invoice,
+                billing_source="",
+            )
+        data: dict[str, Any] = {
+            "operationTimeStamp": iso_time(now),
+            "vendorProductId": package_name,
+            "cycle": billing_cycle,
+        }
+        if was_free:
+            data.update(couponName=None, invoiceId=invoice)
+            return self._event(instance_id, "PaidPlanPurchased", data)
+        data.update(previousVendorProductId=previous, previousCycle=previous_cycle, couponName=None)
+        return self._event(instance_id, "PaidPlanChanged", {**data, "invoiceId": invoice})
+
+    def cancel_plan(self, instance_id: str) -> WebhookDelivery | None:
+        """The owner turns off the plan's auto-renewal (``PaidPlanAutoRenewalCancelled``)."""
+        site = self.site(instance_id)
+        with self._lock:
+            if site.is_free:
+                raise ValueError(f"site {site.instance_id} has no paid plan to cancel")
+            site.update(auto_renewing=False)
+            data = {
+                "operationTimeStamp": iso_time(dt.datetime.now(dt.UTC)),
+                "vendorProductId": site.package_name,
+                "cycle": site.billing_cycle,
+                "cancelReason": "USER_CANCEL",
+                "userReason": "",
+                "subscriptionCancellationType": "END_OF_PERIOD",
+                "cancelledDuringFreeTrial": "NOT_DURING_FREE_TRIAL",
+            }
+        return self._event(instance_id, "PaidPlanAutoRenewalCancelled", data)
+
+    # --- webhooks -----------------------------------------------------------------------
+
+    def _sender(self, private_key: bytes | str | None = None) -> WebhookSender:
+        with self._sender_lock:
+            if self._webhook_sender is None:
+                from tenancy.emulator.webhooks import WebhookSender
+
+                self._webhook_sender = WebhookSender(
+                    self._webhook_url, private_key=private_key, timeout=self._webhook_timeout
+                )
+            return self._webhook_sender
+
+    @property
+    def webhook_url(self) -> str | None:
+        """Where events are POSTed (``None``: nowhere); settable."""
+        return self._webhook_url
+
+    @webhook_url.setter
+    def webhook_url(self, url: str | None) -> None:
+        self._webhook_url = url
+        if self._webhook_sender is not None:
+            self._webhook_sender.url = url
+
+    @property
+    def webhook_public_key(self) -> str:
+        """The PEM public key webhooks are signed for (``WIX_WEBHOOK_PUBLIC_KEY``)."""
+        return self._sender().public_key_pem
+
+    @property
+    def webhook_public_key_b64(self) -> str:
+        """:attr:`webhook_public_key` base64-encoded on one line (shell-safe; Settings accept it)."""
+        return self._sender().public_key_b64
+
+    @property
+    def deliveries(self) -> list[WebhookDelivery]:
+        """The most recent webhook deliveries (up to 100), oldest first."""
+        with self._lock:
+            return list(self._deliveries)
+
+    def sign_webhook(self, instance_id: str, event_type: str, data: dict[str, Any] | None = None) -> str:
+        """The body Wix would POST for this event about the site: a signed JWT (not sent)."""
+        site = self.site(instance_id)
+        return self._sender().sign(
+            event_type,
+            site.instance_id,
+            data or {},
+            account_id=site.account_id,
+            site_id=site.site_id,
+            user_id=site.account_id,  # the site owner acted; Wix sends their user id
+        )
+
+    def send_webhook(
+        self, instance_id: str, event_type: str, data: dict[str, Any] | None = None
+    ) -> WebhookDelivery | None:
+        """Sign and POST one App Instance event to :attr:`webhook_url` (``None`` without one)."""
+        if self._webhook_url is None:
+            return None
+        body = self.sign_webhook(instance_id, event_type, data)
+        delivery = self._sender().deliver(event_type, self.site(instance_id).instance_id, body)
+        if delivery is not None:
+            with self._lock:
+                self._deliveries.append(delivery)
+        return delivery
+
+    def _event(self, instance_id: str, event_type: str, data: dict[str, Any]) -> WebhookDelivery | None:
+        return self.send_webhook(instance_id, event_type, data) if self._webhook_url else None
 
     # --- tokens -------------------------------------------------------------------------
 
@@ -653,51 +920,100 @@ class Emulator:
     # --- control API --------------------------------------------------------------------
 
     def _control(self, method: str, path: str, raw: bytes) -> Reply:
-        """``/_emulator/...``: counters, sites, tokens and faults for other processes."""
-        body = _json_object(raw) or {}
+        """``/_emulator/...`` (:data:`CONTROL_ENDPOINTS`): a wrong body is a 400 naming the expected one."""
         parts = path.strip("/").split("/")[1:]
-        try:
-            if method == "GET" and parts == ["stats"]:
-                return self._reply(200, {"counts": self.counts})
-            if method == "POST" and parts == ["reset"]:
-                self.reset_counts()
-                return self._reply(200, {})
-            if method == "GET" and parts == ["sites"]:
-                return self._reply(200, {"instance_ids": self.instance_ids})
-            if method == "POST" and parts == ["sites"]:
-                return self._reply(200, {"instance_id": self.add_site(**body)})
-            if method == "GET" and len(parts) == 2 and parts[0] == "sites":
-                return self._reply(200, self.site(parts[1]).to_body())
-            if method == "POST" and len(parts) == 2 and parts[0] == "sites":
-                self.update_site(parts[1], **body)
-                return self._reply(200, {})
-            if (
-                method == "POST"
-                and len(parts) == 3
-                and parts[0] == "sites"
-                and parts[2] in ("remove", "reinstall")
-            ):
-                actions = {"remove": self.remove_app, "reinstall": self.reinstall_app}
-                actions[parts[2]](parts[1])
-                return self._reply(200, {})
-            if method == "POST" and parts == ["tokens"]:
-                instance_id = body.pop("instance_id")
-                return self._reply(200, {"token": self.mint_token(instance_id, **body)})
-            if method == "POST" and len(parts) == 3 and parts[0] == "sites" and parts[2] == "status":
-                self.set_instance_status(parts[1], int(body.pop("status")), **body)
-                return self._reply(200, {})
-            if method == "POST" and parts == ["outage"]:
-                self.set_outage(body.get("kind"))
-                return self._reply(200, {})
-            if method == "POST" and parts == ["faults"]:
-                self.set_faults(**body)
-                return self._reply(200, {})
-            if method == "POST" and parts == ["latency"]:
-                self.set_latency(float(body.get("seconds", 0)))
-                return self._reply(200, {})
-        except (KeyError, ValueError, TypeError) as exc:
-            return self._reply(400, {"message": f"{type(exc).__name__}: {exc}", "details": {}})
-        return self._reply(404, {"message": "unknown control path", "details": {}})
+        for endpoint in CONTROL_ENDPOINTS:
+            captured = endpoint.matches(method, parts)
+            if captured is None:
+                continue
+            iid: str | None = None
+            if captured:
+                try:
+                    iid = self.site(captured[0]).instance_id
+                except (KeyError, ValueError):
+                    message = f"no site with instance id {captured[0]!r}"
+                    return self._reply(404, {"message": message, "details": {}})
+            try:
+                body = parse_body(endpoint, raw)
+            except BadBody as exc:
+                return self._reply(400, {"message": str(exc), "details": {}})
+            try:
+                return self._reply(200, self._run_control(endpoint, iid, body))
+            except (KeyError, ValueError, TypeError) as exc:
+                expects = f" expects {endpoint.body}" if endpoint.body else ""
+                message = f"{endpoint.method} {endpoint.path}{expects}: {exc}"
+                return self._reply(400, {"message": message, "details": {}})
+        known = [f"{e.method} {e.path}" for e in CONTROL_ENDPOINTS]
+        message = "unknown control path; known: " + ", ".join(known)
+        return self._reply(404, {"message": message, "details": {}})
+
+    def _run_control(
+        self, endpoint: ControlEndpoint, iid: str | None, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Perform one validated control request; the answer's JSON body."""
+        route = f"{endpoint.method} {endpoint.path.removeprefix('/_emulator')}"
+        if route == "GET /endpoints":
+            return {"endpoints": [{"method": e.method, "path": e.path, "body": e.body, "effect": e.effect}
+                                  for e in CONTROL_ENDPOINTS]}  # fmt: skip
+        if route == "GET /stats":
+            return {"counts": self.counts}
+        if route == "POST /reset":
+            self.reset_counts()
+            return {}
+        if route == "GET /sites":
+            return {"instance_ids": self.instance_ids}
+        if route == "POST /sites":
+            added = self.add_site(**body)
+            return {"instance_id": added, "webhook": self._last_delivery(added, "AppInstalled")}
+        if route == "GET /webhooks":
+            return {"url": self._webhook_url, "deliveries": [d.summary() for d in self.deliveries]}
+        if route == "POST /webhooks":
+            sent = self.send_webhook(body["instance_id"], body["event_type"], body.get("data"))
+            return {"webhook": sent.summary() if sent is not None else None}
+        if route == "POST /overrides/clear":
+            self.clear_overrides()
+            return {}
+        if route == "POST /tokens":
+            instance_id = body.pop("instance_id")
+            return {"token": self.mint_token(instance_id, **body)}
+        if route == "POST /outage":
+            self.set_outage(body["kind"])
+            return {}
+        if route == "POST /faults":
+            self.set_faults(**body)
+            return {}
+        if route == "POST /latency":
+            self.set_latency(float(body["seconds"]))
+            return {}
+        assert iid is not None  # the rest are about one site
+        if route == "GET /sites/{id}":
+            return self.site(iid).to_body()
+        if route == "POST /sites/{id}":
+            self.update_site(iid, **body)
+            return {}
+        if route == "POST /sites/{id}/status":
+            self.set_instance_status(iid, body.pop("status"), **body)
+            return {}
+        delivery: WebhookDelivery | None
+        if route == "POST /sites/{id}/remove":
+            delivery = self.remove_app(iid)
+        elif route == "POST /sites/{id}/reinstall":
+            delivery = self.reinstall_app(iid)
+        elif route == "POST /sites/{id}/plan":
+            cycle = body.get("billing_cycle", "MONTHLY")
+            delivery = self.change_plan(iid, body["package_name"], billing_cycle=cycle)
+        elif route == "POST /sites/{id}/cancel-plan":
+            delivery = self.cancel_plan(iid)
+        else:  # pragma: no cover - a CONTROL_ENDPOINTS entry without a branch here
+            raise AssertionError(route)
+        return {"webhook": delivery.summary() if delivery is not None else None}
+
+    def _last_delivery(self, instance_id: str, event_type: str) -> dict[str, Any] | None:
+        with self._lock:
+            for delivery in reversed(self._deliveries):
+                if delivery.instance_id == instance_id and delivery.event_type == event_type:
+                    return delivery.summary()
+        return None
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["EmulatedSite", "random_site", "site_from_dict"]
+__all__ = ["FIELD_NAMES", "EmulatedSite", "iso_time", "random_site", "site_from_dict"]
 
 _WORDS = (
     "amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "harbor", "iris", "juniper",
@@ -31,7 +31,8 @@ _VERSIONS = ("1.0.0", "1.4.2", "2.0.1", "2.10.0")
 _PERMISSIONS = ("WIX_DEVELOPERS.MANAGE_APP_INSTANCE", "WIX_DEVELOPERS.CREATE_CHECKOUT")
 
 
-def _iso(when: dt.datetime) -> str:
+def iso_time(when: dt.datetime) -> str:
+    """Wix's timestamp form: UTC, milliseconds, a trailing Z."""
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
@@ -130,7 +131,7 @@ class EmulatedSite:
 
     def update(self, **fields: Any) -> None:
         """Change fields by name; unknown names (and ``instance_id``) raise ``ValueError``."""
-        unknown = set(fields) - set(_FIELD_NAMES)
+        unknown = set(fields) - set(FIELD_NAMES)
         if unknown or "instance_id" in fields:
             bad = sorted(unknown | ({"instance_id"} & set(fields)))
             raise ValueError(f"cannot set site field(s): {', '.join(bad)}")
@@ -138,12 +139,12 @@ class EmulatedSite:
             setattr(self, name, value)
 
 
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(EmulatedSite))
+FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(EmulatedSite))
 
 
 def site_from_dict(data: dict[str, Any], *, rng: random.Random) -> EmulatedSite:
     """A site from snake_case fields (as in a ``--sites-file``); missing ids come from ``rng``."""
-    unknown = set(data) - set(_FIELD_NAMES)
+    unknown = set(data) - set(FIELD_NAMES)
     if unknown:
         raise ValueError(f"unknown site field(s): {', '.join(sorted(unknown))}")
     values = dict(data)
@@ -187,13 +188,13 @@ def random_site(rng: random.Random, number: int) -> EmulatedSite:
         cycle = rng.choice(_CYCLES)
         site.package_name = rng.choice(_PLANS)
         site.billing_cycle = cycle
-        site.billing_time_stamp = _iso(bought)
+        site.billing_time_stamp = iso_time(bought)
         if cycle in ("YEARLY", "TWO_YEARS"):
-            site.expiration_date = _iso(bought + dt.timedelta(days=365 if cycle == "YEARLY" else 730))
+            site.expiration_date = iso_time(bought + dt.timedelta(days=365 if cycle == "YEARLY" else 730))
         site.auto_renewing = rng.random() < 0.8
         site.invoice_id = str(_uuid(rng))
         site.billing_source = rng.choice(("", "Wix discount coupon"))
         if rng.random() < 0.3:
             site.free_trial_status = "ENDED"
-            site.free_trial_end_date = _iso(bought + dt.timedelta(days=14))
+            site.free_trial_end_date = iso_time(bought + dt.timedelta(days=14))
     return site

@@ -9,15 +9,18 @@
 ...     return list(db.scalars(select(Note.title)))     # this installation's notes only
 >>> tenancy_app.add_webhook_route(app, "/webhooks/wix")
 
-A refused token answers ``401 {"detail": "invalid token"}``; Wix unreachable or rate limiting
-answers ``503`` with ``Retry-After``. The session is closed when the handler returns, rolled
-back if it raised, and committed only if the handler commits. ``TenancyFastAPI(asyncio=True)``
-adds :meth:`TenancyFastAPI.async_session` (an ``AsyncSession``; needs ``wix-tenancy[async]``).
+A refused token answers ``401 {"detail": "invalid token"}`` with ``WWW-Authenticate: Bearer``;
+Wix unreachable or rate limiting answers ``503 {"detail": ...}`` with ``Retry-After`` (the
+same JSON as :class:`~tenancy.integrations.flask.FlaskTenancy`). The session is closed when
+the handler returns, rolled back if it raised, and committed only if the handler commits.
+``TenancyFastAPI(asyncio=True)`` adds :meth:`TenancyFastAPI.async_session` (an
+``AsyncSession``; needs ``wix-tenancy[async]``).
 Needs ``pip install 'wix-tenancy[fastapi]'``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -36,13 +39,22 @@ except ImportError:  # pragma: no cover - exercised in a subprocess without Fast
 from tenancy import log_context
 from tenancy.db.sessions import INFO_KEY, TenantSession
 from tenancy.errors import InvalidWebhook, TenancyError
-from tenancy.integrations.runtime import DEFAULT_RETRY_AFTER, EventHook, Runtime, receive_webhook, refusal
+from tenancy.integrations.runtime import (
+    DEFAULT_RETRY_AFTER,
+    EventHook,
+    Runtime,
+    error_body,
+    receive_webhook,
+    refusal,
+)
 from tenancy.settings import Settings
 
 if TYPE_CHECKING:  # the asyncio extension needs greenlet (wix-tenancy[async]); sync apps run without it
     from sqlalchemy.ext.asyncio import AsyncSession
 
 __all__ = ["TenancyFastAPI"]
+
+log = logging.getLogger("tenancy.web")
 
 
 async def _request_log_scope() -> None:
@@ -134,6 +146,7 @@ class TenancyFastAPI:
         answer = refusal(exc, retry_after=self.retry_after)
         if answer is None:
             raise exc
+        # HTTPException answers {"detail": ...}: error_body(), as on Flask.
         raise HTTPException(answer.status, answer.detail, headers=dict(answer.headers)) from None
 
     def session(
@@ -191,8 +204,9 @@ class TenancyFastAPI:
             body = await request.body()
             try:
                 action = await run_in_threadpool(receive_webhook, self.runtime, body, on_event)
-            except InvalidWebhook:
-                return JSONResponse({"detail": "invalid webhook"}, status_code=401)
+            except InvalidWebhook as exc:
+                log.info("webhook refused with 401: %s", exc)
+                return JSONResponse(error_body("invalid webhook"), status_code=401)
             return JSONResponse({"action": action})
 
         app.add_api_route(path, wix_webhook, methods=["POST"], include_in_schema=False)

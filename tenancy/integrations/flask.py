@@ -9,14 +9,17 @@
 ...     return [n.title for n in db.scalars(select(Note))]
 
 The session is opened on first use in a request and closed at the end of it (rolled back
-if the view raised; committed only if the view commits). A refused token is answered with
-werkzeug's ``401 Unauthorized``; Wix unreachable or rate limiting with ``503 Service
-Unavailable`` and ``Retry-After`` (Flask's own error responses: register an
-``errorhandler(HTTPException)`` to render them as JSON). Needs ``pip install 'wix-tenancy[flask]'``.
+if the view raised; committed only if the view commits). A refused token is answered
+``401 {"detail": "invalid token"}`` with ``WWW-Authenticate: Bearer``; Wix unreachable or
+rate limiting ``503 {"detail": ...}`` with ``Retry-After`` — JSON, the same as
+:class:`~tenancy.integrations.fastapi.TenancyFastAPI` (raised as werkzeug's ``Unauthorized``
+/ ``ServiceUnavailable``, so an app's own ``errorhandler`` still wins). Needs
+``pip install 'wix-tenancy[flask]'``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any, NoReturn
 
@@ -25,8 +28,7 @@ from tenancy.errors import ConfigurationError
 try:
     from flask import Flask, current_app, g, jsonify, request
     from flask.typing import ResponseReturnValue
-    from werkzeug.datastructures import WWWAuthenticate
-    from werkzeug.exceptions import ServiceUnavailable, Unauthorized
+    from werkzeug.exceptions import HTTPException, ServiceUnavailable, Unauthorized
 except ImportError:  # pragma: no cover - exercised in a subprocess without Flask
     raise ConfigurationError(
         "tenancy.integrations.flask needs Flask: pip install 'wix-tenancy[flask]'"
@@ -35,10 +37,19 @@ except ImportError:  # pragma: no cover - exercised in a subprocess without Flas
 from tenancy import log_context
 from tenancy.db.sessions import TenantSession
 from tenancy.errors import InvalidWebhook, TenancyError
-from tenancy.integrations.runtime import DEFAULT_RETRY_AFTER, EventHook, Runtime, receive_webhook, refusal
+from tenancy.integrations.runtime import (
+    DEFAULT_RETRY_AFTER,
+    EventHook,
+    Runtime,
+    error_body,
+    receive_webhook,
+    refusal,
+)
 from tenancy.settings import Settings
 
 __all__ = ["FlaskTenancy"]
+
+log = logging.getLogger("tenancy.web")
 
 _EXTENSION = "tenancy"
 _SESSION = "_tenancy_session"
@@ -131,9 +142,12 @@ class FlaskTenancy:
         answer = refusal(exc, retry_after=self.retry_after)
         if answer is None:
             raise exc
-        if answer.status == 401:
-            raise Unauthorized(answer.detail, www_authenticate=WWWAuthenticate("bearer"))
-        raise ServiceUnavailable(answer.detail, retry_after=self.retry_after)
+        # JSON, not werkzeug's HTML page: API clients read it like FastAPI's answer.
+        response = jsonify(error_body(answer.detail))
+        response.status_code = answer.status
+        response.headers.update(answer.headers)
+        error: type[HTTPException] = Unauthorized if answer.status == 401 else ServiceUnavailable
+        raise error(answer.detail, response=response)
 
     @staticmethod
     def _teardown(exc: BaseException | None) -> None:
@@ -151,6 +165,7 @@ class FlaskTenancy:
     def _webhook(self) -> ResponseReturnValue:
         try:
             action = receive_webhook(self.runtime, request.get_data(cache=False), self.on_event)
-        except InvalidWebhook:
-            return jsonify(error="invalid webhook"), 401
+        except InvalidWebhook as exc:
+            log.info("webhook refused with 401: %s", exc)
+            return jsonify(error_body("invalid webhook")), 401
         return jsonify(action=action)

@@ -2,7 +2,8 @@
 
 :class:`Runtime` is built once at startup from :class:`~tenancy.Settings` and closed at
 shutdown; :func:`refusal` turns a tenancy error met while resolving a token into the HTTP
-answer (401, or 503 with ``Retry-After``); :func:`receive_webhook` verifies a raw body and
+answer (401, or 503 with ``Retry-After``) and :func:`error_body` its JSON body, the same
+``{"detail": "..."}`` on every framework; :func:`receive_webhook` verifies a raw body and
 applies its event to ``tenants``.
 """
 
@@ -31,6 +32,7 @@ __all__ = [
     "EventHook",
     "Refusal",
     "Runtime",
+    "error_body",
     "receive_webhook",
     "refusal",
 ]
@@ -64,11 +66,12 @@ class Refusal:
 def refusal(exc: BaseException, *, retry_after: int = DEFAULT_RETRY_AFTER) -> Refusal | None:
     """401 for :class:`~tenancy.InvalidToken`; 503 + ``Retry-After`` when Wix could not answer.
 
-    Every refused token gets the same answer (the reason goes to the debug log only).
-    ``None`` for any other error: it is not the client's fault, let the framework say 500.
+    Every refused token gets the same answer; the reason goes to one INFO line of
+    ``tenancy.web`` (never the token). ``None`` for any other error: it is not the client's
+    fault, let the framework say 500.
     """
     if isinstance(exc, InvalidToken):
-        log.debug("request refused: token %s", exc.reason or "rejected")
+        log.info("request refused with 401: token %s", exc.reason or "rejected")
         return Refusal(401, "invalid token", {"WWW-Authenticate": "Bearer"})
     if isinstance(exc, WixError) and not isinstance(exc, WixAuthError):
         # Unavailable, rate limited, or an answer tenancy could not read: the token was not
@@ -76,6 +79,15 @@ def refusal(exc: BaseException, *, retry_after: int = DEFAULT_RETRY_AFTER) -> Re
         log.warning("Wix could not check a token (%s); answering 503", type(exc).__name__)
         return Refusal(503, "Wix is unavailable, try again", {"Retry-After": str(retry_after)})
     return None
+
+
+def error_body(detail: str) -> dict[str, str]:
+    """The JSON body of every error tenancy answers, on FastAPI and Flask alike.
+
+    ``{"detail": "..."}``: FastAPI's own shape for ``HTTPException``, so a FastAPI app's
+    errors all look alike and a Flask app's tenancy errors look the same as FastAPI's.
+    """
+    return {"detail": detail}
 
 
 @dataclass

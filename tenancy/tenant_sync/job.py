@@ -384,7 +384,8 @@ class _Job:
     def _abort(self, exc: WixAuthError) -> None:
         with self._fatal_lock:
             if self.fatal is None:
-                log.error("Wix refused the app's credentials; stopping the sync: %s", exc)
+                # Not logged here: sync() raises it once the workers stop, and whoever called
+                # the sync reports it (the CLI as its one error line); logging it too said it twice.
                 self.fatal = exc
         self.stop.set()
 
