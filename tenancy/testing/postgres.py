@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from tenancy.db.timeouts import DEFAULT_TIMEOUTS, timeout_statement
+
 __all__ = ["HOW_TO_GET_ONE", "Database", "fresh_database", "server_url", "sqlalchemy_url"]
 
 HOW_TO_GET_ONE = (
@@ -168,6 +170,9 @@ def fresh_database(prefix: str = "tenancy_test") -> Iterator[Database]:
                 sql.Identifier(runtime)
             )
         )
+        # As the README's setup does as a superuser: the owner (no CREATEROLE) cannot set them.
+        for setting, value in DEFAULT_TIMEOUTS.items():
+            conn.execute(timeout_statement(sql.Identifier(runtime).as_string(conn), setting, value).encode())
         conn.execute(
             sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner))
         )
