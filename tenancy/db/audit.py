@@ -491,7 +491,7 @@ def _timeout_findings(conn: Connection, role: str) -> list[Finding]:
     for name, default in DEFAULT_TIMEOUTS.items():
         value = setting_in_force(conn, role, name)
         if is_off(value):
-            state = "is off (0)" if value is not None else "is not set"
+            state = f"is off ({value})" if value is not None else "is not set"
             found.append(
                 Finding(
                     "role",

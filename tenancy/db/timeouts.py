@@ -49,7 +49,8 @@ def validate_timeout(name: str, value: str) -> str:
             f"{name} = {value!r} is not a timeout: use a whole number with a unit, e.g. "
             f"{DEFAULT_TIMEOUTS.get(name, '5s')!r} or '200ms' ('0' turns it off, which check reports)"
         )
-    return match.group(1) + (match.group(2) or "ms")
+    number = int(match.group(1))
+    return "0" if number == 0 else f"{number}{match.group(2) or 'ms'}"
 
 
 def is_off(value: str | None) -> bool:
