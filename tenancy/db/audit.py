@@ -21,7 +21,13 @@ A tenant table is any table of the schema with an ``instance_id`` column. Findin
 - an exclusion constraint or a plain index that does not lead with ``instance_id``;
 - raw-SQL footholds: TEMP or CREATE on the database, CREATE on a schema, objects the runtime role owns
   (functions, operators, types: planted while it could CREATE), role-level settings of the
-  runtime role (``ALTER ROLE ... SET``, e.g. ``row_security`` or ``tenancy.*``).
+  runtime role (``ALTER ROLE ... SET``, e.g. ``row_security`` or ``tenancy.*``), except the
+  timeouts ``tenancy grant`` sets;
+- ``lock_timeout``, ``statement_timeout`` or ``idle_in_transaction_session_timeout`` not in
+  force for the runtime role, or ``0`` (:mod:`tenancy.db.timeouts`);
+- a rule on a relation a tenant's statement reaches, and any object there (trigger, default,
+  generated column, constraint, domain, index, policy, view, event trigger) or any operator or
+  cast that reaches a ``SECURITY DEFINER`` function (:mod:`tenancy.db.owner_code`).
 """
 
 from __future__ import annotations
