@@ -217,6 +217,14 @@ CASES = [
     ),
     (
         [
+            # Reading it runs nothing, but what it holds was computed with the owner's rights.
+            "CREATE MATERIALIZED VIEW note_total AS SELECT peek() AS n",
+            "GRANT SELECT ON note_total TO {runtime}",
+        ],
+        "materialized view note_total",
+    ),
+    (
+        [
             # An invoker trigger function that calls the definer one by name (plpgsql keeps no
             # dependency on it): one level down is found too.
             "CREATE FUNCTION relay() RETURNS trigger LANGUAGE plpgsql"
