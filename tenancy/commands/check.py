@@ -16,7 +16,8 @@ NAME = "check"
 HELP = (
     "audit a live PostgreSQL database: the runtime role's privileges and settings, RLS enabled "
     "+ forced + the sealed policy on every tenant table (every shard on Citus), keys and indexes "
-    "that lead with instance_id, and ways around RLS (views, functions, TEMP, CREATE); "
+    "that lead with instance_id, ways around RLS (views, functions, TEMP, CREATE), rules and "
+    "SECURITY DEFINER code a tenant's statement fires, and the runtime role's timeouts; "
     "exit 1 on a finding"
 )
 EPILOG = f"""\

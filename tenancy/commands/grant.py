@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tenancy.commands.database import database_errors, make_engine, safe_url
 from tenancy.db.roles import grant_runtime_role
+from tenancy.db.timeouts import DEFAULT_TIMEOUTS, role_timeouts, set_role_timeouts, validate_timeout
 from tenancy.errors import ConfigurationError
 from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings
 
@@ -22,6 +24,12 @@ EPILOG = f"""\
 environment:
   {ADMIN_URL_VARIABLE}  the owner role's URL (it owns the tables and grants on them)
   {URL_VARIABLE}                the runtime role's URL; its user is the role granted (or ROLE)
+
+timeouts:
+  lock_timeout, statement_timeout and idle_in_transaction_session_timeout become the runtime
+  role's defaults (ALTER ROLE ... SET): the options' values, else the role's own, else the
+  defaults above; 0 turns one off, which `tenancy check` reports. Without CREATEROLE they are
+  set as the role itself through {URL_VARIABLE}; else the statements for a superuser are printed.
 
 exit codes:
   0  granted
@@ -40,6 +48,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="TABLE",
         help="also grant DML on this non-tenant table (repeatable); nothing else is granted",
     )
+    for name, default in DEFAULT_TIMEOUTS.items():
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            metavar="TIME",
+            help=f"the runtime role's {name}, e.g. 200ms (default: the role's own, else {default})",
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     role = args.role or (make_url(settings.database_url).username if settings.database_url else None)
     if not role:
         raise ConfigurationError(f"name the runtime role: tenancy grant ROLE ({URL_VARIABLE} has no user)")
+    wanted = {name: validate_timeout(name, v) for name in DEFAULT_TIMEOUTS if (v := getattr(args, name))}
     engine = make_engine(url)
     try:
         with database_errors(url), engine.begin() as connection:
@@ -63,8 +79,34 @@ def run(args: argparse.Namespace) -> int:
                     f"connected as {role!r}, the runtime role itself: a role cannot grant itself "
                     f"access to tables it does not own; set {ADMIN_URL_VARIABLE} to the owner role's URL"
                 )
-            grant_runtime_role(connection, role, schema=args.schema, also=args.also)
+            left = grant_runtime_role(connection, role, schema=args.schema, also=args.also, timeouts=wanted)
+        if left:
+            left = _as_the_role_itself(settings.database_url, role, wanted, left)
+        with database_errors(url), engine.connect() as connection:
+            in_force = role_timeouts(connection, role)
     finally:
         engine.dispose()
     print(f"granted {role} what tenant sessions need in schema {args.schema}")
+    print("timeouts: " + ", ".join(f"{name} = {value}" for name, value in sorted(in_force.items())))
+    for statement in left:
+        print(
+            f"tenancy grant: could not set a timeout (needs CREATEROLE); run as a superuser: {statement}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _as_the_role_itself(runtime_url: str, role: str, wanted: dict[str, str], left: list[str]) -> list[str]:
+    """A role may set its own defaults without CREATEROLE: set the timeouts the owner could not
+    through the runtime role's own URL (when it is that role's); returns what is still left."""
+    if make_url(runtime_url).username != role:
+        return left
+    engine = make_engine(runtime_url)
+    try:
+        with database_errors(runtime_url), engine.begin() as connection:
+            still = set_role_timeouts(connection, role, "CURRENT_USER", wanted)
+    except ConfigurationError:
+        return left  # e.g. the role's password is not in the URL: the grant itself stands
+    finally:
+        engine.dispose()
+    return left if still else []

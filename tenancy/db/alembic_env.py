@@ -191,7 +191,12 @@ def _migrate(
         context.run_migrations()
         role = context.config.attributes.get("runtime_role") or os.environ.get(RUNTIME_ROLE_VARIABLE, "")
         if role.strip() and connection.dialect.name == "postgresql":
-            grant_runtime_role(connection, role.strip())
+            for statement in grant_runtime_role(connection, role.strip()):
+                # The owner may not set another role's defaults (no CREATEROLE): `tenancy check`
+                # reports the missing timeout; this says what to run.
+                logging.getLogger("tenancy.grant").warning(
+                    "runtime role timeout not set (needs CREATEROLE): run as a superuser: %s", statement
+                )
 
 
 def _include_tenancy_versions(script: ScriptDirectory) -> None:

@@ -21,12 +21,16 @@ A tenant table is any table of the schema with an ``instance_id`` column. Findin
 - an exclusion constraint or a plain index that does not lead with ``instance_id``;
 - raw-SQL footholds: TEMP or CREATE on the database, CREATE on a schema, objects the runtime role owns
   (functions, operators, types: planted while it could CREATE), role-level settings of the
-  runtime role (``ALTER ROLE ... SET``, e.g. ``row_security`` or ``tenancy.*``).
+  runtime role (``ALTER ROLE ... SET``, e.g. ``row_security`` or ``tenancy.*``), except the
+  timeouts ``tenancy grant`` sets;
+- ``lock_timeout``, ``statement_timeout`` or ``idle_in_transaction_session_timeout`` not in
+  force for the runtime role, or ``0`` (:mod:`tenancy.db.timeouts`);
+- a rule on a relation a tenant's statement reaches, and any object there (trigger, default,
+  generated column, constraint, domain, index, policy, view, event trigger) or any operator or
+  cast that reaches a ``SECURITY DEFINER`` function (:mod:`tenancy.db.owner_code`).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 from sqlalchemy import Connection, text
 
@@ -40,8 +44,11 @@ from tenancy.db.citus import (
     propagation_in_force,
     setting_in_force,
 )
+from tenancy.db.findings import Finding
 from tenancy.db.isolation import POLICY_NAME
 from tenancy.db.models import TENANT_COLUMN, Tenant
+from tenancy.db.owner_code import owner_code_findings
+from tenancy.db.timeouts import DEFAULT_TIMEOUTS, is_off, timeout_statement
 from tenancy.errors import ConfigurationError
 
 __all__ = ["CITUS_POLICY_TEXT", "SEALED_POLICY_TEXT", "Finding", "audit"]
@@ -57,18 +64,6 @@ def _sealed(expression: str | None, *, citus: bool = False) -> bool:
     # pg_policies omits the schema when `tenancy` is on the auditing connection's search_path.
     forms = (SEALED_POLICY_TEXT, CITUS_POLICY_TEXT) if citus else (SEALED_POLICY_TEXT,)
     return any(expression in (form, form.replace(f"{SCHEMA}.", "", 1)) for form in forms)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One problem found by :func:`audit`: what is wrong (``kind``), where, and why it matters."""
-
-    kind: str
-    subject: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}: {self.subject}: {self.message}"
 
 
 def audit(connection: Connection, *, runtime_role: str, schema: str = "public") -> list[Finding]:
@@ -87,6 +82,8 @@ def audit(connection: Connection, *, runtime_role: str, schema: str = "public") 
     findings += _key_findings(connection, schema, tenant_tables)
     findings += _view_findings(connection, schema, tenant_tables)
     findings += _raw_sql_findings(connection, runtime_role, schema, tenant_tables)
+    findings += owner_code_findings(connection, runtime_role, schema, tenant_tables)
+    findings += _timeout_findings(connection, runtime_role)
     if has_citus(connection):
         findings += _citus_findings(connection, runtime_role, schema, tenant_tables)
     return findings
@@ -481,9 +478,37 @@ def _raw_sql_findings(conn: Connection, role: str, schema: str, tables: list[str
         params,
     ):
         name, _, value = str(setting).partition("=")
-        if value.strip("'\"").lower() in _HARMLESS_SETTINGS.get(name, ()):
-            continue
+        if value.strip("'\"").lower() in _HARMLESS_SETTINGS.get(name, ()) or name in DEFAULT_TIMEOUTS:
+            continue  # timeouts: what `tenancy grant` sets; _timeout_findings reports one that is off
         found.append(
             Finding("role", role, f"has a role-level setting {name} (ALTER ROLE ... SET): remove it")
         )
     return found
+
+
+def _timeout_findings(conn: Connection, role: str) -> list[Finding]:
+    # Without them one tenant can LOCK a tenant table, sleep or idle in a transaction and make
+    # every other tenant wait (README: Threat model). In force = what new sessions start with.
+    if not conn.execute(
+        text("SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = :r)"), {"r": role}
+    ).scalar():
+        return []
+    found = []
+    for name, default in DEFAULT_TIMEOUTS.items():
+        value = setting_in_force(conn, role, name)
+        if is_off(value):
+            state = f"is off ({value})" if value is not None else "is not set"
+            found.append(
+                Finding(
+                    "role",
+                    role,
+                    f"{name} {state} for the runtime role: one tenant can make every other tenant wait;"
+                    f" run `tenancy grant` (as a superuser if it cannot: "
+                    f"{timeout_statement(_quote(role), name, default)})",
+                )
+            )
+    return found
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'

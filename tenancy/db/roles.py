@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Connection, text
 
 from tenancy.db.binding import FUNCTION, REGISTER_FUNCTION, SCHEMA
 from tenancy.db.citus import has_citus, set_propagation
 from tenancy.db.models import TENANT_COLUMN
+from tenancy.db.timeouts import set_role_timeouts
 from tenancy.errors import ConfigurationError
 
 __all__ = ["grant_runtime_role", "runtime_role_statements", "tenant_tables"]
@@ -129,8 +130,13 @@ def _ident(name: str) -> str:
 
 
 def grant_runtime_role(
-    connection: Connection, role: str, *, schema: str = "public", also: Sequence[str] = ()
-) -> None:
+    connection: Connection,
+    role: str,
+    *,
+    schema: str = "public",
+    also: Sequence[str] = (),
+    timeouts: Mapping[str, str] | None = None,
+) -> list[str]:
     """Grant *role* what tenant sessions need, as the tables' owner (the current user).
 
     Refuses a role that would skip row-level security: a superuser, a BYPASSRLS role or the
@@ -138,6 +144,13 @@ def grant_runtime_role(
     (:func:`tenancy.db.citus.set_propagation`). Revoking TEMP needs the database's owner:
     when the current user cannot, it
     raises :class:`~tenancy.ConfigurationError` naming the statement to run.
+
+    It also gives *role* ``lock_timeout``, ``statement_timeout`` and
+    ``idle_in_transaction_session_timeout`` as role-level defaults: the values in *timeouts*,
+    and :data:`~tenancy.db.timeouts.DEFAULT_TIMEOUTS` for those the role has none of. Setting
+    another role's defaults needs CREATEROLE; the ``ALTER ROLE`` statements the current user
+    may not run are returned (empty when all are in force), to run as the role itself
+    (``ALTER ROLE CURRENT_USER SET ...``, what ``tenancy grant`` does) or as a superuser.
     """
     if connection.dialect.name != "postgresql":
         raise ConfigurationError("database roles need PostgreSQL")
@@ -202,6 +215,7 @@ def grant_runtime_role(
         )
     if has_citus(connection):
         set_propagation(connection, role, _ident(role))
+    return set_role_timeouts(connection, role, _ident(role), timeouts)
 
 
 def _all_tables(connection: Connection, schema: str) -> set[str]:

@@ -26,6 +26,7 @@ import psycopg
 from psycopg import sql
 
 from tenancy.db.embedded import start_embedded, temporary_datadir
+from tenancy.db.timeouts import DEFAULT_TIMEOUTS, timeout_statement
 
 __all__ = [
     "HOW_TO_GET_ONE",
@@ -134,6 +135,9 @@ def fresh_database(prefix: str = "tenancy_test", *, server: str | None = None) -
                 sql.Identifier(runtime)
             )
         )
+        # As the README's setup does as a superuser: the owner (no CREATEROLE) cannot set them.
+        for setting, value in DEFAULT_TIMEOUTS.items():
+            conn.execute(timeout_statement(sql.Identifier(runtime).as_string(conn), setting, value).encode())
         conn.execute(
             sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(name), sql.Identifier(owner))
         )

@@ -27,6 +27,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from tenancy.db.timeouts import DEFAULT_TIMEOUTS, timeout_statement
 from tenancy.testing.postgres import sqlalchemy_url
 
 DBNAME = "tenancy"
@@ -148,6 +149,8 @@ def _create_roles(cluster: Cluster) -> None:
         # As the README's Citus guide says (tenancy check reports it missing there): the seal
         # travels in SET LOCAL text, which other backends of the role must not be able to read.
         conn.execute(sql.SQL("ALTER ROLE {} SET track_activities = off").format(runtime))
+        for setting, value in DEFAULT_TIMEOUTS.items():  # as the README's setup does
+            conn.execute(timeout_statement(runtime.as_string(conn), setting, value).encode())
     for node in cluster.nodes:
         with psycopg.connect(node.url(), autocommit=True) as conn:
             conn.execute("SET citus.enable_ddl_propagation = off")  # each node does its own
