@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                     f"access to tables it does not own; set {ADMIN_URL_VARIABLE} to the owner role's URL"
                 )
             left = grant_runtime_role(connection, role, schema=args.schema, also=args.also, timeouts=wanted)
-        if left:
+        if left and settings.database_url:
             left = _as_the_role_itself(settings.database_url, role, wanted, left)
         with database_errors(url), engine.connect() as connection:
             in_force = role_timeouts(connection, role)
