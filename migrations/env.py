@@ -10,9 +10,9 @@ on autogenerate, and grants ``TENANCY_RUNTIME_ROLE`` (if set) what tenant sessio
 from alembic import context
 
 import tenancy
-import tenancy.alembic_ops
+import tenancy.migrations
 
 # Your models' metadata: import the module that defines them, then pass its Base.metadata.
 target_metadata = tenancy.Base.metadata
 
-tenancy.alembic_ops.run_migrations(context, target_metadata=target_metadata)
+tenancy.migrations.run_migrations(context, target_metadata=target_metadata)

@@ -30,15 +30,16 @@ from tenancy.errors import (
 )
 
 if typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time each name loads on first use
-    from tenancy.db.async_sessions import AsyncTenantSessionFactory
-    from tenancy.db.isolation import disable_isolation, enable_isolation
-    from tenancy.db.models import Base, Tenant, TenantScoped, mark_tenant_table, tenant_foreign_key
-    from tenancy.db.sessions import TenantSession, TenantSessionFactory
     from tenancy.log_context import InstanceIdFilter, log_instance_ids
+    from tenancy.models import Base, TenantScoped, mark_tenant_table, tenant_foreign_key
+    from tenancy.orm.async_sessions import AsyncTenantSessionFactory
+    from tenancy.orm.sessions import TenantSession, TenantSessionFactory
+    from tenancy.postgres.isolation import disable_isolation, enable_isolation
     from tenancy.settings import Settings
     from tenancy.tenant_sync.events import apply_event
     from tenancy.tenant_sync.job import sync
     from tenancy.tenant_sync.report import SyncReport
+    from tenancy.tenants.model import Tenant
     from tenancy.wix.client import WixClient
     from tenancy.wix.resolver import TokenResolver
     from tenancy.wix.types import AppInstance, TokenInfo
@@ -49,27 +50,27 @@ if typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time each na
 # only need a few names start fast; a name's module is imported the first time it is used.
 _LAZY: dict[str, str] = {
     "AppInstance": "tenancy.wix.types",
-    "AsyncTenantSessionFactory": "tenancy.db.async_sessions",
-    "Base": "tenancy.db.models",
+    "AsyncTenantSessionFactory": "tenancy.orm.async_sessions",
+    "Base": "tenancy.models",
     "InstanceIdFilter": "tenancy.log_context",
     "Settings": "tenancy.settings",
     "SyncReport": "tenancy.tenant_sync.report",
-    "Tenant": "tenancy.db.models",
-    "TenantScoped": "tenancy.db.models",
-    "TenantSession": "tenancy.db.sessions",
-    "TenantSessionFactory": "tenancy.db.sessions",
+    "Tenant": "tenancy.models",
+    "TenantScoped": "tenancy.models",
+    "TenantSession": "tenancy.orm.sessions",
+    "TenantSessionFactory": "tenancy.orm.sessions",
     "TokenInfo": "tenancy.wix.types",
     "TokenResolver": "tenancy.wix.resolver",
     "WebhookVerifier": "tenancy.wix.webhooks",
     "WixClient": "tenancy.wix.client",
     "WixEvent": "tenancy.wix.webhooks",
     "apply_event": "tenancy.tenant_sync.events",
-    "disable_isolation": "tenancy.db.isolation",
-    "enable_isolation": "tenancy.db.isolation",
+    "disable_isolation": "tenancy.postgres.isolation",
+    "enable_isolation": "tenancy.postgres.isolation",
     "log_instance_ids": "tenancy.log_context",
-    "mark_tenant_table": "tenancy.db.models",
+    "mark_tenant_table": "tenancy.models",
     "sync": "tenancy.tenant_sync.job",
-    "tenant_foreign_key": "tenancy.db.models",
+    "tenant_foreign_key": "tenancy.models",
 }
 
 

@@ -10,8 +10,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, text
 
-from tenancy.db.binding import BindingKey, newest_key
-from tenancy.db.isolation import enable_isolation
+from tenancy.postgres.binding import BindingKey, newest_key
+from tenancy.postgres.isolation import enable_isolation
 from tests.pgserver import HOW_TO_GET_ONE, Database, fresh_database, server_url
 
 ROOT = Path(__file__).resolve().parents[1]

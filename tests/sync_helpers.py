@@ -15,10 +15,10 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, select
 
-from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.job import Backoff
 from tenancy.tenant_sync.store import register_instances
+from tenancy.tenants.model import Tenant
 from tests.conftest import migrate
 from tests.pgserver import fresh_database
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tenancy.db.embedded import start_embedded
+from tenancy.testing.embedded import start_embedded
 from tenancy.testing.postgres import fresh_database, server_url
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,18 +17,33 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tenancy"
 ALLOWED: dict[str, set[str]] = {
     "top": set(),
     "emulator": set(),
-    "db": {"top"},
+    # The request flow, bottom up: the database's enforcement, the tenants table, the ORM session.
+    "postgres": {"top"},
+    "tenants": {"top", "postgres"},
+    "orm": {"top", "postgres", "tenants"},
     "wix": {"top"},
-    "tenant_sync": {"top", "db", "wix"},
-    "testing": {"top", "db"},
-    "migrations": {"top", "db"},
-    "commands": {"top", "db", "wix", "tenant_sync", "emulator", "api"},
-    "api": {"top", "db", "wix", "tenant_sync"},
+    # The sync flow: Wix's answers into the tenants table.
+    "tenant_sync": {"top", "tenants", "wix"},
+    "migrations": {"top", "postgres", "tenants"},
+    "testing": {"top", "postgres", "tenants", "orm"},
+    "commands": {
+        "top",
+        "postgres",
+        "tenants",
+        "orm",
+        "wix",
+        "tenant_sync",
+        "migrations",
+        "emulator",
+        "testing",
+        "api",
+    },
+    "api": {"top", "postgres", "tenants", "orm", "wix", "tenant_sync"},
     # Web framework adapters: above everything the request and webhook flows use.
-    "integrations": {"top", "db", "wix", "tenant_sync"},
+    "integrations": {"top", "postgres", "tenants", "orm", "wix", "tenant_sync"},
 }
-TOP_MODULES = {"errors", "settings", "instance_ids", "log_context", "lru"}
-API_MODULES = {"__init__", "alembic_ops"}
+TOP_MODULES = {"errors", "settings", "instance_ids", "log_context", "lru", "models"}
+API_MODULES = {"__init__"}
 
 
 def _module_name(path: Path) -> str:

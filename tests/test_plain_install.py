@@ -22,7 +22,7 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
 def test_import_tenancy_and_every_command_work_without_greenlet() -> None:
     """`import tenancy`, the public names and each command module load without greenlet."""
     result = _python(
-        "import importlib, tenancy, tenancy.alembic_ops, tenancy.testing\n"
+        "import importlib, tenancy, tenancy.migrations, tenancy.testing\n"
         "from tenancy.commands.main import COMMANDS\n"
         "for name in COMMANDS: importlib.import_module(name)\n"
         "missing = [n for n in tenancy.__all__ if not hasattr(tenancy, n)]\n"

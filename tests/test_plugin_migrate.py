@@ -19,9 +19,9 @@ README_ENV = """
 from alembic import context
 
 import tenancy
-import tenancy.alembic_ops
+import tenancy.migrations
 
-tenancy.alembic_ops.run_migrations(context, target_metadata=tenancy.Base.metadata)
+tenancy.migrations.run_migrations(context, target_metadata=tenancy.Base.metadata)
 """
 
 
@@ -65,7 +65,7 @@ def test_a_stock_env_py_is_pointed_at_the_test_database_and_fails_loudly(
     monkeypatch.chdir(tmp_path)
     with pytest.raises(pytest.fail.Exception, match=r"did not create the tenants table") as failed:
         migrate(_project(tmp_path, None), empty_pg_database)
-    assert "tenancy.alembic_ops.run_migrations(context, target_metadata=...)" in str(failed.value)
+    assert "tenancy.migrations.run_migrations(context, target_metadata=...)" in str(failed.value)
     assert "alembic_version" in _tables(empty_pg_database)  # it did run there
     assert not list(tmp_path.glob("*.db"))
     # Its fileConfig() disabled every existing logger; the plugin put them back (caplog works).
@@ -79,9 +79,9 @@ def test_an_env_py_that_migrates_another_database_fails_loudly(
     monkeypatch.chdir(tmp_path)
     other = f"sqlite:///{tmp_path / 'app.db'}"
     env_py = README_ENV.replace(
-        "tenancy.alembic_ops.run_migrations(",
+        "tenancy.migrations.run_migrations(",
         f"context.config.attributes.pop('connection', None)\nimport os\nos.environ['DATABASE_URL'] = "
-        f"os.environ['TENANCY_ADMIN_DATABASE_URL'] = {other!r}\ntenancy.alembic_ops.run_migrations(",
+        f"os.environ['TENANCY_ADMIN_DATABASE_URL'] = {other!r}\ntenancy.migrations.run_migrations(",
     )
     with pytest.warns(Warning), pytest.raises(pytest.fail.Exception, match=empty_pg_database.name):
         migrate(_project(tmp_path, env_py), empty_pg_database)

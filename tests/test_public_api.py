@@ -67,7 +67,7 @@ def test_import_tenancy_loads_neither_the_orm_nor_http_nor_crypto() -> None:
 
 def test_a_lazy_name_is_the_defining_modules_object() -> None:
     """tenancy.X is the very object its module defines (isinstance and identity hold)."""
-    from tenancy.db.models import Tenant
+    from tenancy.tenants.model import Tenant
     from tenancy.wix.client import WixClient
 
     assert tenancy.Tenant is Tenant and tenancy.WixClient is WixClient

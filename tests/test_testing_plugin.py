@@ -7,8 +7,8 @@ from sqlalchemy import MetaData, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import tenancy
-from tenancy.db.models import NAMING_CONVENTION
-from tenancy.db.roles import grant_runtime_role
+from tenancy.models import NAMING_CONVENTION
+from tenancy.postgres.roles import grant_runtime_role
 from tenancy.testing import assert_database_isolated, assert_tenant_isolation
 
 pytestmark = pytest.mark.postgres

@@ -25,13 +25,13 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from tenancy.commands.database import make_engine
-from tenancy.db.alembic_env import library_config
-from tenancy.db.models import Tenant
-from tenancy.db.roles import grant_runtime_role
-from tenancy.db.sessions import TenantSessionFactory
 from tenancy.emulator import Emulator
 from tenancy.errors import ConfigurationError, TenancyWarning
+from tenancy.migrations.environment import library_config
+from tenancy.orm.sessions import TenantSessionFactory
+from tenancy.postgres.roles import grant_runtime_role
 from tenancy.tenant_sync.job import sync
+from tenancy.tenants.model import Tenant
 from tenancy.wix.client import WixClient
 from tenancy.wix.resolver import TokenResolver
 
@@ -86,7 +86,7 @@ def _migrate(engine: Engine, runtime_role: str | None) -> None:
 
 
 def _embedded(stack: ExitStack) -> _Target:
-    from tenancy.db.embedded import start_embedded
+    from tenancy.testing.embedded import start_embedded
     from tenancy.testing.postgres import fresh_database  # the one code path for roles and databases
 
     server = start_embedded(DATA_DIR, tcp=False)

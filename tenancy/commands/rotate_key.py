@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tenancy.commands.database import database_errors, make_engine, safe_url
-from tenancy.db.binding import ENV_VAR, SCHEMA, add_key, newest_key
 from tenancy.errors import ConfigurationError
+from tenancy.postgres.binding import ENV_VAR, SCHEMA, add_key, newest_key
 from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings
 
 NAME = "rotate-key"

@@ -37,7 +37,6 @@ except ImportError:  # pragma: no cover - exercised in a subprocess without Fast
     ) from None
 
 from tenancy import log_context
-from tenancy.db.sessions import INFO_KEY, TenantSession
 from tenancy.errors import InvalidWebhook, TenancyError
 from tenancy.integrations.runtime import (
     DEFAULT_RETRY_AFTER,
@@ -47,6 +46,7 @@ from tenancy.integrations.runtime import (
     receive_webhook,
     refusal,
 )
+from tenancy.orm.sessions import INFO_KEY, TenantSession
 from tenancy.settings import Settings
 
 if TYPE_CHECKING:  # the asyncio extension needs greenlet (wix-tenancy[async]); sync apps run without it

@@ -35,7 +35,6 @@ except ImportError:  # pragma: no cover - exercised in a subprocess without Flas
     ) from None
 
 from tenancy import log_context
-from tenancy.db.sessions import TenantSession
 from tenancy.errors import InvalidWebhook, TenancyError
 from tenancy.integrations.runtime import (
     DEFAULT_RETRY_AFTER,
@@ -45,6 +44,7 @@ from tenancy.integrations.runtime import (
     receive_webhook,
     refusal,
 )
+from tenancy.orm.sessions import TenantSession
 from tenancy.settings import Settings
 
 __all__ = ["FlaskTenancy"]

@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import Engine, create_engine
 
 from tenancy import log_context
-from tenancy.db.async_sessions import AsyncTenantSessionFactory
-from tenancy.db.sessions import TenantSessionFactory
 from tenancy.errors import ConfigurationError, InvalidToken, WixAuthError, WixError
+from tenancy.orm.async_sessions import AsyncTenantSessionFactory
+from tenancy.orm.sessions import TenantSessionFactory
 from tenancy.settings import Settings
 from tenancy.tenant_sync.events import Action, apply_event
 from tenancy.wix.client import WixClient

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from alembic import context
 
-from tenancy.db.alembic_env import run_library_migrations
+from tenancy.migrations.environment import run_library_migrations
 
 run_library_migrations(context)

@@ -26,8 +26,8 @@ from typing import Any, Literal, cast
 from sqlalchemy import Connection, Row, Select, Table, Update, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from tenancy.db.models import Tenant
 from tenancy.tenant_sync.report import Outcome
+from tenancy.tenants.model import Tenant
 from tenancy.wix.types import AppInstance
 
 __all__ = [

@@ -9,10 +9,10 @@ from typing import Any
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.orm import Session
 
-from tenancy.db.audit import audit
-from tenancy.db.models import TenantScoped
-from tenancy.db.sessions import TenantSessionFactory
 from tenancy.errors import ConfigurationError, CrossTenantWrite
+from tenancy.models import TenantScoped
+from tenancy.orm.sessions import TenantSessionFactory
+from tenancy.postgres.audit import audit
 
 __all__ = ["assert_database_isolated", "assert_tenant_isolation"]
 

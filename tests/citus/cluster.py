@@ -27,7 +27,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from tenancy.db.timeouts import DEFAULT_TIMEOUTS, timeout_statement
+from tenancy.postgres.timeouts import DEFAULT_TIMEOUTS, timeout_statement
 from tenancy.testing.postgres import sqlalchemy_url
 
 DBNAME = "tenancy"

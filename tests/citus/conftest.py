@@ -21,7 +21,7 @@ from alembic import command
 from sqlalchemy import Engine, create_engine, event
 
 from tenancy import TenantSessionFactory
-from tenancy.db.binding import BindingKey, newest_key
+from tenancy.postgres.binding import BindingKey, newest_key
 from tenancy.tenant_sync.store import register_instances
 from tests.citus.cluster import Cluster, citus_cluster, citus_missing
 from tests.citus.models import Folder, Note
@@ -89,9 +89,9 @@ def citus_db(
     shutil.copytree(ROOT / "migrations", scripts, ignore=shutil.ignore_patterns("__pycache__"))
     # A user's env.py (README: Your own app), with the test models as its metadata.
     (scripts / "env.py").write_text(
-        "from alembic import context\n\nimport tenancy.alembic_ops\n"
+        "from alembic import context\n\nimport tenancy.migrations\n"
         "from tests.citus.models import CitusBase\n\n"
-        "tenancy.alembic_ops.run_migrations(context, target_metadata=CitusBase.metadata)\n"
+        "tenancy.migrations.run_migrations(context, target_metadata=CitusBase.metadata)\n"
     )
     cfg = alembic_config()
     cfg.set_main_option("script_location", str(scripts))

@@ -14,7 +14,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import tenancy
 from tenancy import TenantScoped, tenant_foreign_key
-from tenancy.db.models import NAMING_CONVENTION
+from tenancy.models import NAMING_CONVENTION
 
 
 class CitusBase(DeclarativeBase):

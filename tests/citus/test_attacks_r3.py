@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tenancy.db.citus_binding import seal
+from tenancy.postgres.citus_binding import seal
 from tests.citus.conftest import B, CitusDb, binding_key
 from tests.citus.test_sealed import _bind, _notes, _runtime
 

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from sqlalchemy import text
 
-from tenancy.db.audit import Finding, audit
-from tenancy.db.roles import grant_runtime_role
+from tenancy.postgres.audit import Finding, audit
+from tenancy.postgres.roles import grant_runtime_role
 from tests.citus.cluster import Node
 from tests.citus.conftest import CitusDb
 

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from tenancy.db.citus import (
+from tenancy.errors import ConfigurationError
+from tenancy.postgres.citus import (
     distribute_tenant_table,
     distributed_tables,
     placement_security,
     undistribute_tenant_table,
 )
-from tenancy.db.isolation import POLICY_NAME
-from tenancy.errors import ConfigurationError
+from tenancy.postgres.isolation import POLICY_NAME
 from tests.citus.conftest import CitusDb
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 
 from tenancy import CrossTenantAccess, TenantSessionFactory
 from tenancy.commands.main import main
-from tenancy.db.citus_binding import WINDOW_SECONDS, WINDOW_SLACK, binding_commands, seal
+from tenancy.postgres.citus_binding import WINDOW_SECONDS, WINDOW_SLACK, binding_commands, seal
 from tests.citus.conftest import A, B, CitusDb, binding_key
 from tests.wire import RoundTripProxy
 

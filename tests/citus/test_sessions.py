@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tenancy import CrossTenantWrite, TenantSessionFactory
-from tenancy.db.async_sessions import AsyncTenantSessionFactory
+from tenancy.orm.async_sessions import AsyncTenantSessionFactory
 from tests.citus.conftest import A, B, CitusDb, binding_key
 from tests.citus.models import Folder, Note
 

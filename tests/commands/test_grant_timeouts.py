@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 import tenancy
 from tenancy.commands.main import main
-from tenancy.db.isolation import enable_isolation
+from tenancy.postgres.isolation import enable_isolation
 from tests.conftest import migrate
 from tests.pgserver import Database
 

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, text
 
 import tenancy
 from tenancy.commands.main import main
-from tenancy.db.binding import newest_key, parse_binding_key
+from tenancy.postgres.binding import newest_key, parse_binding_key
 from tests.conftest import create_tenant_table, migrate
 from tests.pgserver import Database
 

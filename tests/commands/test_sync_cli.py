@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy import create_engine, func, select
 
 from tenancy.commands.main import main
-from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
 from tenancy.errors import TenancyWarning
+from tenancy.tenants.model import Tenant
 from tests.conftest import migrate
 from tests.sync_helpers import SyncDb, consistent, env_for, migrated_database, rows, seed, start_sync
 

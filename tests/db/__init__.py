@@ -1,1 +1,1 @@
-"""Tests of tenancy.db."""
+"""Tests of the ORM layer (tenancy.orm), the database layer (tenancy.postgres) and migrations."""

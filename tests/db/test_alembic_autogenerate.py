@@ -11,8 +11,8 @@ from sqlalchemy import MetaData, create_engine, inspect, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import tenancy
-from tenancy.db.alembic_env import TENANCY_VERSIONS
-from tenancy.db.models import NAMING_CONVENTION
+from tenancy.migrations.environment import TENANCY_VERSIONS
+from tenancy.models import NAMING_CONVENTION
 from tests.conftest import ROOT, alembic_config
 from tests.pgserver import Database
 
@@ -47,10 +47,10 @@ def _rls(engine, table: str) -> tuple[bool, bool, int] | None:
 USER_ENV = """
 from alembic import context
 
-import tenancy.alembic_ops
+import tenancy.migrations
 from tests.db.test_alembic_autogenerate import _Base
 
-tenancy.alembic_ops.run_migrations(context, target_metadata=_Base.metadata)
+tenancy.migrations.run_migrations(context, target_metadata=_Base.metadata)
 """
 
 

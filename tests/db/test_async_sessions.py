@@ -10,8 +10,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import tenancy
-from tenancy.db.models import Tenant
-from tenancy.db.registration import upsert_seen_tenant
+from tenancy.tenants.model import Tenant
+from tenancy.tenants.registration import upsert_seen_tenant
 from tests.pgserver import Database
 
 pytestmark = pytest.mark.postgres

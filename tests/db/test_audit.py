@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tenancy.commands.main import main
-from tenancy.db.audit import audit
-from tenancy.db.isolation import enable_isolation, isolation_statements
 from tenancy.errors import ConfigurationError
+from tenancy.postgres.audit import audit
+from tenancy.postgres.isolation import enable_isolation, isolation_statements
 from tests.conftest import migrate
 from tests.pgserver import Database, server_url
 

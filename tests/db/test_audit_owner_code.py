@@ -15,8 +15,8 @@ from sqlalchemy import Engine, create_engine, text
 
 import tenancy
 from tenancy.commands.main import main
-from tenancy.db.audit import Finding, audit
-from tenancy.db.isolation import enable_isolation
+from tenancy.postgres.audit import Finding, audit
+from tenancy.postgres.isolation import enable_isolation
 from tests.conftest import migrate
 from tests.pgserver import Database
 

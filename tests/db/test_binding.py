@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 import tenancy
-from tenancy.db.binding import BindingKey, KeySource, parse_binding_key, registration_proof, seal
+from tenancy.postgres.binding import BindingKey, KeySource, parse_binding_key, registration_proof, seal
 
 T = uuid.UUID("12345678-1234-4234-8234-123456789abc")
 SECRET = bytes(range(32))

@@ -13,8 +13,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session
 
 from tenancy import Tenant, TenantSessionFactory
-from tenancy.db.binding import BindingKey, seal
-from tenancy.db.psycopg_begin import SUPPORTED, TenantBeginConnection, arm
+from tenancy.postgres.binding import BindingKey, seal
+from tenancy.postgres.psycopg_begin import SUPPORTED, TenantBeginConnection, arm
 from tests.pgserver import Database
 from tests.wire import RoundTripProxy
 
@@ -57,7 +57,7 @@ def _via(url: str, proxy: RoundTripProxy) -> str:
 
 
 def test_psycopg_still_has_the_private_hooks_we_use() -> None:
-    """Fails loudly when a psycopg upgrade moves the private API tenancy/db/psycopg_begin.py relies on."""
+    """Fails loudly when a psycopg upgrade moves the private API postgres/psycopg_begin.py uses."""
     assert SUPPORTED
     assert inspect.isgeneratorfunction(psycopg.Connection._start_query)
     # Every statement a cursor runs opens the transaction through the connection's _start_query.
@@ -276,7 +276,7 @@ def test_other_connections_are_never_armed(pg_database: Database) -> None:
 
 def test_the_binding_is_bound_never_inlined(raw: TenantBeginConnection) -> None:
     """The BEGIN pipeline sends the id and seal as parameters: the statement text holds neither."""
-    from tenancy.db.binding import BIND_SQL
+    from tenancy.postgres.binding import BIND_SQL
 
     assert "$1" in BIND_SQL and "$2" in BIND_SQL
     assert arm(raw, T1, seal(KEY, T1))
@@ -295,7 +295,7 @@ def test_async_sessions_use_the_fast_path_too(
     from sqlalchemy.ext.asyncio import create_async_engine
 
     from tenancy import AsyncTenantSessionFactory
-    from tenancy.db.psycopg_begin import AsyncTenantBeginConnection
+    from tenancy.postgres.psycopg_begin import AsyncTenantBeginConnection
 
     async def main() -> None:
         engine = create_async_engine(_via(pg_database.runtime_url, proxy), pool_size=1, max_overflow=0)

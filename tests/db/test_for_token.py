@@ -11,8 +11,8 @@ from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import tenancy
-from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
+from tenancy.tenants.model import Tenant
 from tests.pgserver import Database
 from tests.wix_helpers import client_for
 

@@ -9,7 +9,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
 from tenancy import Base, CrossTenantAccess, Tenant, TenantSession
-from tenancy.db.guard import TENANT_PARAM
+from tenancy.orm.guard import TENANT_PARAM
 
 T1 = uuid.UUID("11111111-1111-4111-8111-111111111111")
 T2 = uuid.UUID("22222222-2222-4222-8222-222222222222")

@@ -10,8 +10,8 @@ from sqlalchemy import create_engine, select, text
 
 import tenancy
 from tenancy.commands.main import main
-from tenancy.db.models import Tenant
-from tenancy.db.registration import upsert_seen_tenant
+from tenancy.tenants.model import Tenant
+from tenancy.tenants.registration import upsert_seen_tenant
 from tests.conftest import create_tenant_table, migrate
 from tests.pgserver import Database
 

@@ -13,8 +13,8 @@ from sqlalchemy import Engine, Identity, MetaData, String, create_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import tenancy
-from tenancy.db.models import NAMING_CONVENTION
 from tenancy.emulator import Emulator
+from tenancy.models import NAMING_CONVENTION
 from tenancy.testing import WebhookSigner
 from tests.conftest import migrate
 from tests.pgserver import Database, fresh_database

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 
 from tenancy import TenancyWarning, TenantSessionFactory
-from tenancy.db.roles import grant_runtime_role
+from tenancy.postgres.roles import grant_runtime_role
 from tests.conftest import migrate
 from tests.isolation.models import FUNCTION_SQL, TENANT_TABLES, VIEW_SQL, IsoBase
 from tests.isolation.raw_sql import Runner, via_port

@@ -15,7 +15,7 @@ from sqlalchemy import Column, ForeignKeyConstraint, Integer, MetaData, String, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship, remote
 
 from tenancy import TenantScoped, mark_tenant_table, tenant_foreign_key
-from tenancy.db.models import NAMING_CONVENTION
+from tenancy.models import NAMING_CONVENTION
 
 
 class IsoBase(DeclarativeBase):

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.orm import Session
 
 from tenancy import AsyncTenantSessionFactory, TenantSessionFactory
-from tenancy.db.binding import BindingKey
+from tenancy.postgres.binding import BindingKey
 
 __all__ = ["Runner", "scalar", "via_port"]
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, event, insert, text
 
 from tenancy import TenantSessionFactory
-from tenancy.db.binding import BindingKey
+from tenancy.postgres.binding import BindingKey
 from tests.isolation.models import Folder, Item, Note, Tag, note_tags
 
 A = uuid.UUID("aaaaaaaa-0000-4000-8000-00000000000a")

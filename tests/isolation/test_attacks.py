@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from tenancy import AsyncTenantSessionFactory, TenantSessionFactory
-from tenancy.db.audit import audit
-from tenancy.db.binding import registration_proof
-from tenancy.db.psycopg_begin import arm_commands, install
-from tenancy.db.registration import upsert_seen_tenant
-from tenancy.db.roles import grant_runtime_role
+from tenancy.postgres.audit import audit
+from tenancy.postgres.binding import registration_proof
+from tenancy.postgres.psycopg_begin import arm_commands, install
+from tenancy.postgres.roles import grant_runtime_role
+from tenancy.tenants.registration import upsert_seen_tenant
 from tests.isolation.models import Note
 from tests.isolation.raw_sql import Runner, via_port
 from tests.isolation.support import COUNTS, A, B, Env

@@ -12,7 +12,7 @@ from alembic.operations import Operations
 from sqlalchemy import Integer, MetaData, String, create_engine, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-import tenancy.alembic_ops
+import tenancy.migrations
 from tenancy import (
     ConfigurationError,
     InvalidInstanceId,
@@ -21,8 +21,8 @@ from tenancy import (
     TenantScoped,
     TenantSessionFactory,
 )
-from tenancy.db.models import NAMING_CONVENTION, is_tenant_table
-from tenancy.db.registration import TenantRegistry
+from tenancy.models import NAMING_CONVENTION, is_tenant_table
+from tenancy.tenants.registration import TenantRegistry
 from tests.isolation.models import TENANT_TABLES, Note
 from tests.isolation.support import COUNTS, A, B, Env, count_statements
 from tests.pgserver import sqlalchemy_url
@@ -206,7 +206,7 @@ def test_s54_autogenerate_emits_isolation_and_downgrade_removes_it(pg: Env) -> N
             conn, opts={"target_metadata": _NewBase.metadata, "include_object": only_widgets}
         )
         script = produce_migrations(context, _NewBase.metadata)
-        tenancy.alembic_ops.writer(context, None, [script])
+        tenancy.migrations.writer(context, None, [script])
         upgrade_code = render_python_code(script.upgrade_ops)
         downgrade_code = render_python_code(script.downgrade_ops)
         assert "op.enable_tenant_isolation('iso_widgets')" in upgrade_code

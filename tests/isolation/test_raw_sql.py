@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from tenancy import CrossTenantAccess, CrossTenantWrite, TenantSessionFactory
-from tenancy.db.audit import audit
-from tenancy.db.binding import BIND_SQL
-from tenancy.db.roles import grant_runtime_role
+from tenancy.postgres.audit import audit
+from tenancy.postgres.binding import BIND_SQL
+from tenancy.postgres.roles import grant_runtime_role
 from tests.isolation.models import Note
 from tests.isolation.raw_sql import Runner, scalar
 from tests.isolation.support import COUNTS, A, B, Env

@@ -55,9 +55,9 @@ from sqlalchemy import Engine, create_engine, event, select, text
 from sqlalchemy.orm import Session, selectinload
 
 from tenancy import TenantSessionFactory
-from tenancy.db.binding import BIND_SQL, BindingKey, seal
-from tenancy.db.isolation import LEGACY_PREDICATE_SQL, isolation_statements
-from tenancy.db.roles import grant_runtime_role
+from tenancy.postgres.binding import BIND_SQL, BindingKey, seal
+from tenancy.postgres.isolation import LEGACY_PREDICATE_SQL, isolation_statements
+from tenancy.postgres.roles import grant_runtime_role
 from tests.perf.harness import Row, machine, render, timed_row, write_json
 from tests.perf.models import BenchBase, Child, Item, LegacyItem, Parent
 from tests.pgserver import Database, fresh_database

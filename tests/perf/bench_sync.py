@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, insert
 
-from tenancy.db.models import Tenant
+from tenancy.tenants.model import Tenant
 from tests.conftest import migrate
 from tests.pgserver import fresh_database
 

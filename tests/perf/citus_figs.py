@@ -32,9 +32,9 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, text
 
 from tenancy import TenantSessionFactory
-from tenancy.db.binding import newest_key
-from tenancy.db.citus import distribute_tenant_table
 from tenancy.emulator import Emulator
+from tenancy.postgres.binding import newest_key
+from tenancy.postgres.citus import distribute_tenant_table
 from tenancy.tenant_sync.store import register_instances
 from tests.citus.cluster import citus_cluster, citus_missing
 from tests.citus.models import CitusBase, Folder, Note

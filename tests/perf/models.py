@@ -6,7 +6,7 @@ from sqlalchemy import Identity, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from tenancy import TenantScoped, tenant_foreign_key
-from tenancy.db.models import NAMING_CONVENTION
+from tenancy.models import NAMING_CONVENTION
 
 
 class BenchBase(DeclarativeBase):

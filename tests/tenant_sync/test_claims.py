@@ -11,11 +11,11 @@ from sqlalchemy import create_engine, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
-from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.claims import ClaimQueue
 from tenancy.tenant_sync.job import sync
 from tenancy.tenant_sync.store import Selection, claim_by_key
+from tenancy.tenants.model import Tenant
 from tests.sync_helpers import SyncDb, migrated_database, seed
 from tests.wire import RoundTripProxy
 from tests.wix_helpers import client_for

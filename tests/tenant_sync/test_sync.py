@@ -11,11 +11,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import event, text, update
 
-from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
 from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
 from tenancy.tenant_sync.job import Backoff, SyncReport, sync
 from tenancy.tenant_sync.store import Selection
+from tenancy.tenants.model import Tenant
 from tenancy.wix.client import WixClient
 from tests.sync_helpers import TINY, consistent, rows, seed
 from tests.wix_helpers import at_once, client_for, sample, sample_reply

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import update
 
-from tenancy.db.models import Tenant
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.breaker import DEFAULT_OUTAGE_AFTER
 from tenancy.tenant_sync.job import sync
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter
+from tenancy.tenants.model import Tenant
 from tests.sync_helpers import TINY, SyncDb, consistent, rows, seed
 from tests.wix_helpers import client_for
 

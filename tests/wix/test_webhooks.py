@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from sqlalchemy import create_engine, func, select
 
 import tenancy
-from tenancy.db.models import Tenant
+from tenancy.tenants.model import Tenant
 from tests.conftest import migrate
 from tests.pgserver import Database
 

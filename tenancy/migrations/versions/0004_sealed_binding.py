@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from alembic import op
 from sqlalchemy import text
 
-from tenancy.db.binding import add_key, binding_objects_sql, drop_binding_objects_sql
-from tenancy.db.isolation import LEGACY_PREDICATE_SQL, TENANT_PREDICATE_SQL, reseal_policies
+from tenancy.postgres.binding import add_key, binding_objects_sql, drop_binding_objects_sql
+from tenancy.postgres.isolation import LEGACY_PREDICATE_SQL, TENANT_PREDICATE_SQL, reseal_policies
 
 revision: str = "0004"
 down_revision: str | None = "0003"

@@ -1,11 +1,11 @@
 """On Citus: the binding key on every node, and ``tenants`` distributed by ``instance_id``.
 
 The key table becomes a reference table and ``tenancy.current_instance_id()`` checks the
-Citus form of the seal (``tenancy/db/citus_binding.py``); ``tenants`` becomes the co-location
+Citus form of the seal (``tenancy/postgres/citus_binding.py``); ``tenants`` becomes the co-location
 group of tenant tables. A no-op on plain PostgreSQL and SQLite. Tenant tables created
 afterwards are distributed co-located with it (``op.distribute_tenant_table``, emitted by
 autogenerate on Citus).
-Why distributed and not a reference table: see ``tenancy/db/citus.py``.
+Why distributed and not a reference table: see ``tenancy/postgres/citus.py``.
 
 Revision ID: 0005
 Revises: 0004
@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-from tenancy.db.citus import has_citus
-from tenancy.db.citus_binding import prepare_binding
+from tenancy.postgres.citus import has_citus
+from tenancy.postgres.citus_binding import prepare_binding
 
 revision: str = "0005"
 down_revision: str | None = "0004"

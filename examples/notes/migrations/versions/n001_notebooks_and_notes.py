@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import tenancy.alembic_ops  # noqa: F401  (registers op.enable_tenant_isolation)
+import tenancy.migrations  # noqa: F401  (registers op.enable_tenant_isolation)
 
 revision: str = "n001"
 down_revision: str | None = None

@@ -3,10 +3,10 @@
 Your ``env.py`` is one call (README: Your own app)::
 
     from alembic import context
-    import tenancy.alembic_ops
+    import tenancy.migrations
     from myapp.models import Base
 
-    tenancy.alembic_ops.run_migrations(context, target_metadata=Base.metadata)
+    tenancy.migrations.run_migrations(context, target_metadata=Base.metadata)
 
 :func:`run_migrations` adds tenancy's revisions (``tenancy/migrations/versions``, branch label
 ``tenancy``) to your script directory, connects as the owner role, autogenerates
@@ -37,10 +37,10 @@ from alembic.script import ScriptDirectory
 from alembic.script.revision import RevisionMap
 from sqlalchemy import Connection, MetaData, create_engine, pool
 
-from tenancy.db.alembic_ops import writer
-from tenancy.db.models import Tenant
-from tenancy.db.roles import grant_runtime_role
 from tenancy.errors import ConfigurationError
+from tenancy.migrations.operations import writer
+from tenancy.models import TENANTS_TABLE
+from tenancy.postgres.roles import grant_runtime_role
 from tenancy.settings import (
     ADMIN_URL_VARIABLE,
     URL_VARIABLE,
@@ -65,7 +65,7 @@ BRANCH = "tenancy"
 TENANCY_VERSIONS = Path(__file__).resolve().parents[1] / "migrations" / "versions"
 """Where tenancy's revisions live inside the installed package."""
 RUNTIME_ROLE_VARIABLE = "TENANCY_RUNTIME_ROLE"
-_OWN_TABLES = frozenset({Tenant.__tablename__})
+_OWN_TABLES = frozenset({TENANTS_TABLE})
 _PLACEHOLDER_URL = "driver://"  # what `alembic init` writes into alembic.ini
 
 Context: TypeAlias = EnvironmentContext | ModuleType
@@ -148,7 +148,7 @@ def library_config() -> Config:
 
 def run_library_migrations(context: Context) -> None:
     """``env.py`` of tenancy's own script directory: tenancy's tables and revisions alone."""
-    from tenancy.db.models import Base
+    from tenancy.models import Base
 
     _run(context, Base.metadata, {"process_revision_directives": writer})
 

@@ -4,7 +4,7 @@
 >>> async with sessions.for_instance(instance_id) as session:
 ...     notes = (await session.scalars(select(Note))).all()
 
-The sync :class:`~tenancy.db.sessions.TenantSession` runs inside the ``AsyncSession``, so the ORM
+The sync :class:`~tenancy.orm.sessions.TenantSession` runs inside the ``AsyncSession``, so the ORM
 guard, the per-transaction tenant setting and the runtime role check are the very same code.
 Needs ``greenlet`` (``pip install 'wix-tenancy[async]'``): SQLAlchemy's asyncio module is imported
 when a factory is built, so ``import tenancy`` works on a plain install.
@@ -18,14 +18,14 @@ from collections.abc import Mapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from tenancy.db import psycopg_begin
-from tenancy.db.binding import BindingKey
-from tenancy.db.isolation import warn_without_rls
-from tenancy.db.registration import TenantRegistry, upsert_seen_tenant
-from tenancy.db.sessions import InstanceResolver, TenantSession, key_source, open_admin
-from tenancy.db.translate import install_error_translation
 from tenancy.errors import ConfigurationError
 from tenancy.instance_ids import parse_instance_id
+from tenancy.orm.sessions import InstanceResolver, TenantSession, key_source, open_admin
+from tenancy.orm.translate import install_error_translation
+from tenancy.postgres import psycopg_begin
+from tenancy.postgres.binding import BindingKey
+from tenancy.postgres.isolation import warn_without_rls
+from tenancy.tenants.registration import TenantRegistry, upsert_seen_tenant
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -67,7 +67,7 @@ class AsyncTenantSessionFactory:
         # The key is read (when not configured) inside the first tenant transaction.
         self._keys = key_source(binding_key, admin_engine)
         install_error_translation(engine.sync_engine)
-        # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/db/psycopg_begin.py).
+        # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/postgres/psycopg_begin.py).
         psycopg_begin.install(engine.sync_engine)
         warn_without_rls(engine.dialect.name)
 

@@ -63,7 +63,7 @@ ENV_VAR = "TENANCY_BINDING_KEY"
 _REGISTER_PREFIX = "tenancy.register:"
 
 # Session state a transaction can leave on a pooled connection, reset before every tenant
-# transaction (tenancy/db/psycopg_begin.py sends it in the BEGIN pipeline, in a transaction of
+# transaction (tenancy/postgres/psycopg_begin.py sends it in the BEGIN pipeline, in a transaction of
 # its own that commits before the tenant's BEGIN: so the BEGIN takes the reset
 # default_transaction_* values, and a later ROLLBACK cannot undo the reset). RESET ALL resets
 # every setting to its connect-time value (connect options, ALTER ROLE/DATABASE ... SET) but

@@ -9,7 +9,7 @@ __all__ = ["Finding"]
 
 @dataclass(frozen=True)
 class Finding:
-    """One problem found by :func:`~tenancy.db.audit.audit`: what is wrong (``kind``), where, and why."""
+    """One problem :func:`~tenancy.postgres.audit.audit` found: what is wrong (``kind``), where, and why."""
 
     kind: str
     subject: str

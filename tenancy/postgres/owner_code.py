@@ -29,8 +29,8 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Connection, text
 
-from tenancy.db.binding import FUNCTION, REGISTER_FUNCTION
-from tenancy.db.findings import Finding
+from tenancy.postgres.binding import FUNCTION, REGISTER_FUNCTION
+from tenancy.postgres.findings import Finding
 
 __all__ = ["owner_code_findings"]
 

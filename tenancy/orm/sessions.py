@@ -5,9 +5,9 @@
 ...     session.add(Note(title="hi"))  # instance_id stamped
 ...     session.commit()
 
-The ORM layer lives in :mod:`tenancy.db.guard`; the database layer is PostgreSQL row-level
-security (:mod:`tenancy.db.isolation`), fed by a sealed, transaction-local binding
-(:mod:`tenancy.db.binding`) applied at the start of every transaction of the session.
+The ORM layer lives in :mod:`tenancy.orm.guard`; the database layer is PostgreSQL row-level
+security (:mod:`tenancy.postgres.isolation`), fed by a sealed, transaction-local binding
+(:mod:`tenancy.postgres.binding`) applied at the start of every transaction of the session.
 """
 
 from __future__ import annotations
@@ -28,8 +28,12 @@ from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
 
 from tenancy import log_context
-from tenancy.db import citus_binding, guard, psycopg_begin
-from tenancy.db.binding import (
+from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite
+from tenancy.instance_ids import parse_instance_id
+from tenancy.orm import guard
+from tenancy.orm.translate import install_error_translation
+from tenancy.postgres import citus_binding, psycopg_begin
+from tenancy.postgres.binding import (
     BIND_SQL,
     RESET_SQL,
     TAINTED,
@@ -39,11 +43,8 @@ from tenancy.db.binding import (
     newest_key,
     parse_binding_key,
 )
-from tenancy.db.isolation import has_citus, warn_without_rls
-from tenancy.db.registration import TenantRegistry
-from tenancy.db.translate import install_error_translation
-from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite
-from tenancy.instance_ids import parse_instance_id
+from tenancy.postgres.isolation import has_citus, warn_without_rls
+from tenancy.tenants.registration import TenantRegistry
 
 __all__ = [
     "INFO_KEY",
@@ -190,7 +191,7 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
 
 def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.UUID, gpid: int) -> None:
     # Citus forwards SET LOCAL to the shards and set_config() not at all; the seal in the SET
-    # text is bound to this backend and a few minutes (tenancy/db/citus_binding.py).
+    # text is bound to this backend and a few minutes (tenancy/postgres/citus_binding.py).
     commands = citus_binding.binding_commands(tenant, citus_binding.seal(keys.key(), tenant, gpid))
     armed = psycopg_begin.arm_commands(connection.connection.driver_connection, commands)
     fresh = _not_begun(connection)
@@ -216,7 +217,7 @@ def _not_begun(connection: Connection) -> bool:
 
 
 def _reset_session(connection: Connection) -> None:
-    """The fallback's reset (:data:`~tenancy.db.binding.RESET_SQL`), where the binding is a
+    """The fallback's reset (:data:`~tenancy.postgres.binding.RESET_SQL`), where the binding is a
     statement of its own: inside the transaction, before the binding.
 
     Only for a transaction the session begins: in a session joined to a transaction the
@@ -362,7 +363,7 @@ class TenantSessionFactory:
         self._keys = key_source(binding_key, admin_engine)
         self.registry = TenantRegistry()
         install_error_translation(engine)
-        # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/db/psycopg_begin.py).
+        # On PostgreSQL + psycopg the tenant setting rides with BEGIN (tenancy/postgres/psycopg_begin.py).
         psycopg_begin.install(engine)
         warn_without_rls(engine.dialect.name)
 
@@ -424,7 +425,7 @@ _ROLE_SQL = text(
 
 
 def key_source(binding_key: str | BindingKey | None, admin_engine: Any) -> KeySource:
-    """The factories' :class:`~tenancy.db.binding.KeySource`: configured key, else admin engine.
+    """The factories' :class:`~tenancy.postgres.binding.KeySource`: configured key, else admin engine.
 
     *admin_engine* may be an ``AsyncEngine``: its ``sync_engine`` is used from inside the
     session's greenlet, where SQLAlchemy runs sync code over the async driver.

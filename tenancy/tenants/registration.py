@@ -16,8 +16,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tenancy import lru
-from tenancy.db.binding import REGISTER_FUNCTION, registration_proof
-from tenancy.db.models import Tenant
+from tenancy.postgres.binding import REGISTER_FUNCTION, registration_proof
+from tenancy.tenants.model import Tenant
 
 __all__ = ["TenantRegistry", "upsert_seen_tenant"]
 

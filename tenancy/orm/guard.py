@@ -1,4 +1,4 @@
-"""The ORM layer of isolation: what a :class:`~tenancy.db.sessions.TenantSession` enforces itself.
+"""The ORM layer of isolation: what a :class:`~tenancy.orm.sessions.TenantSession` enforces itself.
 
 Listeners are registered once, on the ``TenantSession`` class and the ``TenantScoped`` mixin,
 never per session: nothing accumulates on engines, pools or connections, and nothing is left
@@ -30,8 +30,8 @@ from sqlalchemy.orm.interfaces import ORMOption
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.elements import BindParameter
 
-from tenancy.db.models import TENANT_COLUMN, TenantScoped, is_tenant_table
 from tenancy.errors import CrossTenantAccess, CrossTenantWrite
+from tenancy.models import TENANT_COLUMN, TenantScoped, is_tenant_table
 
 __all__ = [
     "TENANT_CRITERIA",

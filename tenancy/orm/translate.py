@@ -8,9 +8,9 @@ import sqlite3
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
 
-from tenancy.db.binding import TAINTED
-from tenancy.db.psycopg_begin import TaintedConnection
 from tenancy.errors import CrossTenantAccess, CrossTenantWrite, DuplicateInTenant
+from tenancy.postgres.binding import TAINTED
+from tenancy.postgres.psycopg_begin import TaintedConnection
 
 __all__ = ["install_error_translation"]
 
@@ -57,7 +57,7 @@ def install_error_translation(engine: Engine) -> None:
 
     SQLAlchemy raises the returned error ``from`` the driver's exception (``__cause__``).
 
-    A connection the tenant binding found tainted (see :mod:`tenancy.db.psycopg_begin`) is
+    A connection the tenant binding found tainted (see :mod:`tenancy.postgres.psycopg_begin`) is
     discarded alone, not with the rest of the pool, and raises :class:`~tenancy.CrossTenantAccess`.
     RLS ``WITH CHECK`` violations become :class:`~tenancy.CrossTenantWrite`; unique
     violations :class:`~tenancy.DuplicateInTenant` (the runtime engine only serves tenant

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
-from tenancy.db.isolation import CITUS_PREDICATE_SQL, POLICY_NAME, has_citus, isolation_statements
-from tenancy.db.models import TENANT_COLUMN
 from tenancy.errors import ConfigurationError
+from tenancy.models import TENANT_COLUMN
+from tenancy.postgres.isolation import CITUS_PREDICATE_SQL, POLICY_NAME, has_citus, isolation_statements
 
 __all__ = [
     "COLOCATE_WITH",

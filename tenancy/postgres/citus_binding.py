@@ -3,7 +3,7 @@ reaches the shards but is worth nothing to anyone who reads it.
 
 Citus forwards to the workers only ``SET`` statements (``SET LOCAL`` with
 ``citus.propagate_set_commands = 'local'``); ``set_config()`` with bound parameters, the form
-:mod:`tenancy.db.binding` uses to keep the seal out of query text, never reaches a shard, and
+:mod:`tenancy.postgres.binding` uses to keep the seal out of query text, never reaches a shard, and
 RLS there then sees no tenant. ``SET`` takes no parameters, so on Citus the seal *is* in the
 query text: other backends of the runtime role can read it in ``pg_stat_activity`` while the
 ``SET LOCAL tenancy.seal`` statement runs (the connection check that follows it in the same
@@ -19,7 +19,7 @@ each worker connection a backend opens reports the same value), ``window`` the n
 of the transaction's start. A seal read from another backend verifies only in that backend:
 replaying it needs the same gpid (the same node and a reused process id) within minutes.
 
-Everything else is :mod:`tenancy.db.binding`'s: the key table (made a reference table here,
+Everything else is :mod:`tenancy.postgres.binding`'s: the key table (made a reference table here,
 so every node holds it, still readable only by its owner), the function name, the settings.
 The policy on distributed tables calls the function directly (Citus refuses sub-selects in
 policies of distributed tables): once per row on a scan, once per statement on an index
@@ -36,8 +36,8 @@ import uuid
 
 from sqlalchemy import Connection, text
 
-from tenancy.db.binding import CLEAN_COLUMNS, FUNCTION, SCHEMA, SEAL_SETTING, BindingKey
-from tenancy.db.isolation import SETTING_NAME
+from tenancy.postgres.binding import CLEAN_COLUMNS, FUNCTION, SCHEMA, SEAL_SETTING, BindingKey
+from tenancy.postgres.isolation import SETTING_NAME
 
 __all__ = [
     "CLEAN_SQL",
@@ -65,7 +65,7 @@ def seal(key: BindingKey, tenant: uuid.UUID, gpid: int, *, now: float | None = N
 def binding_commands(tenant: uuid.UUID, tenant_seal: str) -> tuple[bytes, bytes, bytes]:
     """The two ``SET LOCAL`` statements that carry the binding to the shards, then the check
     that the connection is clean (last column ``True`` when SQL left no prepared statement or
-    LISTEN channel; it also releases session advisory locks: :data:`~tenancy.db.binding.CLEAN_COLUMNS`).
+    LISTEN channel; it also releases session advisory locks: :data:`~tenancy.postgres.binding.CLEAN_COLUMNS`).
 
     Both values are checked against their exact shape before they are put into SQL text.
     """

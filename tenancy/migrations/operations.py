@@ -22,9 +22,14 @@ from alembic.autogenerate.rewriter import Rewriter
 from alembic.operations import MigrateOperation, Operations, ops
 from alembic.runtime.migration import MigrationContext
 
-from tenancy.db.citus import COLOCATE_WITH, distribute_tenant_table, has_citus, undistribute_tenant_table
-from tenancy.db.isolation import disable_isolation, enable_isolation
-from tenancy.db.models import TENANT_TABLE_INFO_KEY
+from tenancy.models import TENANT_TABLE_INFO_KEY
+from tenancy.postgres.citus import (
+    COLOCATE_WITH,
+    distribute_tenant_table,
+    has_citus,
+    undistribute_tenant_table,
+)
+from tenancy.postgres.isolation import disable_isolation, enable_isolation
 
 __all__ = [
     "DisableTenantIsolationOp",

@@ -23,7 +23,7 @@ statement reports whether SQL left state that cannot be reset cheaply: a prepare
 made by SQL (``PREPARE``; psycopg prepares through the protocol, so such a statement can only
 be an attempt to take over a ``_pg3_N`` name that this checkout would execute) or a ``LISTEN``
 channel. The connection is then closed and :class:`TaintedConnection` raised, which the
-engine's ``handle_error`` hook (:mod:`tenancy.db.translate`) turns into
+engine's ``handle_error`` hook (:mod:`tenancy.orm.translate`) turns into
 :class:`~tenancy.CrossTenantAccess` while discarding that one connection, not the pool.
 psycopg's automatic prepared statements stay on.
 
@@ -62,7 +62,7 @@ except ImportError:  # a psycopg that moved it: no fast path (SUPPORTED is False
 from sqlalchemy import Engine, event
 from sqlalchemy.pool import Pool
 
-from tenancy.db.binding import BIND_SQL, RESET_SQL, TAINTED, bind_parameters
+from tenancy.postgres.binding import BIND_SQL, RESET_SQL, TAINTED, bind_parameters
 
 __all__ = [
     "SUPPORTED",
@@ -97,7 +97,7 @@ SUPPORTED: bool = (
 class TaintedConnection(e.OperationalError):
     """SQL left state on this connection that a later checkout could use; it was closed.
 
-    Never reaches the application: :mod:`tenancy.db.translate` discards that one connection
+    Never reaches the application: :mod:`tenancy.orm.translate` discards that one connection
     (not the pool, as a plain disconnect would) and raises :class:`~tenancy.CrossTenantAccess`.
     """
 
@@ -247,7 +247,7 @@ def arm(driver_connection: object, tenant: uuid.UUID, seal: str) -> bool:
 
 def arm_commands(driver_connection: object, commands: tuple[bytes, ...]) -> bool:
     """Like :func:`arm`, with parameterless statements (Citus: ``SET LOCAL``, which Citus
-    forwards to the shards; see :mod:`tenancy.db.citus_binding`)."""
+    forwards to the shards; see :mod:`tenancy.postgres.citus_binding`)."""
     return _arm(driver_connection, tuple((command, None) for command in commands))
 
 

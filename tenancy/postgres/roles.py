@@ -6,11 +6,11 @@ from collections.abc import Mapping, Sequence
 
 from sqlalchemy import Connection, text
 
-from tenancy.db.binding import FUNCTION, REGISTER_FUNCTION, SCHEMA
-from tenancy.db.citus import has_citus, set_propagation
-from tenancy.db.models import TENANT_COLUMN
-from tenancy.db.timeouts import set_role_timeouts
 from tenancy.errors import ConfigurationError
+from tenancy.models import TENANT_COLUMN
+from tenancy.postgres.binding import FUNCTION, REGISTER_FUNCTION, SCHEMA
+from tenancy.postgres.citus import has_citus, set_propagation
+from tenancy.postgres.timeouts import set_role_timeouts
 
 __all__ = ["grant_runtime_role", "runtime_role_statements", "tenant_tables"]
 
@@ -141,13 +141,13 @@ def grant_runtime_role(
 
     Refuses a role that would skip row-level security: a superuser, a BYPASSRLS role or the
     owner itself. On Citus it also makes ``SET LOCAL`` reach the shards for *role*
-    (:func:`tenancy.db.citus.set_propagation`). Revoking TEMP needs the database's owner:
+    (:func:`tenancy.postgres.citus.set_propagation`). Revoking TEMP needs the database's owner:
     when the current user cannot, it
     raises :class:`~tenancy.ConfigurationError` naming the statement to run.
 
     It also gives *role* ``lock_timeout``, ``statement_timeout`` and
     ``idle_in_transaction_session_timeout`` as role-level defaults: the values in *timeouts*,
-    and :data:`~tenancy.db.timeouts.DEFAULT_TIMEOUTS` for those the role has none of. Setting
+    and :data:`~tenancy.postgres.timeouts.DEFAULT_TIMEOUTS` for those the role has none of. Setting
     another role's defaults needs CREATEROLE; the ``ALTER ROLE`` statements the current user
     may not run are returned (empty when all are in force), to run as the role itself
     (``ALTER ROLE CURRENT_USER SET ...``, what ``tenancy grant`` does) or as a superuser.

@@ -24,19 +24,21 @@ A tenant table is any table of the schema with an ``instance_id`` column. Findin
   runtime role (``ALTER ROLE ... SET``, e.g. ``row_security`` or ``tenancy.*``), except the
   timeouts ``tenancy grant`` sets;
 - ``lock_timeout``, ``statement_timeout`` or ``idle_in_transaction_session_timeout`` not in
-  force for the runtime role, or ``0`` (:mod:`tenancy.db.timeouts`);
+  force for the runtime role, or ``0`` (:mod:`tenancy.postgres.timeouts`);
 - a rule on a relation a tenant's statement reaches, and any object there (trigger, default,
   generated column, constraint, domain, index, policy, view, event trigger) or any operator or
-  cast that reaches a ``SECURITY DEFINER`` function (:mod:`tenancy.db.owner_code`).
+  cast that reaches a ``SECURITY DEFINER`` function (:mod:`tenancy.postgres.owner_code`).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import Connection, text
 
-from tenancy.db import roles
-from tenancy.db.binding import FUNCTION, REGISTER_FUNCTION, SCHEMA
-from tenancy.db.citus import (
+from tenancy.errors import ConfigurationError
+from tenancy.models import TENANT_COLUMN, TENANTS_TABLE
+from tenancy.postgres import roles
+from tenancy.postgres.binding import FUNCTION, REGISTER_FUNCTION, SCHEMA
+from tenancy.postgres.citus import (
     PROPAGATE_SETTING,
     distributed_tables,
     has_citus,
@@ -44,12 +46,10 @@ from tenancy.db.citus import (
     propagation_in_force,
     setting_in_force,
 )
-from tenancy.db.findings import Finding
-from tenancy.db.isolation import POLICY_NAME
-from tenancy.db.models import TENANT_COLUMN, Tenant
-from tenancy.db.owner_code import owner_code_findings
-from tenancy.db.timeouts import DEFAULT_TIMEOUTS, is_off, timeout_statement
-from tenancy.errors import ConfigurationError
+from tenancy.postgres.findings import Finding
+from tenancy.postgres.isolation import POLICY_NAME
+from tenancy.postgres.owner_code import owner_code_findings
+from tenancy.postgres.timeouts import DEFAULT_TIMEOUTS, is_off, timeout_statement
 
 __all__ = ["CITUS_POLICY_TEXT", "SEALED_POLICY_TEXT", "Finding", "audit"]
 
@@ -91,15 +91,15 @@ def audit(connection: Connection, *, runtime_role: str, schema: str = "public") 
 
 def _require_migrated(schema: str, tenant_tables: list[str]) -> None:
     """An unmigrated database has nothing to audit: passing it would be a false pass."""
-    if Tenant.__tablename__ not in tenant_tables:
+    if TENANTS_TABLE not in tenant_tables:
         raise ConfigurationError(
-            f"schema {schema!r} has no {Tenant.__tablename__} table: the database is not migrated; "
+            f"schema {schema!r} has no {TENANTS_TABLE} table: the database is not migrated; "
             "run `alembic upgrade heads` (README: Your own app)"
         )
     if len(tenant_tables) == 1:
         raise ConfigurationError(
             f"schema {schema!r} has no tenant tables (tables with an {TENANT_COLUMN} column) besides "
-            f"{Tenant.__tablename__}: nothing of yours to audit; run `alembic upgrade heads`"
+            f"{TENANTS_TABLE}: nothing of yours to audit; run `alembic upgrade heads`"
         )
 
 

@@ -2,7 +2,7 @@
 
 Every tenant table gets RLS ENABLEd and FORCEd (so the owner is subject to it too) and one
 policy whose ``USING`` and ``WITH CHECK`` compare ``instance_id`` with the *verified* tenant,
-``(SELECT tenancy.current_instance_id())`` (:mod:`tenancy.db.binding`): the transaction-local
+``(SELECT tenancy.current_instance_id())`` (:mod:`tenancy.postgres.binding`): the transaction-local
 setting ``tenancy.instance_id`` counts only with a seal the database can verify. No setting,
 a malformed one or a seal that does not verify means zero rows and rejected writes, never an
 error and never all rows. The sub-select makes the check an InitPlan: once per statement,
@@ -17,9 +17,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, event, text
 
-from tenancy.db.binding import FUNCTION, ensure_binding_objects
-from tenancy.db.models import TENANT_COLUMN, is_tenant_table
 from tenancy.errors import TenancyWarning
+from tenancy.models import TENANT_COLUMN, is_tenant_table
+from tenancy.postgres.binding import FUNCTION, ensure_binding_objects
 
 __all__ = [
     "CITUS_PREDICATE_SQL",
