@@ -55,7 +55,7 @@ _LAZY: dict[str, str] = {
     "InstanceIdFilter": "tenancy.log_context",
     "Settings": "tenancy.settings",
     "SyncReport": "tenancy.tenant_sync.report",
-    "Tenant": "tenancy.models",
+    "Tenant": "tenancy.tenants.model",
     "TenantScoped": "tenancy.models",
     "TenantSession": "tenancy.orm.sessions",
     "TenantSessionFactory": "tenancy.orm.sessions",
@@ -80,6 +80,10 @@ def __getattr__(name: str) -> typing.Any:
     if module is None:
         raise AttributeError(f"module 'tenancy' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
+    if module == "tenancy.models":
+        # tenancy.Base's metadata holds tenancy's own table: a model of yours may reference
+        # "tenants.instance_id", and autogenerate must see the table it should leave alone.
+        importlib.import_module("tenancy.tenants.model")
     globals()[name] = value
     return value
 

@@ -75,6 +75,21 @@ def test_a_lazy_name_is_the_defining_modules_object() -> None:
         tenancy.nope  # noqa: B018
 
 
+def test_tenancy_base_holds_the_tenants_table_in_a_fresh_process() -> None:
+    """A model of yours may reference ``tenants.instance_id`` right after ``import tenancy``."""
+    probe = (
+        "import tenancy, sqlalchemy as sa\n"
+        "class Note(tenancy.TenantScoped, tenancy.Base):\n"
+        "    __tablename__ = 'notes'\n"
+        "    id = sa.orm.mapped_column(sa.Integer, primary_key=True)\n"
+        "    __table_args__ = (sa.ForeignKeyConstraint(['instance_id'], ['tenants.instance_id']),)\n"
+        "sa.orm.configure_mappers()\n"
+        "print(sorted(tenancy.Base.metadata.tables))\n"
+    )
+    answer = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert answer.stdout.split() == ["['notes',", "'tenants']"]
+
+
 def test_every_command_is_listed_under_its_own_name() -> None:
     """`tenancy --help` lists the commands without importing them: the list must match them."""
     import importlib
