@@ -10,6 +10,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, text
 
+from tenancy.migrations.environment import TENANCY_VERSIONS_RESOURCE
 from tenancy.postgres.binding import BindingKey, newest_key
 from tenancy.postgres.isolation import enable_isolation
 from tests.pgserver import HOW_TO_GET_ONE, Database, fresh_database, server_url
@@ -17,10 +18,12 @@ from tests.pgserver import HOW_TO_GET_ONE, Database, fresh_database, server_url
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def alembic_config() -> Config:
-    """The repository's alembic.ini, as a user would run it."""
+def alembic_config(scripts: Path = ROOT / "migrations") -> Config:
+    """The repository's alembic.ini, as a user would run it, on the script directory *scripts*
+    (its ``versions/`` and tenancy's revisions are the version locations)."""
     cfg = Config(str(ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ROOT / "migrations"))
+    cfg.set_main_option("script_location", str(scripts))
+    cfg.set_main_option("version_locations", f"{scripts / 'versions'}\n{TENANCY_VERSIONS_RESOURCE}")
     return cfg
 
 

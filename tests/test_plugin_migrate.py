@@ -10,6 +10,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, inspect, text
 
+from tenancy.errors import ConfigurationError
+from tenancy.migrations import VERSION_LOCATIONS_INI
 from tenancy.testing.plugin import migrate
 from tests.pgserver import Database
 
@@ -26,11 +28,15 @@ tenancy.migrations.run_migrations(context, target_metadata=tenancy.Base.metadata
 
 
 def _project(tmp_path: Path, env_py: str | None) -> Path:
-    """`alembic init migrations` in *tmp_path*, with *env_py* as env.py (None: alembic's stock one)."""
+    """`alembic init migrations` in *tmp_path*, with *env_py* as env.py and alembic.ini's
+    version_locations as the README says (None: alembic's stock env.py and alembic.ini)."""
     ini = tmp_path / "alembic.ini"
     command.init(Config(str(ini)), str(tmp_path / "migrations"))
     if env_py is not None:
         (tmp_path / "migrations" / "env.py").write_text(env_py)
+        stock = ini.read_text()
+        assert "\npath_separator = os\n" in stock
+        ini.write_text(stock.replace("\npath_separator = os\n", f"\n{VERSION_LOCATIONS_INI}\n", 1))
     return ini
 
 
@@ -86,3 +92,17 @@ def test_an_env_py_that_migrates_another_database_fails_loudly(
     with pytest.warns(Warning), pytest.raises(pytest.fail.Exception, match=empty_pg_database.name):
         migrate(_project(tmp_path, env_py), empty_pg_database)
     assert "tenants" not in _tables(empty_pg_database)
+
+
+def test_an_alembic_ini_without_tenancys_revisions_is_refused_naming_the_lines(
+    empty_pg_database: Database, tmp_path: Path, monkeypatch
+) -> None:
+    """The README's env.py with alembic init's alembic.ini as it is: nothing is migrated, and the
+    error gives the exact [alembic] lines that add tenancy's revisions."""
+    monkeypatch.chdir(tmp_path)
+    ini = _project(tmp_path, README_ENV)
+    ini.write_text(ini.read_text().replace(f"\n{VERSION_LOCATIONS_INI}\n", "\npath_separator = os\n"))
+    with pytest.raises(ConfigurationError, match="not in Alembic's version_locations") as refused:
+        migrate(ini, empty_pg_database)
+    assert VERSION_LOCATIONS_INI in str(refused.value)
+    assert not {"tenants", "alembic_version"} & _tables(empty_pg_database)

@@ -10,15 +10,24 @@ Importing it registers the operations ``op.enable_tenant_isolation``,
 
     tenancy.migrations.run_migrations(context, target_metadata=Base.metadata)
 
-:func:`run_migrations` (:mod:`.environment`) adds tenancy's own revisions (``versions/``, the
-``tenants`` table, branch ``tenancy``), the autogenerate rewriter (:data:`writer`, in
-:mod:`.operations`) and the runtime-role grant. ``env.py`` here migrates a database to
+and in your ``alembic.ini`` tenancy's own revisions (``versions/``, the ``tenants`` table and the
+``tenancy`` schema, branch ``tenancy``) beside yours: :data:`VERSION_LOCATIONS_INI`.
+:func:`run_migrations` (:mod:`.environment`) checks that they are there, adds the autogenerate
+rewriter (:data:`writer`, in :mod:`.operations`) and the runtime-role grant. tenancy's revisions
+are frozen: SQL text, no import of tenancy. ``env.py`` here migrates a database to
 tenancy's head alone (``script_location = tenancy:migrations``).
 """
 
 from __future__ import annotations
 
-from tenancy.migrations.environment import BRANCH, TENANCY_VERSIONS, database_url, run_migrations
+from tenancy.migrations.environment import (
+    BRANCH,
+    TENANCY_VERSIONS,
+    TENANCY_VERSIONS_RESOURCE,
+    VERSION_LOCATIONS_INI,
+    database_url,
+    run_migrations,
+)
 from tenancy.migrations.operations import (
     DisableTenantIsolationOp,
     DistributeTenantTableOp,
@@ -30,6 +39,8 @@ from tenancy.migrations.operations import (
 __all__ = [
     "BRANCH",
     "TENANCY_VERSIONS",
+    "TENANCY_VERSIONS_RESOURCE",
+    "VERSION_LOCATIONS_INI",
     "DisableTenantIsolationOp",
     "DistributeTenantTableOp",
     "EnableTenantIsolationOp",

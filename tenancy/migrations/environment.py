@@ -8,8 +8,9 @@ Your ``env.py`` is one call (README: Your own app)::
 
     tenancy.migrations.run_migrations(context, target_metadata=Base.metadata)
 
-:func:`run_migrations` adds tenancy's revisions (``tenancy/migrations/versions``, branch label
-``tenancy``) to your script directory, connects as the owner role, autogenerates
+Your ``alembic.ini`` lists tenancy's revisions (``tenancy/migrations/versions``, branch label
+``tenancy``) beside yours in Alembic's ``version_locations`` (:data:`VERSION_LOCATIONS_INI`);
+:func:`run_migrations` refuses to run without them, connects as the owner role, autogenerates
 ``op.enable_tenant_isolation(...)`` for new tenant tables, puts your new revisions on your own
 branch (in your ``versions/``: ``alembic upgrade heads`` runs both branches), leaves tenancy's own
 tables to tenancy's revisions, and afterwards grants the runtime role named by
@@ -34,12 +35,13 @@ from alembic.environment import EnvironmentContext
 from alembic.operations import ops
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from alembic.script.revision import RevisionMap
+from alembic.util import coerce_resource_to_filename
 from sqlalchemy import Connection, MetaData, create_engine, pool
 
 from tenancy.errors import ConfigurationError
 from tenancy.migrations.operations import writer
 from tenancy.models import TENANTS_TABLE
+from tenancy.postgres.isolation import warn_without_rls
 from tenancy.postgres.roles import grant_runtime_role
 from tenancy.settings import (
     ADMIN_URL_VARIABLE,
@@ -53,6 +55,8 @@ __all__ = [
     "BRANCH",
     "RUNTIME_ROLE_VARIABLE",
     "TENANCY_VERSIONS",
+    "TENANCY_VERSIONS_RESOURCE",
+    "VERSION_LOCATIONS_INI",
     "configure_logging",
     "database_url",
     "library_config",
@@ -64,6 +68,15 @@ BRANCH = "tenancy"
 """The branch label of tenancy's revisions (``alembic upgrade tenancy@head`` migrates only them)."""
 TENANCY_VERSIONS = Path(__file__).resolve().parents[1] / "migrations" / "versions"
 """Where tenancy's revisions live inside the installed package."""
+TENANCY_VERSIONS_RESOURCE = "tenancy:migrations/versions"
+"""The same folder as Alembic's ``version_locations`` accepts it (a package resource)."""
+VERSION_LOCATIONS_INI = f"""\
+path_separator = newline
+version_locations =
+    %(here)s/migrations/versions
+    {TENANCY_VERSIONS_RESOURCE}"""
+"""The ``[alembic]`` lines of an app's alembic.ini (instead of ``path_separator = os``, whose ``:``
+on Linux would split the resource name) that put tenancy's revisions beside the app's own."""
 RUNTIME_ROLE_VARIABLE = "TENANCY_RUNTIME_ROLE"
 _OWN_TABLES = frozenset({TENANTS_TABLE})
 _PLACEHOLDER_URL = "driver://"  # what `alembic init` writes into alembic.ini
@@ -119,7 +132,7 @@ def run_migrations(context: Context, *, target_metadata: MetaData | None, **conf
     ``config.attributes["connection"]`` is used as is (tests, ``tenancy``'s pytest plugin).
     """
     configure_logging(context.config)
-    _include_tenancy_versions(context.script)
+    _require_tenancy_versions(context.script)
     user_directives = configure_options.pop("process_revision_directives", None)
     user_filter = configure_options.pop("include_object", None)
 
@@ -184,6 +197,7 @@ def _migrate(
     target_metadata: MetaData | None,
     options: dict[str, Any],
 ) -> None:
+    warn_without_rls(connection.dialect.name, stacklevel=4)  # off PostgreSQL: the ORM layer alone
     # SQLite cannot ALTER constraints in place; batch mode rebuilds tables there.
     options.setdefault("render_as_batch", connection.dialect.name == "sqlite")
     context.configure(connection=connection, target_metadata=target_metadata, **options)
@@ -199,30 +213,22 @@ def _migrate(
                 )
 
 
-def _include_tenancy_versions(script: ScriptDirectory) -> None:
-    """Add tenancy's versions folder to *script*'s version locations (unless alembic.ini has it).
+def _require_tenancy_versions(script: ScriptDirectory) -> None:
+    """Refuse to migrate when alembic.ini's ``version_locations`` leave out tenancy's revisions.
 
-    Alembic reads ``version_locations`` from alembic.ini before env.py runs and loads revisions
-    lazily; the locations and the revision map are reset so that the next lookup sees tenancy's.
+    Alembic reads them before env.py runs; without them ``upgrade heads`` would migrate your
+    tables and never create ``tenants`` or the binding.
     """
-    current = list(script.version_locations or [str(Path(script.dir, "versions"))])
-    if any(_resolve(location) == TENANCY_VERSIONS for location in current):
+    if any(_resolve(location) == TENANCY_VERSIONS for location in script.version_locations or []):
         return
-    script.version_locations = [*current, str(TENANCY_VERSIONS)]
-    for cached in ("_version_locations", "_singular_version_location"):
-        vars(script).pop(cached, None)
-    script.revision_map = RevisionMap(script._load_revisions)
-    if not any(_is_tenancy(revision.path) for revision in script.walk_revisions()):  # pragma: no cover
-        # Only if a future Alembic loaded its revisions before env.py ran.
-        raise ConfigurationError(
-            "tenancy's migrations were not found by Alembic; add them to alembic.ini: "
-            f"version_locations = %(here)s/migrations/versions {TENANCY_VERSIONS} (path_separator = space)"
-        )
+    raise ConfigurationError(
+        "tenancy's revisions are not in Alembic's version_locations: in alembic.ini's [alembic] "
+        "section, replace `path_separator = os` with these lines (README: Your own app):\n"
+        f"{VERSION_LOCATIONS_INI}"
+    )
 
 
 def _resolve(location: str) -> Path:
-    from alembic.util import coerce_resource_to_filename
-
     return coerce_resource_to_filename(location).resolve()
 
 
@@ -234,12 +240,13 @@ def _place_on_own_branch(script: ScriptDirectory, scripts: Iterable[ops.Migratio
     """
     heads = script.get_revisions("heads")
     own = [h for h in heads if h is not None and not _is_tenancy(h.path)]
-    folder = next((p for p in script._version_locations if p.resolve() != TENANCY_VERSIONS), None)
+    folders = [_resolve(location) for location in script.version_locations or []]
+    folder = next((path for path in folders if path != TENANCY_VERSIONS), None)
     for migration in scripts:
         if migration.head not in (None, "head") or len(own) > 1:
             continue  # `--head` chose, or several heads of yours: Alembic asks you to choose
-        # The first revision of yours starts a branch of its own (no dependency on tenancy's
-        # revisions: `alembic heads` and `history` do not run env.py and would not find them).
+        # The first revision of yours starts a branch of its own, with no dependency on
+        # tenancy's revisions: each side's history stays its own.
         migration.head = own[0].revision if own else "base"
         if migration.version_path is None and folder is not None:
             migration.version_path = str(folder)

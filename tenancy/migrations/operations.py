@@ -188,11 +188,8 @@ writer = Rewriter()
 
 
 def _is_tenant(operation: ops.CreateTableOp | ops.DropTableOp) -> bool:
-    info = operation.info or {}
-    reverse = getattr(operation, "_reverse", None)  # DropTableOp keeps the table on its reverse
-    if not info and reverse is not None:
-        info = reverse.info or {}
-    return bool(info.get(TENANT_TABLE_INFO_KEY))
+    # Autogenerate copies the table's info onto both operations (DropTableOp.from_table).
+    return bool((operation.info or {}).get(TENANT_TABLE_INFO_KEY))
 
 
 @writer.rewrites(ops.CreateTableOp)

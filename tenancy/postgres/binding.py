@@ -46,7 +46,6 @@ __all__ = [
     "KeySource",
     "bind_parameters",
     "binding_objects_sql",
-    "drop_binding_objects_sql",
     "ensure_binding_objects",
     "new_key",
     "newest_key",
@@ -302,11 +301,6 @@ def binding_objects_sql(*, tenants_schema: str | None = None) -> list[str]:
             f"REVOKE ALL ON FUNCTION {REGISTER_FUNCTION}(text, text) FROM PUBLIC",
         ]
     return statements
-
-
-def drop_binding_objects_sql() -> list[str]:
-    """Reverse :func:`binding_objects_sql` (drops the keys too)."""
-    return [f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"]
 
 
 def ensure_binding_objects(connection: Connection) -> None:

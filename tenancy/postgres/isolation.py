@@ -23,7 +23,6 @@ from tenancy.postgres.binding import FUNCTION, ensure_binding_objects
 
 __all__ = [
     "CITUS_PREDICATE_SQL",
-    "LEGACY_PREDICATE_SQL",
     "POLICY_NAME",
     "SETTING_NAME",
     "TENANT_PREDICATE_SQL",
@@ -31,7 +30,6 @@ __all__ = [
     "enable_isolation",
     "has_citus",
     "isolation_statements",
-    "reseal_policies",
     "runtime_roles",
     "sealed_predicate",
     "warn_without_rls",
@@ -43,8 +41,6 @@ TENANT_PREDICATE_SQL = f"{TENANT_COLUMN} = (SELECT {FUNCTION}())"
 # Citus: no sub-select in a distributed table's policy. The function is STABLE: evaluated once
 # for an index lookup by instance_id (every ORM query), once per row on a scan.
 CITUS_PREDICATE_SQL = f"{TENANT_COLUMN} = {FUNCTION}()"
-# The policy before the sealed binding: it trusted the setting alone (kept for downgrades).
-LEGACY_PREDICATE_SQL = f"{TENANT_COLUMN} = NULLIF(current_setting('{SETTING_NAME}', true), '')::uuid"
 
 
 def has_citus(connection: Connection) -> bool:
@@ -148,29 +144,3 @@ def _isolate_created_table(table: Table, connection: Connection, **kw: Any) -> N
         name = f"{table.schema}.{table.name}" if table.schema else table.name
         if connection.dialect.name == "postgresql":
             enable_isolation(connection, name)
-
-
-def reseal_policies(connection: Connection, *, predicate: str = TENANT_PREDICATE_SQL) -> list[str]:
-    """Re-create every existing tenancy policy of the database with *predicate*; returns the tables.
-
-    Used by the migration that introduced the sealed binding (and its downgrade): tenancy's own
-    tables and the user's tenant tables alike, wherever ``enable_isolation`` once put a policy.
-    On Citus the sealed predicate is :data:`CITUS_PREDICATE_SQL`.
-    """
-    if predicate == TENANT_PREDICATE_SQL:
-        predicate = sealed_predicate(connection)
-    preparer = connection.dialect.identifier_preparer
-    rows = connection.execute(
-        text(
-            "SELECT n.nspname, c.relname FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid"
-            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.polname = :p ORDER BY 1, 2"
-        ),
-        {"p": POLICY_NAME},
-    ).all()
-    done = []
-    for schema, table in rows:
-        qualified = f"{preparer.quote_schema(schema)}.{preparer.quote(table)}"
-        for statement in isolation_statements(qualified, predicate=predicate):
-            connection.execute(text(statement))
-        done.append(f"{schema}.{table}")
-    return done

@@ -169,7 +169,7 @@ def grant_runtime_role(
     has_tenants = connection.execute(
         text("SELECT to_regclass(:t) IS NOT NULL"), {"t": f"{schema}.tenants"}
     ).scalar_one()
-    # Before the sealed binding's migration (a downgrade) there is no tenancy schema to grant.
+    # A database that tenancy's migration has not reached yet has no tenancy schema to grant.
     has_binding = connection.execute(
         text("SELECT to_regprocedure(:f) IS NOT NULL AND (NOT :t OR to_regprocedure(:g) IS NOT NULL)"),
         {"f": f"{FUNCTION}()", "g": f"{REGISTER_FUNCTION}(text, text)", "t": has_tenants},

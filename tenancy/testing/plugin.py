@@ -77,8 +77,9 @@ def migrate(ini: Path, db: Database) -> None:
             f"{INI_OPTION} = {ini}: `alembic upgrade heads` did not create the tenants table in the "
             f"test database {db.name}, so the env.py of that alembic.ini migrated another database "
             "or left out tenancy's revisions. Make the env.py call "
-            "tenancy.migrations.run_migrations(context, target_metadata=...) (README: Your own app), "
-            'or have it use config.attributes["connection"] and include tenancy\'s revisions.',
+            "tenancy.migrations.run_migrations(context, target_metadata=...) and list tenancy's "
+            "revisions in alembic.ini's version_locations (README: Your own app), "
+            'or have it use config.attributes["connection"].',
             pytrace=False,
         )
 

@@ -93,8 +93,7 @@ def citus_db(
         "from tests.citus.models import CitusBase\n\n"
         "tenancy.migrations.run_migrations(context, target_metadata=CitusBase.metadata)\n"
     )
-    cfg = alembic_config()
-    cfg.set_main_option("script_location", str(scripts))
+    cfg = alembic_config(scripts)
 
     def run(fn: Any, *args: Any, **kw: Any) -> Any:
         with citus_admin.begin() as conn:

@@ -61,8 +61,7 @@ def test_autogenerate_new_tenant_table_gets_isolation(empty_pg_database: Databas
     scripts = tmp_path / "migrations"
     shutil.copytree(ROOT / "migrations", scripts, ignore=shutil.ignore_patterns("__pycache__"))
     (scripts / "env.py").write_text(USER_ENV)
-    cfg = alembic_config()
-    cfg.set_main_option("script_location", str(scripts))
+    cfg = alembic_config(scripts)
     admin = create_engine(empty_pg_database.admin_url)
 
     def run(fn, *args, **kw):

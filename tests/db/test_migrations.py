@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from tenancy.errors import TenancyWarning
 from tenancy.migrations.environment import TENANCY_VERSIONS, library_config
-from tests.conftest import alembic_config, create_tenant_table, migrate
+from tests.conftest import alembic_config, migrate
 from tests.pgserver import Database
 
 
@@ -58,13 +59,14 @@ def test_models_and_migrations_do_not_drift_on_postgres(empty_pg_database: Datab
 
 
 def test_upgrade_downgrade_on_sqlite_warns_that_rls_needs_postgres(tmp_path: Path) -> None:
-    """On the SQLite default the migrations run; isolation is skipped with a TenancyWarning."""
+    """On the SQLite default the migrations run (the tenants table and its indexes); every run
+    warns (TenancyWarning) that isolation there is the ORM layer's alone."""
     engine = create_engine(f"sqlite:///{tmp_path / 'tenancy.db'}")
     with pytest.warns(TenancyWarning, match="needs PostgreSQL"):
         migrate(engine)
     assert "tenants" in inspect(engine).get_table_names()
     cfg = alembic_config()
-    with engine.begin() as conn:
+    with engine.begin() as conn, pytest.warns(TenancyWarning, match="needs PostgreSQL"):
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "base")
     assert "tenants" not in inspect(engine).get_table_names()
@@ -81,64 +83,6 @@ def test_upgrade_downgrade_on_sqlite_warns_that_rls_needs_postgres(tmp_path: Pat
     engine.dispose()
 
 
-@pytest.mark.postgres
-def test_0004_seals_existing_policies_and_downgrade_restores_them(empty_pg_database: Database) -> None:
-    """A database from before the sealed binding (tenants and a user's tenant table under the
-    setting-only policy) is converted by `upgrade head`; downgrading to 0003 restores the old form."""
-    from tenancy.postgres.audit import SEALED_POLICY_TEXT
-    from tenancy.postgres.isolation import LEGACY_PREDICATE_SQL, isolation_statements, reseal_policies
-
-    engine = create_engine(empty_pg_database.admin_url)
-    migrate(engine, "0003")
-    with engine.begin() as conn:
-        # What 0.1 left: the setting-only policy and no tenancy schema.
-        reseal_policies(conn, predicate=LEGACY_PREDICATE_SQL)
-        conn.execute(text("DROP SCHEMA tenancy CASCADE"))
-        create_tenant_table(conn, "user_notes", isolate=False)
-        for statement in isolation_statements("user_notes", predicate=LEGACY_PREDICATE_SQL):
-            conn.execute(text(statement))
-
-    def policies() -> dict[str, str]:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text("SELECT tablename, qual FROM pg_policies WHERE policyname = 'tenancy_tenant_isolation'")
-            )
-            return {table: qual for table, qual in rows}
-
-    assert all("current_setting" in qual for qual in policies().values())
-    migrate(engine)
-    assert policies() == {"tenants": SEALED_POLICY_TEXT, "user_notes": SEALED_POLICY_TEXT}
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM tenancy.binding_keys")).scalar() == 1
-    cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0003")
-    assert all("current_setting" in qual for qual in policies().values())
-    with engine.connect() as conn:
-        assert conn.execute(text("SELECT to_regnamespace('tenancy')")).scalar() is None
-    migrate(engine)  # and up again
-    assert set(policies().values()) == {SEALED_POLICY_TEXT}
-    engine.dispose()
-
-
-@pytest.mark.postgres
-def test_a_database_migrated_by_the_old_layout_keeps_upgrading(empty_pg_database: Database) -> None:
-    """Revisions 0001-0003 kept their ids when they moved into the package: a database the old
-    repository-level migrations left at 0002 upgrades through the env.py of an app."""
-    engine = create_engine(empty_pg_database.admin_url)
-    cfg = library_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
-    migrate(engine, "heads")
-    with engine.connect() as conn:
-        versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
-    assert versions == [ScriptDirectory.from_config(library_config()).get_current_head()]
-    assert "ix_tenants_sync_order" in {ix["name"] for ix in inspect(engine).get_indexes("tenants")}
-    engine.dispose()
-
-
 def test_tenancy_revisions_ship_in_the_package_with_a_branch_label() -> None:
     """The package holds the revisions (so the wheel does) and 0001 carries the `tenancy` label."""
     script = ScriptDirectory.from_config(library_config())
@@ -146,6 +90,21 @@ def test_tenancy_revisions_ship_in_the_package_with_a_branch_label() -> None:
     assert base is not None and base.branch_labels == {"tenancy"}
     assert [r.revision for r in script.get_revisions("tenancy@head")] == [script.get_current_head()]
     assert all(Path(rev.path).parent == TENANCY_VERSIONS for rev in script.walk_revisions())
+
+
+def test_an_apps_alembic_ini_lists_tenancys_revisions_for_every_alembic_command() -> None:
+    """With the README's version_locations, commands that never run env.py (heads, history)
+    see tenancy's branch beside the app's: no private Alembic state is patched at run time."""
+    script = ScriptDirectory.from_config(alembic_config())
+    assert {h.revision for h in script.get_revisions("heads") if h is not None} == {"0001"}
+    assert script.get_revision("tenancy@head") is not None
+
+
+def test_tenancys_revisions_import_nothing_of_tenancy() -> None:
+    """Frozen revisions: editing the library never rewrites a migration that already ran."""
+    for path in TENANCY_VERSIONS.glob("*.py"):
+        source = path.read_text()
+        assert not re.search(r"^\s*(from|import)\s+tenancy\b", source, re.M), path.name
 
 
 @pytest.mark.postgres

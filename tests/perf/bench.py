@@ -56,12 +56,15 @@ from sqlalchemy.orm import Session, selectinload
 
 from tenancy import TenantSessionFactory
 from tenancy.postgres.binding import BIND_SQL, BindingKey, seal
-from tenancy.postgres.isolation import LEGACY_PREDICATE_SQL, isolation_statements
+from tenancy.postgres.isolation import SETTING_NAME, isolation_statements
 from tenancy.postgres.roles import grant_runtime_role
 from tests.perf.harness import Row, machine, render, timed_row, write_json
 from tests.perf.models import BenchBase, Child, Item, LegacyItem, Parent
 from tests.pgserver import Database, fresh_database
 from tests.wire import RoundTripProxy
+
+# The baseline: the policy before the sealed binding, which trusted the setting alone.
+LEGACY_PREDICATE_SQL = f"instance_id = NULLIF(current_setting('{SETTING_NAME}', true), '')::uuid"
 
 FIGURES = ("orm", "rls", "trips", "tokens", "sync", "memory", "tenants", "prepared")
 NS = uuid.UUID("8a3c3f9e-6a55-4c1f-9a8e-0d4b1f7f2c11")
