@@ -140,6 +140,7 @@ def test_a_new_users_app_from_the_readme(venv: Path, roles: dict[str, str], tmp_
     env.update(
         PATH=f"{venv / 'bin'}:{env.get('PATH', '')}", VIRTUAL_ENV=str(venv), TENANCY_TEST_PG_URL=server_url()
     )
+    (ini_lines,) = [body for lang, body in blocks if lang == "ini"]
     # The first block installs (done above, from the wheel); the others run in the project, in order.
     shell_blocks = [body for lang, body in blocks if lang == "sh"]
     assert "pip install" in shell_blocks[0]
@@ -158,8 +159,14 @@ def test_a_new_users_app_from_the_readme(venv: Path, roles: dict[str, str], tmp_
         outputs[line] = _run([str(venv / "bin" / argv[0]), *argv[1:]], project, env)
         if line == "alembic init migrations":
             (project / "migrations/env.py").write_text(files["migrations/env.py"])
+            # The README's alembic.ini lines replace `path_separator = os` in the [alembic] section.
+            ini = project / "alembic.ini"
+            stock = ini.read_text()
+            assert stock.count("\npath_separator = os\n") == 1
+            ini.write_text(stock.replace("\npath_separator = os\n", f"\n{ini_lines}", 1))
 
     (revision,) = (project / "migrations/versions").glob("*.py")
+    assert "tenancy:migrations/versions" in (project / "alembic.ini").read_text()
     source = revision.read_text()
     assert "down_revision: Union[str, Sequence[str], None] = None" in source  # a branch of the app's own
     assert (
