@@ -11,6 +11,7 @@ of them. Messages name the problem and never contain a secret or a token::
      ├─ CrossTenantAccess           a row of another tenant reached a tenant session
      │   └─ CrossTenantWrite        a write would touch another tenant's rows
      ├─ DuplicateInTenant (.constraint)  a per-tenant unique constraint refused a write
+     ├─ LifecycleError              purge, export or copy cannot run safely (names the tables)
      └─ WixError (.status, .request_id)
          ├─ WixUnavailable          unreachable, timed out or 5xx after retries
          ├─ WixRateLimited          429 after retries
@@ -30,6 +31,7 @@ __all__ = [
     "InvalidInstanceId",
     "InvalidToken",
     "InvalidWebhook",
+    "LifecycleError",
     "TenancyError",
     "TenancyWarning",
     "WixAuthError",
@@ -108,6 +110,14 @@ class DuplicateInTenant(TenancyError):
     def __init__(self, message: str, *, constraint: str | None = None) -> None:
         super().__init__(message)
         self.constraint = constraint
+
+
+class LifecycleError(TenancyError):
+    """Purge, export or copy of a tenant cannot run safely: a foreign-key cycle between tenant
+    tables, a copy that would leave a reference dangling, a purge that cannot take its locks.
+    The message names the tables."""
+
+    __module__ = "tenancy"
 
 
 class WixError(TenancyError):

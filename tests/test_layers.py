@@ -24,6 +24,8 @@ ALLOWED: dict[str, set[str]] = {
     "wix": {"top"},
     # The sync flow: Wix's answers into the tenants table.
     "tenant_sync": {"top", "tenants", "wix"},
+    # A tenant's life after install (purge, export, copy): admin side, over the catalog.
+    "lifecycle": {"top", "postgres", "tenants"},
     "migrations": {"top", "postgres", "tenants"},
     "testing": {"top", "postgres", "tenants", "orm"},
     "commands": {
@@ -33,6 +35,7 @@ ALLOWED: dict[str, set[str]] = {
         "orm",
         "wix",
         "tenant_sync",
+        "lifecycle",
         "migrations",
         "emulator",
         "testing",

@@ -25,9 +25,12 @@ __all__ = ["COMMANDS", "SUMMARIES", "main"]
 # Subcommand modules, in the order `tenancy --help` lists them.
 COMMANDS: tuple[str, ...] = (
     "tenancy.commands.check",
+    "tenancy.commands.copy_origin",
     "tenancy.commands.demo",
     "tenancy.commands.emulator",
+    "tenancy.commands.export",
     "tenancy.commands.grant",
+    "tenancy.commands.purge",
     "tenancy.commands.rotate_key",
     "tenancy.commands.sync",
 )

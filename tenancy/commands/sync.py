@@ -23,9 +23,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from tenancy.commands.copy_origin import add_skip_option
 from tenancy.commands.database import database_errors, make_engine, require_rls_bypass
-from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
+from tenancy.errors import ConfigurationError, InvalidInstanceId, LifecycleError, WixAuthError
 from tenancy.instance_ids import parse_instance_id
+from tenancy.lifecycle.duplicate import copy_pending
 from tenancy.settings import Settings
 from tenancy.tenant_sync.job import (
     DEFAULT_OUTAGE_AFTER,
@@ -53,8 +55,8 @@ environment:
   WIX_API_BASE_URL            Wix's API (default: https://www.wixapis.com; or `tenancy emulator`)
 
 exit codes:
-  0    every claimed tenant synced (or marked removed)
-  1    some tenants failed (listed in the summary and on their rows), or Wix was down and
+  0    every claimed tenant synced (or marked removed), duplicated sites copied
+  1    some tenants failed or a copy of a duplicated site failed (listed in the summary and on their rows), or Wix was down and
        the run stopped early (--outage-after)
   2    configuration or usage error: bad option or id, database unreachable or not migrated,
        a role that row-level security filters, Wix refusing the app credentials
@@ -180,6 +182,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print the report as JSON on stdout (one line per run)"
     )
     parser.add_argument(
+        "--no-copy",
+        action="store_true",
+        help="after each run, do not copy the origin's data into duplicated sites (`tenancy copy` does it)",
+    )
+    add_skip_option(parser, "--copy-skip-table")
+    parser.add_argument(
         "--metrics-file",
         metavar="PATH",
         help="after each run, write Prometheus metrics to PATH (atomically; for node_exporter's "
@@ -224,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
         with _signals_stop(stop), database_errors(url):
             while True:
                 code = _run_once(engine, client, options, as_json=args.json, metrics_file=args.metrics_file)
+                if not args.no_copy:
+                    code = max(code, _copy_duplicated_sites(engine, args.skip_table))
                 if args.every is None or stop.is_set():
                     return code
                 log.info("next sync run in %s", args.every)
@@ -235,6 +245,19 @@ def run(args: argparse.Namespace) -> int:
     finally:
         client.close()
         engine.dispose()
+
+
+def _copy_duplicated_sites(engine: Engine, skip_tables: list[str]) -> int:
+    """Copy the origin's rows into tenants that appeared with an origin (tenancy.lifecycle)."""
+    if engine.dialect.name != "postgresql":
+        return EXIT_OK  # the lifecycle needs PostgreSQL's catalog
+    try:
+        report = copy_pending(engine, skip_tables=skip_tables)
+    except LifecycleError as exc:
+        raise ConfigurationError(str(exc)) from None
+    if report.copies:
+        log.info("%s", report.summary())  # stderr: stdout keeps one report line per run
+    return EXIT_OK if report.ok else EXIT_FAILURES
 
 
 def _engine(url: str, concurrency: int) -> Engine:

@@ -26,6 +26,8 @@ from typing import Any, Literal, cast
 from sqlalchemy import Connection, Row, Select, Table, Update, bindparam, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tenancy.errors import InvalidInstanceId
+from tenancy.instance_ids import parse_instance_id
 from tenancy.tenant_sync.report import Outcome
 from tenancy.tenants.model import Tenant
 from tenancy.wix.types import AppInstance
@@ -38,6 +40,9 @@ __all__ = [
     "claim_next",
     "count_claimable",
     "list_candidates",
+    "origin_instance_id",
+    "record_origin",
+    "record_removal",
     "record_failure",
     "register_instances",
     "tenant_values",
@@ -66,6 +71,7 @@ DATA_COLUMNS = (
     "permissions",
     "installed_wix_apps",
     "raw",
+    "origin_instance_id",
 )
 _CLAIMED = ("instance_id", "status", "consecutive_failures", "consecutive_refusals", *DATA_COLUMNS)
 _ERROR_MAX = 1000  # characters of an error kept on the row
@@ -242,7 +248,36 @@ def tenant_values(app: AppInstance) -> dict[str, Any]:
         "permissions": list(inst.permissions) if inst else None,
         "installed_wix_apps": list(site.installed_wix_apps) if site else None,
         "raw": app.raw,
+        "origin_instance_id": origin_instance_id(inst.origin_instance_id if inst else None),
     }
+
+
+def origin_instance_id(value: object) -> uuid.UUID | None:
+    """Wix's ``originInstanceId`` (a duplicated site's original) as a UUID; ``None`` if absent or
+    not a UUID (a malformed id names no tenant to copy from)."""
+    if value is None:
+        return None
+    try:
+        return parse_instance_id(value)
+    except InvalidInstanceId:
+        return None
+
+
+def record_removal(conn: Connection, instance_id: uuid.UUID, *, now: dt.datetime) -> None:
+    """Start the tenant's retention at *now* unless it already runs (a duplicated or late
+    ``AppRemoved`` never moves it forward)."""
+    conn.execute(
+        update(tenants).where(c.instance_id == instance_id, c.removed_at.is_(None)).values(removed_at=now)
+    )
+
+
+def record_origin(conn: Connection, instance_id: uuid.UUID, origin: uuid.UUID) -> None:
+    """Store the site this tenant was duplicated from, the first time it is told."""
+    conn.execute(
+        update(tenants)
+        .where(c.instance_id == instance_id, c.origin_instance_id.is_(None), c.instance_id != origin)
+        .values(origin_instance_id=origin)
+    )
 
 
 def _same(old: Any, new: Any) -> bool:
@@ -261,6 +296,7 @@ def write_success(conn: Connection, row: Row[Any], values: Mapping[str, Any], *,
     changed = {name: value for name, value in values.items() if not _same(current[name], value)}
     bookkeeping = {
         "status": "active",
+        "removed_at": None,  # reinstalled: no retention runs
         "last_synced_at": now,
         "last_attempt_at": now,
         "next_attempt_at": None,
@@ -341,5 +377,7 @@ def record_failure(
     }
     if removed:
         values["status"] = "removed"
+        if current["status"] != "removed":
+            values["removed_at"] = now  # the retention starts
     update_tenant(conn, current["instance_id"], values)
     return "removed" if removed else "failed"

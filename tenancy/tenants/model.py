@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, CheckConstraint, DateTime, Index, Integer, String, Text, Uuid, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenancy.models import TENANTS_TABLE, Base, JSONType, TenantScoped
@@ -66,6 +67,15 @@ class Tenant(TenantScoped, Base):
     # Consecutive runs in which the token endpoint refused this instance (app removed);
     # the sync marks the row removed after a configurable number of them.
     consecutive_refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The lifecycle (tenancy.lifecycle): when the app was removed (retention runs from here;
+    # cleared on reinstall), the purge's progress and its tombstone (rows deleted per table),
+    # and the site this one was duplicated from, with when its rows were copied.
+    removed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    purge_started_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    purged_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    purge_counts: Mapped[dict[str, int] | None] = mapped_column(JSONType)
+    origin_instance_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
+    copied_from_origin_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     def __repr__(self) -> str:
         return f"Tenant(instance_id={self.instance_id!s}, status={self.status!r})"
