@@ -12,6 +12,7 @@ are cheap.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import json
 import random
@@ -80,6 +81,13 @@ CONTROL_ENDPOINTS: tuple[ControlEndpoint, ...] = (
     ControlEndpoint("POST", f"/_emulator/sites/{_ID}/remove", "", "remove the app (sends AppRemoved)"),
     ControlEndpoint(
         "POST", f"/_emulator/sites/{_ID}/reinstall", "", "install it again, same id (sends AppInstalled)"
+    ),
+    ControlEndpoint(
+        "POST",
+        f"/_emulator/sites/{_ID}/duplicate",
+        '{"instance_id": "..."}  (optional: the copy\'s instance id)',
+        "duplicate the site: a new instance whose originInstanceId names this one (sends AppInstalled)",
+        {"instance_id": Field(("string",))},
     ),
     ControlEndpoint(
         "POST",
@@ -521,6 +529,27 @@ class Emulator:
 
     def _event(self, instance_id: str, event_type: str, data: dict[str, Any]) -> WebhookDelivery | None:
         return self.send_webhook(instance_id, event_type, data) if self._webhook_url else None
+
+    def duplicate_site(self, instance_id: str, *, new_instance_id: str | None = None) -> str:
+        """Duplicate a site, as a site owner does on Wix: a new instance (and site id) whose
+        ``originInstanceId`` names the original, ``copiedFromTemplate`` true; sends its
+        ``AppInstalled`` (with ``originInstanceId``) and returns its id."""
+        original = self.site(instance_id)
+        with self._lock:
+            copy = dataclasses.replace(
+                original,
+                instance_id=new_instance_id or str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+                site_id=str(uuid.UUID(int=self._rng.getrandbits(128), version=4)),
+                origin_instance_id=original.instance_id,
+                copied_from_template=True,
+                installed=True,
+                permissions=list(original.permissions),
+                installed_wix_apps=list(original.installed_wix_apps),
+                body=None,
+            )
+            new_id = self._store(copy)
+        self._event(new_id, "AppInstalled", {"appId": self.app_id, "originInstanceId": original.instance_id})
+        return new_id
 
     # --- tokens -------------------------------------------------------------------------
 
@@ -999,6 +1028,9 @@ class Emulator:
             delivery = self.remove_app(iid)
         elif route == "POST /sites/{id}/reinstall":
             delivery = self.reinstall_app(iid)
+        elif route == "POST /sites/{id}/duplicate":
+            copy = self.duplicate_site(iid, new_instance_id=body.get("instance_id"))
+            return {"instance_id": copy, "webhook": self._last_delivery(copy, "AppInstalled")}
         elif route == "POST /sites/{id}/plan":
             cycle = body.get("billing_cycle", "MONTHLY")
             delivery = self.change_plan(iid, body["package_name"], billing_cycle=cycle)
