@@ -72,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
                 if iid is None:
                     report = copy_pending(engine, skip_tables=args.skip_table)
                 else:
-                    report = CopyReport([copy_from_origin(engine, iid, origin=origin, skip_tables=args.skip_table)])
+                    report = CopyReport(
+                        [copy_from_origin(engine, iid, origin=origin, skip_tables=args.skip_table)]
+                    )
             except LifecycleError as exc:
                 raise ConfigurationError(str(exc)) from None
     finally:

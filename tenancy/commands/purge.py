@@ -53,7 +53,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="keep a removed tenant's data this long after its removal (default: 30d)",
     )
     parser.add_argument(
-        "--instance", nargs="+", metavar="ID", default=[], help="only these tenants (with --now: whatever their status)"
+        "--instance",
+        nargs="+",
+        metavar="ID",
+        default=[],
+        help="only these tenants (with --now: whatever their status)",
     )
     parser.add_argument(
         "--now",

@@ -56,7 +56,8 @@ environment:
 
 exit codes:
   0    every claimed tenant synced (or marked removed), duplicated sites copied
-  1    some tenants failed or a copy of a duplicated site failed (listed in the summary and on their rows), or Wix was down and
+  1    some tenants failed (listed in the summary and on their rows), a copy of a duplicated
+       site failed, or Wix was down and
        the run stopped early (--outage-after)
   2    configuration or usage error: bad option or id, database unreachable or not migrated,
        a role that row-level security filters, Wix refusing the app credentials

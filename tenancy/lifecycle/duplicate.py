@@ -107,7 +107,8 @@ class CopyReport:
     def summary(self) -> str:
         """A line per copy, then the totals."""
         lines = [
-            f"{c.instance_id} <- {c.origin}: {c.outcome}, {c.rows} row(s)" + (f": {c.error}" if c.error else "")
+            f"{c.instance_id} <- {c.origin}: {c.outcome}, {c.rows} row(s)"
+            + (f": {c.error}" if c.error else "")
             for c in self.copies
         ]
         done = sum(1 for c in self.copies if c.outcome == "copied")
@@ -169,12 +170,18 @@ def copy_from_origin(
             return _copy(conn, instance_id, origin, skipped, schema)
     except DBAPIError as exc:
         detail = str(getattr(exc, "orig", exc)).strip().splitlines()
-        return TenantCopy(instance_id, origin, outcome="failed", error=detail[0] if detail else type(exc).__name__)
+        return TenantCopy(
+            instance_id, origin, outcome="failed", error=detail[0] if detail else type(exc).__name__
+        )
 
 
-def _copy(conn: Connection, iid: uuid.UUID, origin: uuid.UUID | None, skipped: set[str], schema: str) -> TenantCopy:
+def _copy(
+    conn: Connection, iid: uuid.UUID, origin: uuid.UUID | None, skipped: set[str], schema: str
+) -> TenantCopy:
     row = conn.execute(
-        text("SELECT origin_instance_id, copied_from_origin_at FROM tenants WHERE instance_id = :t FOR UPDATE"),
+        text(
+            "SELECT origin_instance_id, copied_from_origin_at FROM tenants WHERE instance_id = :t FOR UPDATE"
+        ),
         {"t": iid},
     ).first()
     if row is None:
@@ -189,13 +196,18 @@ def _copy(conn: Connection, iid: uuid.UUID, origin: uuid.UUID | None, skipped: s
     _require_closed(copied, skipped)
     done = {"t": iid, "o": origin}
     mark = text(
-        "UPDATE tenants SET copied_from_origin_at = clock_timestamp(), origin_instance_id = :o WHERE instance_id = :t"
+        "UPDATE tenants SET copied_from_origin_at = clock_timestamp(), origin_instance_id = :o"
+        " WHERE instance_id = :t"
     )
     for table in copied:
-        has = conn.execute(text(f"SELECT EXISTS (SELECT 1 FROM {table.qualified} WHERE instance_id = :t)"), done)
+        has = conn.execute(
+            text(f"SELECT EXISTS (SELECT 1 FROM {table.qualified} WHERE instance_id = :t)"), done
+        )
         if has.scalar_one():
             conn.execute(mark, done)
-            return TenantCopy(iid, origin, outcome="has data", error=f"table {table.name!r} already has its rows")
+            return TenantCopy(
+                iid, origin, outcome="has data", error=f"table {table.name!r} already has its rows"
+            )
     maps = _make_maps(conn, tables, copied, origin)
     counts = {table.name: _insert(conn, table, maps, iid, origin) for table in copied}
     conn.execute(mark, done)
@@ -208,7 +220,8 @@ def _require_closed(copied: list[TenantTable], skipped: set[str]) -> None:
             if fk.referred in skipped:
                 raise LifecycleError(
                     f"table {table.name!r} references {fk.referred!r} ({fk.name}), which is not copied: "
-                    f"its copied rows would point at nothing; skip {table.name!r} too, or copy {fk.referred!r}"
+                    f"its copied rows would point at nothing; skip {table.name!r} too, "
+                    f"or copy {fk.referred!r}"
                 )
 
 
@@ -220,7 +233,12 @@ def _make_maps(
     for table in copied:
         for col in table.generated:
             name = f"tenancy_copy_map_{len(maps)}"
-            conn.execute(text(f"CREATE TEMPORARY TABLE {name} (old bigint PRIMARY KEY, new bigint NOT NULL) ON COMMIT DROP"))
+            conn.execute(
+                text(
+                    f"CREATE TEMPORARY TABLE {name} (old bigint PRIMARY KEY, new bigint NOT NULL)"
+                    " ON COMMIT DROP"
+                )
+            )
             conn.execute(
                 text(
                     f"INSERT INTO {name} (old, new) SELECT {_q(col.name)}, nextval(CAST(:seq AS regclass))"
@@ -238,12 +256,14 @@ def _insert(
 ) -> int:
     remapped: dict[str, str] = {}  # column -> map table
     for fk in table.foreign_keys:
-        for col, ref in zip(fk.columns, fk.referred_columns, strict=True):
-            if (fk.referred, ref) in maps and col not in remapped:
-                remapped[col] = maps[(fk.referred, ref)]
+        for name, ref in zip(fk.columns, fk.referred_columns, strict=True):
+            if (fk.referred, ref) in maps and name not in remapped:
+                remapped[name] = maps[(fk.referred, ref)]
     for col in table.generated:
         remapped[col.name] = maps[(table.name, col.name)]
-    names, exprs, joins = [], [], []
+    names: list[str] = []
+    exprs: list[str] = []
+    joins: list[str] = []
     for col in table.columns:
         if col.computed:
             continue
@@ -266,5 +286,3 @@ def _insert(
 
 def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-

@@ -108,10 +108,12 @@ def export_tenant(
             )
             with path.open("w", encoding="utf-8") as fh:
                 keys = list(result.keys())
-                for partition in result.partitions():
+                for partition in result.partitions(_BATCH):
                     fh.write(
                         "".join(
-                            json.dumps(dict(zip(keys, row, strict=True)), default=json_value, ensure_ascii=False)
+                            json.dumps(
+                                dict(zip(keys, row, strict=True)), default=json_value, ensure_ascii=False
+                            )
                             + "\n"
                             for row in partition
                         )

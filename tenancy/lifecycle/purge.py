@@ -34,7 +34,13 @@ from sqlalchemy.exc import OperationalError
 
 from tenancy.errors import LifecycleError
 from tenancy.lifecycle.tables import TenantTable, TenantTables, discover
-from tenancy.lifecycle.tombstone import begin_purge, count_batch, due_for_purge, removed_guard, write_tombstone
+from tenancy.lifecycle.tombstone import (
+    begin_purge,
+    count_batch,
+    due_for_purge,
+    removed_guard,
+    write_tombstone,
+)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -190,6 +196,7 @@ def _purge_tenant(
             return TenantPurge(iid, outcome="reinstalled")
     guard = removed_guard(immediately=immediately)
     params = {"iid": iid, "n": batch_size}
+    deleted_here: dict[str, int] = {}  # this run's deletes (the row's counts span a killed run too)
     for table in tables.delete_order:
         deleted = 0
         for statement in _unlink_statements(table, guard):  # nullable self-references first
@@ -201,13 +208,15 @@ def _purge_tenant(
             if n == 0:
                 break
             deleted += n
+            deleted_here[table.name] = deleted
             if on_batch is not None:
                 on_batch(iid, table.name, deleted)
     with engine.begin() as conn:
         counts = write_tombstone(conn, iid, now=now, immediately=immediately)
     if counts is None and not immediately:
         return TenantPurge(iid, outcome="reinstalled")
-    return TenantPurge(iid, counts or {}, "purged")
+    # No tenants row (an erasure of an id never registered): this run's counts.
+    return TenantPurge(iid, counts if counts is not None else deleted_here, "purged")
 
 
 def _unlink_statements(table: TenantTable, guard: str) -> list[str]:

@@ -15,7 +15,7 @@ works in many short transactions, so no single transaction can defer the check t
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
@@ -92,7 +92,7 @@ class TenantTables:
         """Children before parents."""
         return tuple(reversed(self.insert_order))
 
-    def __iter__(self) -> Iterable[TenantTable]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[TenantTable]:
         return iter(self.insert_order)
 
 
@@ -176,13 +176,17 @@ def _foreign_keys(connection: Connection, schema: str, names: list[str]) -> list
         ),
         {"s": schema, "t": names},
     ).all()
-    return [ForeignKey(name, table, tuple(cols), referred, tuple(rcols), deferrable)
-            for name, table, referred, deferrable, cols, rcols in rows]
+    return [
+        ForeignKey(name, table, tuple(cols), referred, tuple(rcols), deferrable)
+        for name, table, referred, deferrable, cols, rcols in rows
+    ]
 
 
 def _parents_first(tables: dict[str, TenantTable]) -> list[str]:
     """Topological order (parents first, by name among equals); refuses a cycle, naming it."""
-    parents = {name: {fk.referred for fk in t.foreign_keys if fk.referred != name} for name, t in tables.items()}
+    parents = {
+        name: {fk.referred for fk in t.foreign_keys if fk.referred != name} for name, t in tables.items()
+    }
     order: list[str] = []
     done: set[str] = set()
     while len(done) < len(tables):
@@ -205,5 +209,5 @@ def _cycle(parents: dict[str, set[str]], done: set[str]) -> list[str]:
     while True:
         nxt = min(p for p in parents[path[-1]] if p not in done)
         if nxt in path:
-            return [*path[path.index(nxt):], nxt]
+            return [*path[path.index(nxt) :], nxt]
         path.append(nxt)

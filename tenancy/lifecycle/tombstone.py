@@ -102,8 +102,8 @@ def write_tombstone(
     }
     values.update(purged_at=now, purge_started_at=None)
     guard = [] if immediately else [c.status == "removed"]
-    stmt = update(tenants).where(c.instance_id == instance_id, *guard).values(values).returning(c.purge_counts)
+    stmt = (
+        update(tenants).where(c.instance_id == instance_id, *guard).values(values).returning(c.purge_counts)
+    )
     row = conn.execute(stmt).first()
     return None if row is None else {k: int(v) for k, v in (row[0] or {}).items()}
-
-

@@ -3,8 +3,9 @@
 ``AppInstalled`` registers the tenant (or reactivates it) and makes it due for sync; plan events
 make it due, so the next ``tenancy sync`` fetches the new plan; ``AppRemoved`` marks it
 ``removed`` and starts its retention (``removed_at``) — its data stays until
-``tenancy purge``. ``AppInstalled`` with ``originInstanceId`` records the duplicated site's origin. Unknown event types are ignored. Every action is idempotent,
-because Wix delivers events more than once and out of order.
+``tenancy purge``. ``AppInstalled`` with ``originInstanceId`` records the duplicated site's
+origin. Unknown event types are ignored. Every action is idempotent, because Wix delivers
+events more than once and out of order.
 """
 
 from __future__ import annotations

@@ -68,7 +68,9 @@ def populate(conn: Connection, iid: uuid.UUID, *, folders: int = 3, notes_per_fo
         {"i": iid},
     )
     p = {"i": iid}
-    root = conn.execute(text("INSERT INTO folders (instance_id, name) VALUES (:i, 'root') RETURNING id"), p).scalar()
+    root = conn.execute(
+        text("INSERT INTO folders (instance_id, name) VALUES (:i, 'root') RETURNING id"), p
+    ).scalar()
     for f in range(folders):
         folder = conn.execute(
             text("INSERT INTO folders (instance_id, parent_id, name) VALUES (:i, :p, :n) RETURNING id"),

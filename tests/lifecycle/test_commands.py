@@ -27,7 +27,9 @@ def _use(monkeypatch: pytest.MonkeyPatch, emu: Emulator | None, db: Database) ->
 
 def _tenant(admin: Engine, iid: uuid.UUID) -> dict[str, object]:
     with admin.connect() as conn:
-        return dict(conn.execute(text("SELECT * FROM tenants WHERE instance_id = :i"), {"i": iid}).one()._mapping)
+        return dict(
+            conn.execute(text("SELECT * FROM tenants WHERE instance_id = :i"), {"i": iid}).one()._mapping
+        )
 
 
 def test_uninstall_sync_purge_reinstall_through_the_commands(
@@ -62,7 +64,9 @@ def test_uninstall_sync_purge_reinstall_through_the_commands(
         emu.reinstall_app(str(gone))  # same instance id, as on Wix
         assert main(["sync", "--instance", str(gone)]) == 0
         row = _tenant(admin, gone)
-        assert row["status"] == "active" and row["removed_at"] is None and row["site_display_name"] is not None
+        assert (
+            row["status"] == "active" and row["removed_at"] is None and row["site_display_name"] is not None
+        )
         with admin.connect() as conn:
             assert set(counts(conn, gone).values()) == {0}  # starts clean
 
@@ -93,7 +97,10 @@ def test_a_duplicated_site_arrives_with_its_data_through_sync(
 
 
 def test_export_and_erasure_on_request(
-    admin: Engine, lifecycle_db: Database, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    admin: Engine,
+    lifecycle_db: Database,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
     tmp_path: Path,
 ) -> None:
     iid = uuid.UUID(int=0x5)

@@ -55,7 +55,9 @@ def _graph(admin: Engine, iid: uuid.UUID) -> list[tuple[object, ...]]:
         ]
 
 
-def test_a_duplicated_site_gets_the_origins_rows_with_new_keys_and_remapped_references(origin: Engine) -> None:
+def test_a_duplicated_site_gets_the_origins_rows_with_new_keys_and_remapped_references(
+    origin: Engine,
+) -> None:
     admin = origin
     with admin.connect() as conn:
         before_origin, before_other = fingerprint(conn, ORIGIN), fingerprint(conn, OTHER)
@@ -72,13 +74,18 @@ def test_a_duplicated_site_gets_the_origins_rows_with_new_keys_and_remapped_refe
         # Generated keys are new (Identity, serial, bigserial); UUID keys are kept.
         for table in ("folders", "notes", "comments", "audit_log"):
             overlap = conn.execute(
-                text(f"SELECT count(*) FROM {table} a JOIN {table} b ON a.id = b.id"
-                     " WHERE a.instance_id = :o AND b.instance_id = :c"),
+                text(
+                    f"SELECT count(*) FROM {table} a JOIN {table} b ON a.id = b.id"
+                    " WHERE a.instance_id = :o AND b.instance_id = :c"
+                ),
                 {"o": ORIGIN, "c": COPY},
             ).scalar()
             assert overlap == 0, table
         same_tags = conn.execute(
-            text("SELECT count(*) FROM tags a JOIN tags b ON a.id = b.id WHERE a.instance_id = :o AND b.instance_id = :c"),
+            text(
+                "SELECT count(*) FROM tags a JOIN tags b ON a.id = b.id"
+                " WHERE a.instance_id = :o AND b.instance_id = :c"
+            ),
             {"o": ORIGIN, "c": COPY},
         ).scalar()
         assert same_tags == 2
@@ -130,11 +137,15 @@ def test_a_failed_copy_leaves_nothing_and_a_rerun_copies_everything(origin: Engi
     admin = origin
     _installed(admin, COPY, ORIGIN)
     with admin.begin() as conn:  # a trigger that refuses the last table's rows: the copy fails there
-        conn.execute(text(
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
-            " $$BEGIN RAISE EXCEPTION 'refused for the test'; END$$"
-        ))
-        conn.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON note_tags FOR EACH ROW EXECUTE FUNCTION refuse()"))
+        conn.execute(
+            text(
+                "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$BEGIN RAISE EXCEPTION 'refused for the test'; END$$"
+            )
+        )
+        conn.execute(
+            text("CREATE TRIGGER refuse BEFORE INSERT ON note_tags FOR EACH ROW EXECUTE FUNCTION refuse()")
+        )
     try:
         result = copy_from_origin(admin, COPY)
         assert result.outcome == "failed" and "refused for the test" in (result.error or "")

@@ -26,9 +26,11 @@ def test_export_writes_every_tenant_table_and_a_manifest_with_counts(admin: Engi
 
     written = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert written["instance_id"] == str(A) and written["format"] == "tenancy-export/1"
-    assert {name: t["rows"] for name, t in written["tables"].items()} == expected == {
-        name: t["rows"] for name, t in manifest.tables.items()
-    }
+    assert (
+        {name: t["rows"] for name, t in written["tables"].items()}
+        == expected
+        == {name: t["rows"] for name, t in manifest.tables.items()}
+    )
     assert set(written["tables"]) == set(TABLES)
     assert written["tables"]["notes"]["columns"]["amount"] == "numeric(12,2)"
     for table in TABLES:

@@ -31,7 +31,9 @@ def _remove(admin: Engine, iid: uuid.UUID, *, days_ago: float) -> None:
 
 def _row(admin: Engine, iid: uuid.UUID) -> dict[str, object]:
     with admin.connect() as conn:
-        return dict(conn.execute(text("SELECT * FROM tenants WHERE instance_id = :i"), {"i": iid}).one()._mapping)
+        return dict(
+            conn.execute(text("SELECT * FROM tenants WHERE instance_id = :i"), {"i": iid}).one()._mapping
+        )
 
 
 @pytest.fixture
@@ -107,7 +109,9 @@ def test_a_second_purge_does_nothing_and_a_duplicate_app_removed_does_not_restar
     assert _row(admin, A) == tombstone
 
 
-def test_a_reinstall_within_retention_finds_its_data_and_after_purge_starts_clean(two_tenants: Engine) -> None:
+def test_a_reinstall_within_retention_finds_its_data_and_after_purge_starts_clean(
+    two_tenants: Engine,
+) -> None:
     admin = two_tenants
     with admin.connect() as conn:
         before = fingerprint(conn, A)
