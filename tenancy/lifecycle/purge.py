@@ -69,6 +69,7 @@ class TenantPurge:
     counts: dict[str, int] = field(default_factory=dict)
     outcome: str = "purged"  # purged | would purge (dry run) | reinstalled | failed
     error: str | None = None
+    longest_batch_seconds: float = 0.0  # the longest batch transaction: no lock was held longer
 
     @property
     def rows(self) -> int:
@@ -102,6 +103,7 @@ class PurgeReport:
                         "outcome": t.outcome,
                         "rows": t.rows,
                         "counts": t.counts,
+                        "longest_batch_seconds": round(t.longest_batch_seconds, 3),
                         **({"error": t.error} if t.error else {}),
                     }
                     for t in self.tenants
@@ -195,31 +197,60 @@ def _purge_tenant(
         if not begin_purge(conn, iid, now=now, immediately=immediately):
             return TenantPurge(iid, outcome="reinstalled")
     guard = removed_guard(immediately=immediately)
-    params = {"iid": iid, "n": batch_size}
+    runner = _Batches(engine, iid, batch_size, lock_timeout)
     deleted_here: dict[str, int] = {}  # this run's deletes (the row's counts span a killed run too)
     for table in tables.delete_order:
         deleted = 0
-        for statement in _unlink_statements(table, guard):  # nullable self-references first
-            while _batch(engine, statement, params, lock_timeout, table.name) > 0:
-                pass
-        statement = _delete_statement(table, guard)
-        while True:
-            n = _batch(engine, statement, params, lock_timeout, table.name, iid=iid)
-            if n == 0:
-                break
+
+        def progress(n: int, table: TenantTable = table) -> None:
+            nonlocal deleted
             deleted += n
             deleted_here[table.name] = deleted
             if on_batch is not None:
                 on_batch(iid, table.name, deleted)
+
+        for unlink in _unlink_statements(table, guard):  # nullable self-references first
+            runner.run(table, unlink, counted=False)
+        runner.run(table, _delete_statement(table, guard), counted=True, on_rows=progress)
     with engine.begin() as conn:
         counts = write_tombstone(conn, iid, now=now, immediately=immediately)
     if counts is None and not immediately:
-        return TenantPurge(iid, outcome="reinstalled")
+        return TenantPurge(iid, outcome="reinstalled", longest_batch_seconds=runner.longest)
     # No tenants row (an erasure of an id never registered): this run's counts.
-    return TenantPurge(iid, counts if counts is not None else deleted_here, "purged")
+    result = counts if counts is not None else deleted_here
+    return TenantPurge(iid, result, "purged", longest_batch_seconds=runner.longest)
 
 
-def _unlink_statements(table: TenantTable, guard: str) -> list[str]:
+@dataclass(frozen=True)
+class _Statement:
+    """A batch statement: ``sql`` for the first batch; with ``keyset``, ``next_sql`` continues
+    after the last primary key of the previous batch (``:k0``, ``:k1``, ...)."""
+
+    sql: str
+    next_sql: str | None = None
+
+
+def _keyset(table: TenantTable, where: str, action: str) -> _Statement:
+    """``action`` (``DELETE FROM t`` / ``UPDATE t SET ...``) on the next batch in primary-key
+    order. Each batch starts where the last ended, so none walks again over the index entries of
+    rows already deleted (a plain ``LIMIT n`` rescan would: quadratic in the tenant's size)."""
+    keys = [name for name in table.primary_key if name != "instance_id"]
+    cols = ", ".join(_q(k) for k in keys)
+    after = f" AND ({cols}) > ({', '.join(f':k{i}' for i in range(len(keys)))})"
+
+    def sql(extra: str) -> str:
+        return (
+            f"WITH batch AS MATERIALIZED (SELECT ctid AS tid, {cols} FROM {table.qualified}"
+            f" WHERE instance_id = :iid{where}{extra} ORDER BY {cols} LIMIT :n),"
+            f" done AS ({action} WHERE ctid = ANY(ARRAY(SELECT tid FROM batch)){{guard}} RETURNING 1)"
+            f" SELECT (SELECT count(*) FROM done), last.* FROM"
+            f" (SELECT {cols} FROM batch ORDER BY {', '.join(f'{_q(k)} DESC' for k in keys)} LIMIT 1) last"
+        )
+
+    return _Statement(sql(""), sql(after))
+
+
+def _unlink_statements(table: TenantTable, guard: str) -> list[_Statement]:
     """For each self-reference with nullable columns: set them NULL, a batch at a time."""
     statements = []
     nullable = {col.name for col in table.columns if col.nullable}
@@ -229,14 +260,27 @@ def _unlink_statements(table: TenantTable, guard: str) -> list[str]:
             continue
         sets = ", ".join(f"{_q(name)} = NULL" for name in own)
         some = " OR ".join(f"{_q(name)} IS NOT NULL" for name in own)
-        statements.append(
-            f"UPDATE {table.qualified} SET {sets} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table.qualified}"
-            f" WHERE instance_id = :iid AND ({some}) LIMIT :n)){guard}"
-        )
+        action = f"UPDATE {table.qualified} SET {sets}"
+        if _has_keys(table):
+            statement = _keyset(table, f" AND ({some})", action)
+            statements.append(
+                _Statement(statement.sql.format(guard=guard), (statement.next_sql or "").format(guard=guard))
+            )
+        else:
+            statements.append(
+                _Statement(
+                    f"{action} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table.qualified}"
+                    f" WHERE instance_id = :iid AND ({some}) LIMIT :n)){guard}"
+                )
+            )
     return statements
 
 
-def _delete_statement(table: TenantTable, guard: str) -> str:
+def _has_keys(table: TenantTable) -> bool:
+    return any(name != "instance_id" for name in table.primary_key)
+
+
+def _delete_statement(table: TenantTable, guard: str) -> _Statement:
     nullable = {col.name for col in table.columns if col.nullable}
     leaves = []
     for fk in table.self_references:
@@ -250,39 +294,83 @@ def _delete_statement(table: TenantTable, guard: str) -> str:
             f" AND NOT EXISTS (SELECT 1 FROM {table.qualified} y WHERE y.instance_id = x.instance_id"
             f" AND {match} AND y.ctid <> x.ctid)"
         )
-    return (
+    if not leaves and _has_keys(table):
+        statement = _keyset(table, "", f"DELETE FROM {table.qualified}")
+        return _Statement(statement.sql.format(guard=guard), (statement.next_sql or "").format(guard=guard))
+    # Leaves first (they change as rows go, so no keyset), or a table without a primary key.
+    return _Statement(
         f"DELETE FROM {table.qualified} WHERE ctid = ANY(ARRAY(SELECT x.ctid FROM {table.qualified} x"
         f" WHERE x.instance_id = :iid{''.join(leaves)} LIMIT :n)){guard}"
     )
 
 
-def _batch(
-    engine: Engine,
-    statement: str,
-    params: dict[str, Any],
-    lock_timeout: dt.timedelta,
-    table: str,
-    *,
-    iid: uuid.UUID | None = None,
-) -> int:
-    """One batch in its own transaction; a lock timeout is retried a few times."""
-    timeout_ms = max(1, int(lock_timeout.total_seconds() * 1000))
-    for attempt in range(_LOCK_RETRIES):
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(f"SET LOCAL lock_timeout = {timeout_ms}"))
-                n = conn.execute(text(statement), params).rowcount
-                if iid is not None and n:
-                    count_batch(conn, iid, table, n)
-                return int(n)
-        except OperationalError as exc:
-            if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
-                raise
-            time.sleep(0.05 * 2**attempt)
-    raise LifecycleError(
-        f"table {table!r}: could not take the locks of a purge batch within {lock_timeout} "
-        f"({_LOCK_RETRIES} tries); another transaction holds them: run the purge again later"
-    )
+class _Batches:
+    """Runs batch statements, each in its own short transaction, and times the longest."""
+
+    def __init__(self, engine: Engine, iid: uuid.UUID, batch_size: int, lock_timeout: dt.timedelta) -> None:
+        self.engine, self.iid, self.lock_timeout = engine, iid, lock_timeout
+        self.params: dict[str, Any] = {"iid": iid, "n": batch_size}
+        self.longest = 0.0
+
+    def run(
+        self,
+        table: TenantTable,
+        statement: _Statement,
+        *,
+        counted: bool,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> None:
+        """Batches until one finds nothing. A keyset pass that did something is followed by a
+        pass from the start: rows written behind it meanwhile (an erasure of an active tenant)
+        or moved by a concurrent update are found too."""
+        while True:
+            key: tuple[Any, ...] | None = None
+            total = 0
+            while True:
+                sql = statement.sql if key is None or statement.next_sql is None else statement.next_sql
+                params = dict(self.params)
+                if key is not None:
+                    params.update({f"k{i}": value for i, value in enumerate(key)})
+                n, key = self._one(
+                    table.name, sql, params, counted=counted, keyset=statement.next_sql is not None
+                )
+                if n and on_rows is not None:
+                    on_rows(n)
+                total += n
+                if key is None or (statement.next_sql is None and n == 0):
+                    break
+            if statement.next_sql is None or total == 0:
+                return
+
+    def _one(
+        self, table: str, sql: str, params: dict[str, Any], *, counted: bool, keyset: bool
+    ) -> tuple[int, tuple[Any, ...] | None]:
+        """One batch: (rows, last key of the batch or None when it found no rows)."""
+        timeout_ms = max(1, int(self.lock_timeout.total_seconds() * 1000))
+        for attempt in range(_LOCK_RETRIES):
+            try:
+                started = time.monotonic()
+                with self.engine.begin() as conn:
+                    conn.execute(text(f"SET LOCAL lock_timeout = {timeout_ms}"))
+                    result = conn.execute(text(sql), params)
+                    if keyset:
+                        row = result.first()
+                        n, key = (0, None) if row is None else (int(row[0]), tuple(row[1:]))
+                    else:
+                        n = int(result.rowcount)
+                        key = () if n else None
+                    if counted and n:
+                        count_batch(conn, self.iid, table, n)
+                self.longest = max(self.longest, time.monotonic() - started)
+                return n, key
+            except OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise LifecycleError(
+            f"table {table!r}: could not take the locks of a purge batch within {self.lock_timeout} "
+            f"({_LOCK_RETRIES} tries); another transaction holds them: run the purge again later"
+        )
 
 
 def _q(name: str) -> str:
