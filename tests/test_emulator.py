@@ -206,6 +206,28 @@ def test_control_api_over_http() -> None:
         assert bad.status_code == 400
 
 
+def test_a_duplicated_site_is_a_new_instance_naming_its_origin() -> None:
+    """Duplicating a site (API or control path): a new instance id and site id, the same site
+    data, Get App Instance's originInstanceId and copiedFromTemplate set; the original unchanged."""
+    with Emulator(sites=1, seed=5) as emu:
+        origin = emu.instance_ids[0]
+        copy = emu.duplicate_site(origin)
+        control = emu.base_url + "/_emulator"
+        answer = requests.post(control + f"/sites/{origin}/duplicate", json={}, timeout=5)
+        answer.raise_for_status()
+        second = answer.json()["instance_id"]
+        with client_for(emu) as client:
+            for iid in (copy, second):
+                app = client.get_app_instance(iid)
+                assert app.instance is not None and app.site is not None
+                assert app.instance.origin_instance_id == origin and app.instance.copied_from_template
+                assert app.site.site_id != emu.site(origin).site_id
+                assert app.site.site_display_name == emu.site(origin).site_display_name
+            original = client.get_app_instance(origin).instance
+            assert original is not None and original.origin_instance_id is None
+        assert len({origin, copy, second}) == 3 and emu.instance_ids == [origin, copy, second]
+
+
 def test_wrong_credentials_get_an_ietf_style_401() -> None:
     """The token endpoint checks client_id and client_secret and answers like RFC 6749."""
     with Emulator(sites=1) as emu:

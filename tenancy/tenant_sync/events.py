@@ -59,9 +59,9 @@ def apply_event(engine: Engine, event: WixEvent, *, now: dt.datetime | None = No
         return "ignored"
     with engine.begin() as conn:
         register_instances(conn, [event.instance_id], now=now)
-        update_tenant(conn, event.instance_id, values)
         if action == "removed":
-            record_removal(conn, event.instance_id, now=now)
+            record_removal(conn, event.instance_id, now=now)  # before the status says removed
+        update_tenant(conn, event.instance_id, values)
         origin = origin_instance_id(event.payload.get("originInstanceId"))
         if event.event_type == "AppInstalled" and origin is not None:
             # A duplicated site: `tenancy sync` copies the origin's rows (tenancy.lifecycle),

@@ -264,10 +264,13 @@ def origin_instance_id(value: object) -> uuid.UUID | None:
 
 
 def record_removal(conn: Connection, instance_id: uuid.UUID, *, now: dt.datetime) -> None:
-    """Start the tenant's retention at *now* unless it already runs (a duplicated or late
-    ``AppRemoved`` never moves it forward)."""
+    """Start the tenant's retention at *now* unless it already runs: call it before the row is
+    marked ``removed``. A duplicated or late ``AppRemoved`` never moves it forward; a row that
+    was reactivated without clearing ``removed_at`` (a token's registration) starts afresh."""
     conn.execute(
-        update(tenants).where(c.instance_id == instance_id, c.removed_at.is_(None)).values(removed_at=now)
+        update(tenants)
+        .where(c.instance_id == instance_id, or_(c.removed_at.is_(None), c.status != "removed"))
+        .values(removed_at=now)
     )
 
 

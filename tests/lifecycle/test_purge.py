@@ -137,6 +137,20 @@ def test_a_reinstall_within_retention_finds_its_data_and_after_purge_starts_clea
     assert [(t.instance_id, t.counts["folders"], t.rows) for t in report.tenants] == [(A, 1, 1)]
 
 
+def test_a_removal_after_a_reactivation_that_kept_removed_at_starts_a_new_retention(admin: Engine) -> None:
+    with admin.begin() as conn:
+        populate(conn, A)
+    _remove(admin, A, days_ago=60)
+    with admin.begin() as conn:  # as a token's registration reactivates: removed_at left as it was
+        conn.execute(text("UPDATE tenants SET status = 'active' WHERE instance_id = :i"), {"i": A})
+    assert purge(admin, now=NOW).tenants == []  # active: never purged
+
+    _remove(admin, A, days_ago=1)
+
+    assert _row(admin, A)["removed_at"] == NOW - dt.timedelta(days=1)
+    assert purge(admin, now=NOW).tenants == []
+
+
 def test_erasure_on_request_purges_an_active_tenant_now(two_tenants: Engine) -> None:
     admin = two_tenants
     with admin.connect() as conn:
