@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 import uuid
 
 import pytest
@@ -183,3 +187,65 @@ def test_sync_records_the_origin_from_get_app_instance() -> None:
     assert tenant_values(app)["origin_instance_id"] == ORIGIN
     garbled = AppInstance.from_json({"instance": {"instanceId": str(COPY), "originInstanceId": "nope"}})
     assert tenant_values(garbled)["origin_instance_id"] is None
+
+
+_KILLED_COPY = """
+import sys, uuid
+from sqlalchemy import create_engine
+from tenancy.lifecycle import copy_from_origin
+print("start", flush=True)
+copy_from_origin(create_engine(sys.argv[1]), uuid.UUID(sys.argv[2]))
+print("done", flush=True)
+"""
+
+
+def test_a_copy_killed_mid_way_leaves_nothing_and_a_rerun_copies_everything(origin: Engine) -> None:
+    admin = origin
+    _installed(admin, COPY, ORIGIN)
+    with admin.begin() as conn:  # the copy pauses in its last table: the kill lands mid-copy
+        conn.execute(
+            text(
+                "CREATE FUNCTION pause() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM pg_sleep(30); RETURN NULL; END$$"
+            )
+        )
+        conn.execute(
+            text("CREATE TRIGGER pause AFTER INSERT ON note_tags FOR EACH STATEMENT EXECUTE FUNCTION pause()")
+        )
+    url = admin.url.render_as_string(hide_password=False)
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-c", _KILLED_COPY, url, str(COPY)], stdout=subprocess.PIPE, text=True
+        ) as proc:
+            assert proc.stdout is not None and proc.stdout.readline() == "start\n"
+            with admin.connect() as conn:
+                for _ in range(600):  # until the copy is inside its last table
+                    waiting = conn.execute(
+                        text(
+                            'SELECT pid FROM pg_stat_activity WHERE query LIKE \'INSERT INTO "public"."note_tags"%\''
+                        )
+                    ).scalar()
+                    conn.rollback()
+                    if waiting is not None:
+                        break
+                    time.sleep(0.05)
+                assert waiting is not None
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                # The server notices a dead client only when it next talks to it: end its backend.
+                conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": waiting})
+                conn.commit()
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text("DROP TRIGGER pause ON note_tags"))
+            conn.execute(text("DROP FUNCTION pause()"))
+    with admin.connect() as conn:
+        assert set(counts(conn, COPY).values()) == {0}
+        assert (
+            conn.execute(
+                text("SELECT copied_from_origin_at FROM tenants WHERE instance_id = :i"), {"i": COPY}
+            ).scalar()
+            is None
+        )
+
+    assert [c.outcome for c in copy_pending(admin).copies] == ["copied"]
+    assert _graph(admin, COPY) == _graph(admin, ORIGIN)
