@@ -205,7 +205,8 @@ def test_a_copy_killed_mid_way_leaves_nothing_and_a_rerun_copies_everything(orig
     with admin.begin() as conn:  # the copy pauses in its last table: the kill lands mid-copy
         conn.execute(
             text(
-                "CREATE FUNCTION pause() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN PERFORM pg_sleep(30); RETURN NULL; END$$"
+                "CREATE FUNCTION pause() RETURNS trigger LANGUAGE plpgsql AS"
+                " $$BEGIN PERFORM pg_sleep(30); RETURN NULL; END$$"
             )
         )
         conn.execute(
@@ -221,7 +222,8 @@ def test_a_copy_killed_mid_way_leaves_nothing_and_a_rerun_copies_everything(orig
                 for _ in range(600):  # until the copy is inside its last table
                     waiting = conn.execute(
                         text(
-                            'SELECT pid FROM pg_stat_activity WHERE query LIKE \'INSERT INTO "public"."note_tags"%\''
+                            "SELECT pid FROM pg_stat_activity"
+                            ' WHERE query LIKE \'INSERT INTO "public"."note_tags"%\''
                         )
                     ).scalar()
                     conn.rollback()
