@@ -79,6 +79,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar="DURATION",
         help="longest wait for a batch's locks before retrying it (default: 1s)",
     )
+    parser.add_argument(
+        "--pause",
+        type=parse_duration,
+        default=dt.timedelta(0),
+        metavar="DURATION",
+        help="sleep after every batch, leaving the database to other tenants' queries (default: 0)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as one line of JSON on stdout")
 
 
@@ -118,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
                     dry_run=args.dry_run,
                     batch_size=args.batch_size,
                     lock_timeout=args.lock_timeout,
+                    pause=args.pause,
                     on_batch=on_batch,
                 )
             except LifecycleError as exc:

@@ -145,6 +145,7 @@ def purge(
     dry_run: bool = False,
     batch_size: int = DEFAULT_BATCH_SIZE,
     lock_timeout: dt.timedelta = DEFAULT_LOCK_TIMEOUT,
+    pause: dt.timedelta = dt.timedelta(0),
     on_batch: OnBatch | None = None,
     schema: str = "public",
     now: dt.datetime | None = None,
@@ -153,7 +154,8 @@ def purge(
 
     Without *instances*: every removed tenant removed longer than *retention* ago. With
     *instances*: those of them that are due, or all of them when *immediately* (erasure on
-    request). *dry_run* counts the rows and deletes nothing. Idempotent: a purged tenant is not
+    request). *dry_run* counts the rows and deletes nothing. *pause* is a sleep after every batch:
+    on a busy database it leaves the CPU and I/O to other tenants' queries. Idempotent: a purged tenant is not
     due again until it is reinstalled and removed again.
     """
     if batch_size < 1:
@@ -175,7 +177,15 @@ def purge(
             continue
         try:
             report.tenants.append(
-                _purge_tenant(engine, tables, iid, now, immediately, batch_size, lock_timeout, on_batch)
+                _purge_tenant(
+                    engine,
+                    tables,
+                    iid,
+                    now,
+                    immediately,
+                    _Batches(engine, iid, batch_size, lock_timeout, pause),
+                    on_batch,
+                )
             )
         except LifecycleError as exc:
             report.tenants.append(TenantPurge(iid, outcome="failed", error=str(exc)))
@@ -189,15 +199,13 @@ def _purge_tenant(
     iid: uuid.UUID,
     now: dt.datetime,
     immediately: bool,
-    batch_size: int,
-    lock_timeout: dt.timedelta,
+    runner: _Batches,
     on_batch: OnBatch | None,
 ) -> TenantPurge:
     with engine.begin() as conn:
         if not begin_purge(conn, iid, now=now, immediately=immediately):
             return TenantPurge(iid, outcome="reinstalled")
     guard = removed_guard(immediately=immediately)
-    runner = _Batches(engine, iid, batch_size, lock_timeout)
     deleted_here: dict[str, int] = {}  # this run's deletes (the row's counts span a killed run too)
     for table in tables.delete_order:
         deleted = 0
@@ -307,8 +315,11 @@ def _delete_statement(table: TenantTable, guard: str) -> _Statement:
 class _Batches:
     """Runs batch statements, each in its own short transaction, and times the longest."""
 
-    def __init__(self, engine: Engine, iid: uuid.UUID, batch_size: int, lock_timeout: dt.timedelta) -> None:
+    def __init__(
+        self, engine: Engine, iid: uuid.UUID, batch_size: int, lock_timeout: dt.timedelta, pause: dt.timedelta
+    ) -> None:
         self.engine, self.iid, self.lock_timeout = engine, iid, lock_timeout
+        self.pause = pause.total_seconds()
         self.params: dict[str, Any] = {"iid": iid, "n": batch_size}
         self.longest = 0.0
 
@@ -362,6 +373,8 @@ class _Batches:
                     if counted and n:
                         count_batch(conn, self.iid, table, n)
                 self.longest = max(self.longest, time.monotonic() - started)
+                if self.pause > 0 and n:
+                    time.sleep(self.pause)
                 return n, key
             except OperationalError as exc:
                 if getattr(exc.orig, "sqlstate", None) != _LOCK_NOT_AVAILABLE:

@@ -21,6 +21,7 @@ Figures (each a ratio of two variants measured in the same run, on the same data
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import random
 import statistics
@@ -149,7 +150,7 @@ def _p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98] if len(values) >= 2 else float("nan")
 
 
-def bench_purge(engine: Engine, rows: int, batch_size: int, others: int) -> dict[str, Any]:
+def bench_purge(engine: Engine, rows: int, batch_size: int, others: int, pause: float) -> dict[str, Any]:
     big = uuid.uuid4()
     small = [uuid.uuid4() for _ in range(others)]
     for iid in small:
@@ -173,7 +174,12 @@ def bench_purge(engine: Engine, rows: int, batch_size: int, others: int) -> dict
         def run() -> float:
             t0 = time.perf_counter()
             report = purge(
-                engine, instances=[big], immediately=True, batch_size=batch_size, on_batch=on_batch
+                engine,
+                instances=[big],
+                immediately=True,
+                batch_size=batch_size,
+                pause=dt.timedelta(seconds=pause),
+                on_batch=on_batch,
             )
             assert report.ok and report.tenants[0].rows >= rows - 5
             longest[0] = report.tenants[0].longest_batch_seconds
@@ -187,6 +193,7 @@ def bench_purge(engine: Engine, rows: int, batch_size: int, others: int) -> dict
     return {
         "rows": rows,
         "batch_size": batch_size,
+        "pause_s": pause,
         "plain_s": plain_s,
         "purge_s": purge_s,
         "speed_ratio": plain_s / purge_s,
@@ -276,6 +283,7 @@ def main() -> None:
     parser.add_argument("--purge-rows", type=int, default=1_000_000)
     parser.add_argument("--batch-size", type=int, default=5000)
     parser.add_argument("--other-tenants", type=int, default=20)
+    parser.add_argument("--pause", type=float, default=0.0, help="purge's pause after each batch (seconds)")
     parser.add_argument("--copy-rows", type=int, default=100_000)
     parser.add_argument("--copy-reps", type=int, default=3)
     parser.add_argument("--export-rows", type=int, default=1_000_000)
@@ -295,7 +303,9 @@ def main() -> None:
             for table in TABLES:
                 enable_isolation(conn, table)
         if "purge" in only:
-            figures["purge"] = bench_purge(engine, args.purge_rows, args.batch_size, args.other_tenants)
+            figures["purge"] = bench_purge(
+                engine, args.purge_rows, args.batch_size, args.other_tenants, args.pause
+            )
         if "copy" in only:
             figures["copy"] = bench_copy(engine, args.copy_rows, args.copy_reps)
         if "export" in only:
