@@ -6,9 +6,10 @@ status (a site owner's deletion request). Tables go children before parents, wha
 foreign keys' ``ON DELETE``, so every batch deletes rows nothing references any more.
 
 Each batch is its own short transaction: ``SET LOCAL lock_timeout`` (a batch that cannot get
-its locks is retried, then the purge stops with :class:`~tenancy.LifecycleError`), then
-``DELETE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... WHERE instance_id = :iid LIMIT n))`` (a TID
-scan of rows an index found: no long lock, no sort) and the count added to the tenant's row.
+its locks is retried, then the tenant is reported failed), then the next batch in primary-key
+order, ``DELETE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... WHERE instance_id = :iid AND key >
+:last ORDER BY key LIMIT n))`` (a TID scan of rows the primary key's index found: no long lock,
+no sort, no rescan of rows already deleted), and the count added to the tenant's row.
 The state lives in the data: a killed purge leaves fewer rows and exact counts; a rerun picks
 the tenant up again (``purge_started_at`` is set) and finishes. The tombstone is written last,
 after every table is empty.
