@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--instance/--origin: {exc}") from None
     if origin is not None and iid is None:
         raise ConfigurationError("--origin needs --instance ID (the tenant to copy into)")
-    url = Settings.from_env().admin_database_url
+    url = Settings.from_env().require_admin_database_url("tenancy copy")
     engine = make_engine(url)
     try:
         with database_errors(url):

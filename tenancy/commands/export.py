@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     except InvalidInstanceId as exc:
         raise ConfigurationError(f"--instance: {exc}") from None
     output = args.output or f"tenancy-export-{iid}"
-    url = Settings.from_env().admin_database_url
+    url = Settings.from_env().require_admin_database_url("tenancy export")
     engine = make_engine(url)
     try:
         with database_errors(url):

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError("--now erases the tenants named by --instance ID: name at least one")
     if args.batch_size < 1:
         raise ConfigurationError(f"--batch-size must be >= 1, got {args.batch_size}")
-    url = Settings.from_env().admin_database_url
+    url = Settings.from_env().require_admin_database_url("tenancy purge")
     engine = make_engine(url)
     last = [0.0]
 

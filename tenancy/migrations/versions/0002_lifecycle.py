@@ -5,8 +5,8 @@
 ``origin_instance_id`` / ``copied_from_origin_at`` the copy of a duplicated site's data.
 Plain SQL on purpose: no import of tenancy, so the revision never changes with the library.
 
-Revision ID: 0002_lifecycle
-Revises: 0005
+Revision ID: 0002
+Revises: 0001
 Create Date: 2026-12-06
 """
 
@@ -18,10 +18,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0002_lifecycle"
-# Follows the last revision of this branch; once tenancy's revisions are frozen into one
-# initial revision, this becomes "0001".
-down_revision: str | None = "0005"
+revision: str = "0002"
+down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
