@@ -1,7 +1,8 @@
 """TokenResolver: from a request's access token to a verified tenant (``instance_id``), cached.
 
 A token is accepted only if Wix's Token Info says it is active, its ``exp`` (when given: a JWT
-NumericDate, fractions included; an ``exp`` that is not one refuses the token) has not passed, it was issued for this app (``clientId``) and it names an instance (DESIGN.md
+NumericDate, fractions included; an ``exp`` that is not one refuses the token) has not
+passed, it was issued for this app (``clientId``) and it names an instance (DESIGN.md
 invariant 6). ``exp`` is allowed :data:`EXP_LEEWAY` (30) seconds of clock skew between this
 host and Wix: a Token Info answer whose ``exp`` lies more than that in the past is refused
 (``reason="expired"``), even with ``active: true``. Every refusal raises

@@ -40,8 +40,8 @@ def _everything(exc: BaseException) -> str:
 
 @pytest.mark.parametrize(
     "expires_in",
-    [b"Infinity", b"-Infinity", b"NaN", b"1e400", b"1" + b"0" * 400, b"-5", b"0", b"true", b'"soon"', b'"1e9"',
-     b"[14400]", b"99999999999"],
+    [b"Infinity", b"-Infinity", b"NaN", b"1e400", b"1" + b"0" * 400, b"-5", b"0", b"true",
+     b'"soon"', b'"1e9"', b"[14400]", b"99999999999"],
 )  # fmt: skip
 def test_an_unusable_expires_in_is_a_wix_error_naming_it(
     emu: Emulator, client: WixClient, expires_in: bytes
