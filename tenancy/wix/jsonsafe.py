@@ -14,7 +14,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["MAX_DEPTH", "UnsafeJSON", "loads"]
+__all__ = ["MAX_DEPTH", "UnsafeJSON", "check", "loads"]
 
 # Wix answers and webhook envelopes nest about five levels; 64 leaves room for anything Wix
 # might add while keeping every later walk (json.dumps, psycopg's Jsonb) far from the limit.
@@ -34,10 +34,18 @@ def loads(content: bytes | str) -> Any:
         value = json.loads(content)
     except RecursionError:
         raise UnsafeJSON(f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    raw = content.encode("utf-8", "surrogatepass") if isinstance(content, str) else content
-    check_strings = _SURROGATE_ESCAPE.search(raw) is not None
+    if isinstance(content, str):
+        # Already text: a surrogate may be in it raw, not only as an escape.
+        check_strings = not content.isascii() or _SURROGATE_ESCAPE.search(content.encode()) is not None
+    else:
+        check_strings = _SURROGATE_ESCAPE.search(content) is not None
     _check(value, check_strings=check_strings)
     return value
+
+
+def check(value: Any) -> None:
+    """Raise :class:`UnsafeJSON` if *value* (parsed elsewhere) is too deep or holds a lone surrogate."""
+    _check(value, check_strings=True)
 
 
 def _check(value: Any, *, check_strings: bool) -> None:
