@@ -212,3 +212,41 @@ def test_events_update_tenants_immediately(empty_pg_database: Database) -> None:
     unknown = tenancy.WixEvent(event_type="SomethingNew", instance_id=iid, payload={})
     assert tenancy.apply_event(engine, unknown) == "ignored"
     engine.dispose()
+
+
+@pytest.mark.postgres
+def test_events_apply_in_the_order_of_their_own_time(empty_pg_database: Database, own_key) -> None:
+    """An event issued before the last one applied (delivered late) is ignored ("stale"); a
+    duplicate applies again harmlessly; the row never goes back to an older state."""
+    key, pem = own_key
+    engine = create_engine(empty_pg_database.admin_url)
+    migrate(engine)
+    iid = uuid.uuid4()
+    verifier = tenancy.WebhookVerifier(pem, clock=lambda: SAMPLE_IAT + 100)
+
+    def event(event_type: str, iat: int) -> tenancy.WixEvent:
+        envelope = {"eventType": event_type, "instanceId": str(iid), "data": "{}"}
+        return verifier.parse(_sign({"data": json.dumps(envelope), "iat": iat, "exp": iat + 300}, key))
+
+    def status() -> tuple[str, object]:
+        with engine.connect() as conn:
+            row = conn.execute(select(Tenant.status, Tenant.last_event_at).where(Tenant.instance_id == iid))
+            state, last = row.one()
+            return state, last
+
+    removed_late = event("AppRemoved", SAMPLE_IAT + 50)
+    assert tenancy.apply_event(engine, removed_late) == "removed"
+    # The install that came before the removal, delivered after it.
+    assert tenancy.apply_event(engine, event("AppInstalled", SAMPLE_IAT + 10)) == "stale"
+    assert tenancy.apply_event(engine, event("PaidPlanChanged", SAMPLE_IAT + 49)) == "stale"
+    assert status()[0] == "removed"
+    assert tenancy.apply_event(engine, removed_late) == "removed"  # a duplicate: harmless
+    assert tenancy.apply_event(engine, event("AppInstalled", SAMPLE_IAT + 60)) == "refresh"
+    assert tenancy.apply_event(engine, event("AppRemoved", SAMPLE_IAT + 55)) == "stale"
+    state, last = status()
+    assert state == "active" and last.timestamp() == SAMPLE_IAT + 60  # type: ignore[attr-defined]
+    # No iat: arrival order, and the recorded time stays.
+    no_time = tenancy.WixEvent(event_type="AppRemoved", instance_id=iid, payload={})
+    assert tenancy.apply_event(engine, no_time) == "removed"
+    assert status()[1].timestamp() == SAMPLE_IAT + 60  # type: ignore[union-attr]
+    engine.dispose()
