@@ -36,7 +36,15 @@ except ImportError:  # pragma: no cover - exercised in a subprocess without Fast
 from tenancy import log_context
 from tenancy.db.sessions import INFO_KEY, TenantSession
 from tenancy.errors import InvalidWebhook, TenancyError
-from tenancy.integrations.runtime import DEFAULT_RETRY_AFTER, EventHook, Runtime, receive_webhook, refusal
+from tenancy.integrations.runtime import (
+    DEFAULT_RETRY_AFTER,
+    MAX_WEBHOOK_BYTES,
+    EventHook,
+    Runtime,
+    announced_too_large,
+    receive_webhook,
+    refusal,
+)
 from tenancy.settings import Settings
 
 if TYPE_CHECKING:  # the asyncio extension needs greenlet (tenancy[async]); sync apps run without it
@@ -51,6 +59,20 @@ async def _request_log_scope() -> None:
     # tenant bound while opening the session shows on the handler's log records. Not a
     # generator (those cost an exit stack per request): the slot dies with the request's task.
     log_context.new_scope()
+
+
+async def _bounded_body(request: Request) -> bytes | None:
+    """The body, or ``None`` once it is known to exceed ``MAX_WEBHOOK_BYTES`` (nothing more read)."""
+    if announced_too_large(request.headers.get("content-length")):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_WEBHOOK_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class TenancyFastAPI:
@@ -182,13 +204,19 @@ class TenancyFastAPI:
     ) -> None:
         """POST *path*: verify Wix's signed body and apply the event to ``tenants``.
 
-        200 ``{"action": ...}`` when applied (``refresh``, ``removed`` or ``ignored``);
-        401 ``{"detail": "invalid webhook"}`` for a body that does not verify (nothing
-        changes). ``on_event(event, action)`` runs after the update, for your own reactions.
+        200 ``{"action": ...}`` when applied (``refresh``, ``removed``, ``ignored`` or
+        ``stale``); 401 ``{"detail": "invalid webhook"}`` for a body that does not verify
+        (nothing changes); 413 for a body over ``MAX_WEBHOOK_BYTES`` (256 KB), refused from its
+        ``Content-Length`` before reading, or once a chunked body passes the bound.
+        ``on_event(event, action)`` runs after the update, for your own reactions.
         """
 
         async def wix_webhook(request: Request) -> JSONResponse:
-            body = await request.body()
+            body = await _bounded_body(request)
+            if body is None:
+                return JSONResponse(
+                    {"detail": "webhook body is too large"}, status_code=413, headers={"Connection": "close"}
+                )
             try:
                 action = await run_in_threadpool(receive_webhook, self.runtime, body, on_event)
             except InvalidWebhook:

@@ -478,8 +478,9 @@ class WixClient:
         """``x-wix-request-id`` as kept: redacted, printable, at most :data:`_MAX_REQUEST_ID` chars."""
         if not value:
             return None
-        value = "".join(ch if ch.isprintable() else "?" for ch in value[: _MAX_REQUEST_ID * 4])
-        return self._redact(value, secrets)[:_MAX_REQUEST_ID]
+        # Redacted whole, then cut: cutting first could leave half a secret unmasked.
+        value = self._redact(value, secrets)[:_MAX_REQUEST_ID]
+        return "".join(ch if ch.isprintable() else "?" for ch in value)
 
     def _error(
         self,
