@@ -264,7 +264,7 @@ class WixClient:
         if expires_in is None:
             raise WixError(
                 f"Wix access_token for instance {iid}: expires_in is not a number of seconds "
-                f"between 1 and {MAX_APP_TOKEN_TTL}",
+                f"between 0 and {MAX_APP_TOKEN_TTL}",
                 status=reply.status,
                 request_id=reply.request_id,
             )
@@ -537,9 +537,9 @@ def _pooled_session(pool_size: int, base_url: str) -> requests.Session:
 def _seconds(value: object, *, default: int) -> int | None:
     """``expires_in`` as whole seconds: *default* when absent, ``None`` when present but unusable.
 
-    Usable: a number or a decimal string of whole seconds between 1 and
-    :data:`MAX_APP_TOKEN_TTL`. A bool, NaN, infinity, a huge, zero or negative number, or a
-    word is not (and must not raise ``OverflowError``/``ValueError`` on the way).
+    Usable: a number or a decimal string of whole seconds between 0 (a token already expired:
+    used once, never cached) and :data:`MAX_APP_TOKEN_TTL`. A bool, NaN, infinity, a huge or
+    negative number, or a word is not (and must not raise ``OverflowError``/``ValueError``).
     """
     if value is None:
         return default
@@ -558,7 +558,7 @@ def _seconds(value: object, *, default: int) -> int | None:
     else:
         return None
     try:
-        if not math.isfinite(seconds) or not 1 <= seconds <= MAX_APP_TOKEN_TTL:
+        if not math.isfinite(seconds) or not 0 <= seconds <= MAX_APP_TOKEN_TTL:
             return None
     except OverflowError:  # an int too large for a float
         return None
