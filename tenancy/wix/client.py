@@ -254,7 +254,14 @@ class WixClient:
             raise self._token_error(reply, iid)
         data = self._json(reply, "access_token", instance_id=iid)
         token = data.get("access_token") if isinstance(data, Mapping) else None
-        if not isinstance(token, str) or not token:
+        # It goes into an Authorization header: printable ASCII without spaces, or it is no token
+        # (anything else would fail later, in http.client, as UnicodeEncodeError or worse).
+        if (
+            not isinstance(token, str)
+            or not token
+            or not (token.isascii() and token.isprintable())
+            or " " in token
+        ):
             raise WixError(
                 f"Wix access_token for instance {iid}: the answer has no access_token",
                 status=reply.status,

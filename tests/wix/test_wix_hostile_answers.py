@@ -159,3 +159,16 @@ def test_a_secret_echoed_in_the_request_id_header_is_redacted(
     request_id = getattr(raised.value, "request_id", None)
     if request_id is not None:
         assert request_id.startswith("req-***")
+
+
+@pytest.mark.parametrize("token", ["OauthNG.JWS.\u4e2d", "OauthNG JWS", "tok\r\nX-Evil: 1", "\x00"])
+def test_an_access_token_that_cannot_be_a_header_is_a_wix_error(
+    emu: Emulator, client: WixClient, token: str
+) -> None:
+    """An app token that is not printable ASCII never reaches an Authorization header."""
+    iid = emu.instance_ids[0]
+    emu.respond_with(
+        "access_token", status=200, body={"access_token": token, "expires_in": 14400}, instance_id=iid
+    )
+    with pytest.raises(WixError, match="no access_token"):
+        client.get_app_instance(iid)
