@@ -7,6 +7,7 @@ of them. Messages name the problem and never contain a secret or a token::
      ├─ ConfigurationError          settings, engines or roles are unusable
      ├─ InvalidInstanceId           not a UUID (before any SQL runs)
      ├─ InvalidToken                Wix refused the token, or it is malformed
+     │   └─ TenantRemoved           the token's tenant was removed (AppRemoved); no session
      ├─ InvalidWebhook              a webhook body that is not a valid, signed Wix event
      ├─ CrossTenantAccess           a row of another tenant reached a tenant session
      │   └─ CrossTenantWrite        a write would touch another tenant's rows
@@ -34,6 +35,7 @@ __all__ = [
     "LifecycleError",
     "TenancyError",
     "TenancyWarning",
+    "TenantRemoved",
     "WixAuthError",
     "WixError",
     "WixInstanceNotAccessible",
@@ -70,14 +72,33 @@ class InvalidToken(TenancyError):
     """A request token that Wix does not accept for this app, or that is malformed.
 
     Every refusal reason gets this one error so callers answer uniformly (401).
-    ``reason`` says why in words safe to log (never the token itself).
+    ``reason`` says why in words safe to log (never the token itself). ``definite`` is true
+    when Wix itself gave a well-formed verdict on this token (an ``active: false`` answer,
+    a 401/403, a 400 ``invalid_token``, an expired ``exp``, another app's ``clientId``): only
+    such refusals are remembered by :class:`~tenancy.wix.resolver.TokenResolver`.
     """
 
     __module__ = "tenancy"
 
-    def __init__(self, message: str = "token rejected", *, reason: str | None = None) -> None:
+    def __init__(
+        self, message: str = "token rejected", *, reason: str | None = None, definite: bool = False
+    ) -> None:
         super().__init__(message)
         self.reason = reason
+        self.definite = definite
+
+
+class TenantRemoved(InvalidToken):
+    """The token is valid but its tenant was removed (``AppRemoved``): no session is opened.
+
+    Only an ``AppInstalled`` event (or the sync's evidence) makes the tenant active again; a
+    token, even one cached before the removal, never does. Answered like any refused token.
+    """
+
+    __module__ = "tenancy"
+
+    def __init__(self, message: str = "tenant removed", *, reason: str | None = "tenant removed") -> None:
+        super().__init__(message, reason=reason)
 
 
 class InvalidWebhook(TenancyError):

@@ -40,8 +40,10 @@ from tenancy import log_context
 from tenancy.errors import InvalidWebhook, TenancyError
 from tenancy.integrations.runtime import (
     DEFAULT_RETRY_AFTER,
+    MAX_WEBHOOK_BYTES,
     EventHook,
     Runtime,
+    announced_too_large,
     error_body,
     receive_webhook,
     refusal,
@@ -63,6 +65,20 @@ async def _request_log_scope() -> None:
     # tenant bound while opening the session shows on the handler's log records. Not a
     # generator (those cost an exit stack per request): the slot dies with the request's task.
     log_context.new_scope()
+
+
+async def _bounded_body(request: Request) -> bytes | None:
+    """The body, or ``None`` once it is known to exceed ``MAX_WEBHOOK_BYTES`` (nothing more read)."""
+    if announced_too_large(request.headers.get("content-length")):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_WEBHOOK_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class TenancyFastAPI:
@@ -195,13 +211,19 @@ class TenancyFastAPI:
     ) -> None:
         """POST *path*: verify Wix's signed body and apply the event to ``tenants``.
 
-        200 ``{"action": ...}`` when applied (``refresh``, ``removed`` or ``ignored``);
-        401 ``{"detail": "invalid webhook"}`` for a body that does not verify (nothing
-        changes). ``on_event(event, action)`` runs after the update, for your own reactions.
+        200 ``{"action": ...}`` when applied (``refresh``, ``removed``, ``ignored`` or
+        ``stale``); 401 ``{"detail": "invalid webhook"}`` for a body that does not verify
+        (nothing changes); 413 for a body over ``MAX_WEBHOOK_BYTES`` (256 KB), refused from its
+        ``Content-Length`` before reading, or once a chunked body passes the bound.
+        ``on_event(event, action)`` runs after the update, for your own reactions.
         """
 
         async def wix_webhook(request: Request) -> JSONResponse:
-            body = await request.body()
+            body = await _bounded_body(request)
+            if body is None:
+                return JSONResponse(
+                    error_body("webhook body is too large"), status_code=413, headers={"Connection": "close"}
+                )
             try:
                 action = await run_in_threadpool(receive_webhook, self.runtime, body, on_event)
             except InvalidWebhook as exc:

@@ -38,8 +38,10 @@ from tenancy import log_context
 from tenancy.errors import InvalidWebhook, TenancyError
 from tenancy.integrations.runtime import (
     DEFAULT_RETRY_AFTER,
+    MAX_WEBHOOK_BYTES,
     EventHook,
     Runtime,
+    announced_too_large,
     error_body,
     receive_webhook,
     refusal,
@@ -54,6 +56,29 @@ log = logging.getLogger("tenancy.web")
 _EXTENSION = "tenancy"
 _SESSION = "_tenancy_session"
 _LOG_RESTORE = "_tenancy_log_restore"
+
+
+_CHUNK = 64 * 1024
+
+
+def _bounded_body() -> bytes | None:
+    """The request body, or ``None`` once it is known to exceed ``MAX_WEBHOOK_BYTES``.
+
+    Refused from ``Content-Length`` before reading; a body without one (chunked) is read in
+    chunks and dropped as soon as it passes the bound, so at most the bound is held.
+    """
+    if announced_too_large(request.content_length):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = request.stream.read(min(_CHUNK, MAX_WEBHOOK_BYTES + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_WEBHOOK_BYTES:
+            return None
+        chunks.append(chunk)
 
 
 class FlaskTenancy:
@@ -163,8 +188,11 @@ class FlaskTenancy:
                 restore()
 
     def _webhook(self) -> ResponseReturnValue:
+        body = _bounded_body()
+        if body is None:
+            return jsonify(error_body("webhook body is too large")), 413, {"Connection": "close"}
         try:
-            action = receive_webhook(self.runtime, request.get_data(cache=False), self.on_event)
+            action = receive_webhook(self.runtime, body, self.on_event)
         except InvalidWebhook as exc:
             log.info("webhook refused with 401: %s", exc)
             return jsonify(error_body("invalid webhook")), 401

@@ -4,7 +4,9 @@
 shutdown; :func:`refusal` turns a tenancy error met while resolving a token into the HTTP
 answer (401, or 503 with ``Retry-After``) and :func:`error_body` its JSON body, the same
 ``{"detail": "..."}`` on every framework; :func:`receive_webhook` verifies a raw body and
-applies its event to ``tenants``.
+applies its event to ``tenants``. Webhook bodies are bounded before they are read
+(:data:`MAX_WEBHOOK_BYTES`): a larger announced ``Content-Length`` is refused with 413 at
+once, and a body without one (chunked) is read only until it passes the bound.
 """
 
 from __future__ import annotations
@@ -24,14 +26,16 @@ from tenancy.settings import Settings
 from tenancy.tenant_sync.events import Action, apply_event
 from tenancy.wix.client import WixClient
 from tenancy.wix.resolver import TokenResolver
-from tenancy.wix.webhooks import WebhookVerifier, WixEvent
+from tenancy.wix.webhooks import MAX_WEBHOOK_BYTES, WebhookVerifier, WixEvent
 
 __all__ = [
     "DEFAULT_RETRY_AFTER",
+    "MAX_WEBHOOK_BYTES",
     "REQUEST_WIX_OPTIONS",
     "EventHook",
     "Refusal",
     "Runtime",
+    "announced_too_large",
     "error_body",
     "receive_webhook",
     "refusal",
@@ -61,6 +65,19 @@ class Refusal:
     status: int
     detail: str
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def announced_too_large(content_length: str | int | None) -> bool:
+    """Whether a request's ``Content-Length`` already says its body exceeds :data:`MAX_WEBHOOK_BYTES`.
+
+    A malformed value is left to the framework (it refuses the request itself).
+    """
+    if content_length is None:
+        return False
+    try:
+        return int(content_length) > MAX_WEBHOOK_BYTES
+    except ValueError:
+        return False
 
 
 def refusal(exc: BaseException, *, retry_after: int = DEFAULT_RETRY_AFTER) -> Refusal | None:
@@ -174,6 +191,12 @@ def receive_webhook(runtime: Runtime, body: bytes, on_event: EventHook | None = 
     event = runtime.verifier.parse(body)
     with log_context.bound(event.instance_id):
         action = apply_event(runtime.admin_engine, event)
+        if action == "removed":
+            # This process stops handing out sessions at once (other processes within their
+            # registry's ttl: their next registration check refuses the removed tenant).
+            runtime.sessions.registry.forget(event.instance_id)
+            if runtime.async_sessions is not None:
+                runtime.async_sessions.registry.forget(event.instance_id)
         log.info("Wix event %s applied: %s", event.event_type, action)
         if on_event is not None:
             on_event(event, action)

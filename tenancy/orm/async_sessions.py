@@ -86,7 +86,7 @@ class AsyncTenantSessionFactory:
     async def for_token(self, token: str) -> AsyncSession:
         """Resolve a Wix access token (in a worker thread) and open its tenant's session.
 
-        Registers or reactivates the tenant like the sync factory; raises and opens nothing
+        Registers the tenant (refusing a removed one) like the sync factory; raises and opens nothing
         when the token does not resolve.
         """
         if self.resolver is None:

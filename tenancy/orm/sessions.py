@@ -386,8 +386,8 @@ class TenantSessionFactory:
         """Resolve a Wix access token (raw or ``Bearer <token>``) and open its tenant's session.
 
         An instance never seen before is registered in ``tenants`` (status ``active``, due for
-        sync); a ``removed`` tenant presenting an active token is reactivated. A token that
-        does not resolve raises and opens nothing.
+        sync); a ``removed`` tenant raises :class:`~tenancy.TenantRemoved` (a token never
+        reactivates it). A token that does not resolve raises and opens nothing.
         """
         if self.resolver is None:
             raise ConfigurationError(

@@ -42,6 +42,7 @@ __all__ = [
     "SCHEMA",
     "SEAL_SETTING",
     "TAINTED",
+    "TENANT_REMOVED_SQLSTATE",
     "BindingKey",
     "KeySource",
     "bind_parameters",
@@ -240,10 +241,17 @@ $tenancy$
 """
 
 
+# SQLSTATE of register_tenant refusing a removed tenant (class "TN", tenancy's own): the
+# application turns it into tenancy.TenantRemoved.
+TENANT_REMOVED_SQLSTATE = "TN001"
+
+
 def _register_sql(tenants: str) -> str:
-    # The one write the runtime role can make to `tenants`: insert its own verified tenant, or
-    # reactivate it when removed, and only with a registration proof (computed by code holding
-    # the key, never present in a business transaction). Nothing else of the row is touched.
+    # The one write the runtime role can make to `tenants`: insert its own verified tenant, and
+    # only with a registration proof (computed by code holding the key, never present in a
+    # business transaction). Nothing else of the row is touched. A removed tenant is refused,
+    # never reactivated: a token (perhaps cached from before AppRemoved, in any process) is no
+    # evidence of a reinstall; only AppInstalled or the sync's evidence makes it active again.
     return f"""
 CREATE OR REPLACE FUNCTION {REGISTER_FUNCTION}(p_site_id text, p_proof text) RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -268,9 +276,12 @@ BEGIN
   END IF;
   INSERT INTO {tenants} AS t (instance_id, status, site_id, first_seen_at)
   VALUES (v_id, 'active', left(p_site_id, 64), now())
-  ON CONFLICT (instance_id) DO UPDATE
-     SET status = 'active', last_synced_at = NULL, next_attempt_at = NULL
-   WHERE t.status = 'removed';
+  ON CONFLICT (instance_id) DO NOTHING;
+  IF NOT FOUND AND EXISTS (SELECT 1 FROM {tenants} t
+                            WHERE t.instance_id = v_id AND t.status IS DISTINCT FROM 'active') THEN
+    RAISE EXCEPTION 'tenancy: tenant removed'
+      USING ERRCODE = '{TENANT_REMOVED_SQLSTATE}';
+  END IF;
 END
 $tenancy$
 """

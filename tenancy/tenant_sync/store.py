@@ -39,6 +39,7 @@ __all__ = [
     "claim_by_key",
     "claim_next",
     "count_claimable",
+    "event_is_stale",
     "list_candidates",
     "origin_instance_id",
     "record_failure",
@@ -47,6 +48,7 @@ __all__ = [
     "register_instances",
     "tenant_values",
     "update_tenant",
+    "update_tenant_for_event",
     "write_success",
 ]
 
@@ -319,6 +321,48 @@ def update_tenant(conn: Connection, instance_id: uuid.UUID, values: Mapping[str,
 
 
 _PARAM = "p_"  # bound parameter names: a column's own name is reserved in UPDATE ... SET
+
+
+def event_is_stale(conn: Connection, instance_id: uuid.UUID, event_at: dt.datetime) -> bool:
+    """Whether the row already applied an event issued after *event_at*; locks the row until the
+    transaction ends, so the event's other writes and its ``last_event_at`` go in together."""
+    newest = conn.execute(
+        select(c.last_event_at).where(c.instance_id == instance_id).with_for_update()
+    ).scalar_one_or_none()
+    if newest is None:
+        return False
+    if newest.tzinfo is None:  # SQLite hands back naive datetimes; they were stored as UTC
+        newest = newest.replace(tzinfo=dt.UTC)
+    return bool(newest > event_at)
+
+
+def update_tenant_for_event(
+    conn: Connection, instance_id: uuid.UUID, values: Mapping[str, Any], *, event_at: dt.datetime
+) -> bool:
+    """Apply a webhook event's *values* unless the row has applied a newer event; returns whether.
+
+    ``last_event_at`` is set to *event_at* in the same statement, and only when it is not later
+    than *event_at* (an equal time is a duplicate or a same-second event: applied again, which
+    is harmless). The row lock of the ``UPDATE`` orders concurrent deliveries.
+    """
+    names = tuple(values)
+    params = {_PARAM + name: value for name, value in values.items()}
+    params[_PARAM + "key"] = instance_id
+    params[_PARAM + "last_event_at"] = event_at
+    return bool(conn.execute(_event_update_statement(names), params).rowcount)
+
+
+@functools.lru_cache(maxsize=16)
+def _event_update_statement(names: tuple[str, ...]) -> Update:
+    at = bindparam(_PARAM + "last_event_at", type_=c.last_event_at.type)
+    values = {name: bindparam(_PARAM + name, type_=c[name].type) for name in names}
+    return (
+        update(tenants)
+        .where(
+            c.instance_id == bindparam(_PARAM + "key"), or_(c.last_event_at.is_(None), c.last_event_at <= at)
+        )
+        .values({**values, "last_event_at": at})
+    )
 
 
 @functools.lru_cache(maxsize=64)

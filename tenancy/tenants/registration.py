@@ -1,4 +1,4 @@
-"""Registering tenants seen in valid tokens, and reactivating removed ones."""
+"""Registering tenants seen in valid tokens; a removed tenant is refused, never reactivated."""
 
 from __future__ import annotations
 
@@ -10,26 +10,30 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tenancy import lru
-from tenancy.postgres.binding import REGISTER_FUNCTION, registration_proof
+from tenancy.errors import TenantRemoved
+from tenancy.postgres.binding import REGISTER_FUNCTION, TENANT_REMOVED_SQLSTATE, registration_proof
 from tenancy.tenants.model import Tenant
 
 __all__ = ["TenantRegistry", "upsert_seen_tenant"]
 
 
 def upsert_seen_tenant(session: Session, tenant: uuid.UUID, *, site_id: str | None) -> None:
-    """Insert *tenant* as ``active`` (due for sync) or reactivate it if ``removed``; race-free.
+    """Insert *tenant* as ``active`` (due for sync) unless it exists; race-free.
 
-    One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE status = 'removed'`` statement, so two
-    first requests of a new tenant at once cannot collide and an active row is not touched.
-    On PostgreSQL the runtime role cannot write ``tenants``: the statement runs inside
-    ``tenancy.register_tenant``, which touches only the session's verified tenant and needs a
-    registration proof that only code holding the binding key computes.
+    One ``INSERT ... ON CONFLICT DO NOTHING``, so two first requests of a new tenant at once
+    cannot collide and an existing row is not touched. A tenant whose row is not ``active``
+    (``removed`` by ``AppRemoved`` or the sync) raises :class:`~tenancy.TenantRemoved` and is
+    left as it is: a token, even one a resolver cached before the removal, is no evidence of
+    a reinstall (``AppInstalled`` and the sync's evidence are). On PostgreSQL the runtime role
+    cannot write ``tenants``: the statement runs inside ``tenancy.register_tenant``, which
+    touches only the session's verified tenant, needs a registration proof that only code
+    holding the binding key computes, and refuses a removed tenant (SQLSTATE ``TN001``).
     """
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
@@ -41,30 +45,37 @@ def upsert_seen_tenant(session: Session, tenant: uuid.UUID, *, site_id: str | No
             )
         except DBAPIError as exc:
             exc.hide_parameters = True  # the proof is a secret; applications log errors
-            raise
-        return
+            removed = getattr(exc.orig, "sqlstate", None) == TENANT_REMOVED_SQLSTATE
+            if not removed:
+                raise
+        else:
+            return
+        raise TenantRemoved()  # outside the except block: the driver's error is not chained
     insert: Any = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}.get(dialect)
     if insert is None:  # pragma: no cover - other databases: read, then write
-        if session.get(Tenant, tenant) is None:
+        row = session.get(Tenant, tenant)
+        if row is None:
             session.add(Tenant(instance_id=tenant, status="active", site_id=site_id))
+        elif row.status != "active":
+            raise TenantRemoved()
         return
     stmt = insert(Tenant).values(
         instance_id=tenant, status="active", site_id=site_id, first_seen_at=dt.datetime.now(dt.UTC)
     )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[Tenant.instance_id],
-        # A reinstall: active again, and due for sync at once.
-        set_={"status": "active", "last_synced_at": None, "next_attempt_at": None},
-        where=Tenant.status == "removed",
-    )
-    session.execute(stmt)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=[Tenant.instance_id]))
+    status = session.scalar(select(Tenant.status).where(Tenant.instance_id == tenant))
+    if status != "active":
+        raise TenantRemoved()
 
 
 class TenantRegistry:
     """Remembers tenants known to be registered and active, so most requests write nothing.
 
-    Bounded (LRU) and time-limited: an entry is trusted for *ttl* seconds, so a tenant that
-    the sync marks ``removed`` is reactivated by its next token within *ttl*.
+    Bounded (LRU) and time-limited: an entry is trusted for *ttl* seconds. A tenant removed
+    by another process (``AppRemoved`` applied there, or the sync) therefore keeps getting
+    sessions here for at most *ttl* seconds; after that its next token is checked again and
+    refused (:class:`~tenancy.TenantRemoved`). The process that applies the event forgets
+    the tenant at once (:func:`tenancy.integrations.runtime.receive_webhook`).
     """
 
     def __init__(
@@ -79,7 +90,8 @@ class TenantRegistry:
     def ensure(
         self, tenant: uuid.UUID, open_session: Callable[[uuid.UUID], Session], *, site_id: str | None = None
     ) -> None:
-        """Register or reactivate *tenant* unless it was done less than *ttl* seconds ago."""
+        """Register *tenant* unless done less than *ttl* seconds ago; raises
+        :class:`~tenancy.TenantRemoved` (and remembers nothing) for a removed tenant."""
         if not self.needs(tenant):
             return
         with open_session(tenant) as session, session.begin():

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import collections
 import email.utils
-import json
 import logging
+import math
 import random
 import re
 import threading
@@ -50,6 +50,7 @@ from tenancy.errors import (
 )
 from tenancy.instance_ids import parse_instance_id
 from tenancy.settings import DEFAULT_WIX_API_BASE_URL, Settings
+from tenancy.wix import jsonsafe
 from tenancy.wix.singleflight import SingleFlight
 from tenancy.wix.types import AppInstance, TokenInfo
 
@@ -59,12 +60,16 @@ log = logging.getLogger("tenancy.wix")
 
 DEFAULT_POOL_SIZE = 64  # the sync job shares one client across up to 32 threads
 DEFAULT_APP_TOKEN_TTL = 14_400  # "Always 14400 (4 hours)" when expires_in is missing
+MAX_APP_TOKEN_TTL = 366 * 86_400  # an expires_in beyond a year is not Wix's answer
+_MAX_REQUEST_ID = 100  # characters of x-wix-request-id kept (Wix's are ~40)
 _MAX_DETAIL = 200  # characters of a Wix error description kept in a message
 # OAuth error codes that mean "these app credentials are wrong" (RFC 6749 §5.2), as opposed
 # to "no token for this instance".
 _CREDENTIAL_ERRORS = frozenset({"invalid_client", "unauthorized_client"})
 # Wix access tokens ("OauthNG.JWS.<jwt>") and bare JWTs, masked in error details.
 _TOKEN_LIKE = re.compile(r"OauthNG\.\S+|eyJ[\w-]+\.[\w-]+\.[\w-]*")
+# Token Info refusing the token itself (RFC 6750 §3.1), as opposed to a malformed request.
+_TOKEN_REFUSALS = frozenset({"invalid_token"})
 
 
 @dataclass(frozen=True)
@@ -179,16 +184,22 @@ class WixClient:
     def token_info(self, token: str) -> TokenInfo:
         """Ask Token Info about an access token (sent verbatim: strip ``Bearer `` first).
 
-        A 4xx other than 429 means Wix refused the token: :class:`~tenancy.InvalidToken`.
-        Judging the answer (active, this app, an instance) is the caller's job; see
-        :class:`tenancy.wix.resolver.TokenResolver`.
+        A 4xx other than 408 and 429 (those are retried, then
+        :class:`~tenancy.WixUnavailable`/:class:`~tenancy.WixRateLimited`) means Wix refused
+        the token: :class:`~tenancy.InvalidToken`, ``definite`` for 401, 403 and a 400
+        ``invalid_token`` (Wix judged the token itself). Judging a 200 answer (active, this
+        app, an instance) is the caller's job; see :class:`tenancy.wix.resolver.TokenResolver`.
         """
         reply = self._send(
             "POST", "token_info", "/oauth2/token-info", json_body={"token": token}, secrets=(token,)
         )
         if reply.status != 200:
             if 400 <= reply.status < 500:
-                raise InvalidToken(reason=f"Token Info answered HTTP {reply.status}")
+                code, _ = _error_fields(reply.content)
+                definite = reply.status in (401, 403) or (
+                    reply.status == 400 and (code or "").lower() in _TOKEN_REFUSALS
+                )
+                raise InvalidToken(reason=f"Token Info answered HTTP {reply.status}", definite=definite)
             raise self._error(WixError, "token_info", reply, secrets=(token,))
         return TokenInfo.from_json(self._json(reply, "token_info"))
 
@@ -243,13 +254,27 @@ class WixClient:
             raise self._token_error(reply, iid)
         data = self._json(reply, "access_token", instance_id=iid)
         token = data.get("access_token") if isinstance(data, Mapping) else None
-        if not isinstance(token, str) or not token:
+        # It goes into an Authorization header: printable ASCII without spaces, or it is no token
+        # (anything else would fail later, in http.client, as UnicodeEncodeError or worse).
+        if (
+            not isinstance(token, str)
+            or not token
+            or not (token.isascii() and token.isprintable())
+            or " " in token
+        ):
             raise WixError(
                 f"Wix access_token for instance {iid}: the answer has no access_token",
                 status=reply.status,
                 request_id=reply.request_id,
             )
         expires_in = _seconds(data.get("expires_in"), default=DEFAULT_APP_TOKEN_TTL)
+        if expires_in is None:
+            raise WixError(
+                f"Wix access_token for instance {iid}: expires_in is not a number of seconds "
+                f"between 0 and {MAX_APP_TOKEN_TTL}",
+                status=reply.status,
+                request_id=reply.request_id,
+            )
         # Refresh early, but never by more than half the lifetime (short-lived tokens
         # stay cached for a while instead of never).
         lifetime = expires_in - min(self._skew, expires_in / 2)
@@ -370,7 +395,7 @@ class WixClient:
             retry_error_callback=_outcome,  # the last outcome, not tenacity's RetryError
             reraise=True,
         )
-        reply, failure = retrying(self._attempt, method, url, json_body, headers, endpoint, where)
+        reply, failure = retrying(self._attempt, method, url, json_body, headers, endpoint, where, secrets)
         if reply is None:
             raise WixUnavailable(
                 f"Wix {endpoint}{where}: {failure} after {attempts} attempts ({self._base_url})"
@@ -395,6 +420,7 @@ class WixClient:
         headers: Mapping[str, str] | None,
         endpoint: str,
         where: str,
+        secrets: tuple[str, ...] = (),
     ) -> tuple[_Reply | None, str]:
         """One HTTP request: the reply, or ``None`` and why it failed transiently."""
         try:
@@ -414,7 +440,9 @@ class WixClient:
                 reply = _Reply(
                     status=response.status_code,
                     content=response.content,
-                    request_id=response.headers.get("x-wix-request-id"),
+                    # A header is network text like the body: a server echoing what it was
+                    # sent must not put a secret into our messages, logs or attributes.
+                    request_id=self._request_id(response.headers.get("x-wix-request-id"), secrets),
                     retry_after=response.headers.get("Retry-After"),
                 )
             return reply, ""
@@ -432,16 +460,34 @@ class WixClient:
         return cap / 2 + self._rng.uniform(0, cap / 2)
 
     def _json(self, reply: _Reply, endpoint: str, *, instance_id: uuid.UUID | None = None) -> Any:
-        """The reply's JSON body; malformed JSON is a :class:`~tenancy.WixError`."""
+        """The reply's JSON body; malformed or unsafe JSON is a :class:`~tenancy.WixError`."""
+        problem = "not JSON"
         try:
-            return json.loads(reply.content)
+            return jsonsafe.loads(reply.content)
+        except jsonsafe.UnsafeJSON as exc:
+            problem = str(exc)  # names the shape, quotes nothing of the body
         except ValueError:
             pass  # raised below, outside the except block: the decode error holds the body
         raise WixError(
-            f"Wix {endpoint}{_where(instance_id)}: HTTP {reply.status} with a body that is not JSON",
+            f"Wix {endpoint}{_where(instance_id)}: HTTP {reply.status} with a body that is {problem}",
             status=reply.status,
             request_id=reply.request_id,
         )
+
+    def _redact(self, text: str, secrets: tuple[str, ...] = ()) -> str:
+        """*text* (from the network) with the app secret, *secrets* and token-like runs masked."""
+        for secret in (self._secret, *secrets):
+            if secret:
+                text = text.replace(secret, "***")
+        return _TOKEN_LIKE.sub("***", text)
+
+    def _request_id(self, value: str | None, secrets: tuple[str, ...]) -> str | None:
+        """``x-wix-request-id`` as kept: redacted, printable, at most :data:`_MAX_REQUEST_ID` chars."""
+        if not value:
+            return None
+        # Redacted whole, then cut: cutting first could leave half a secret unmasked.
+        value = self._redact(value, secrets)[:_MAX_REQUEST_ID]
+        return "".join(ch if ch.isprintable() else "?" for ch in value)
 
     def _error(
         self,
@@ -456,10 +502,7 @@ class WixClient:
         code, description = _error_fields(reply.content)
         detail = ": ".join(part for part in (code, description) if part)
         # Wix might echo what it was sent; never let a secret or anything token-like through.
-        for secret in (self._secret, *secrets):
-            if secret:
-                detail = detail.replace(secret, "***")
-        detail = _TOKEN_LIKE.sub("***", detail)
+        detail = self._redact(detail, secrets)
         message = f"Wix {endpoint}{_where(instance_id)}: HTTP {reply.status}{suffix}"
         if detail:
             message += f" ({detail[:_MAX_DETAIL]})"
@@ -469,9 +512,9 @@ class WixClient:
 
 
 def _transient(outcome: tuple[_Reply | None, str]) -> bool:
-    """No answer (connection error, timeout), a 429 or a 5xx: worth another attempt."""
+    """No answer (connection error, timeout), a 408, a 429 or a 5xx: worth another attempt."""
     reply = outcome[0]
-    return reply is None or reply.status == 429 or reply.status >= 500
+    return reply is None or reply.status in (408, 429) or reply.status >= 500
 
 
 def _outcome(state: tenacity.RetryCallState) -> tuple[_Reply | None, str]:
@@ -498,18 +541,35 @@ def _pooled_session(pool_size: int, base_url: str) -> requests.Session:
     return session
 
 
-def _seconds(value: object, *, default: int) -> int:
-    if isinstance(value, bool):
+def _seconds(value: object, *, default: int) -> int | None:
+    """``expires_in`` as whole seconds: *default* when absent, ``None`` when present but unusable.
+
+    Usable: a number or a decimal string of whole seconds between 0 (a token already expired:
+    used once, never cached) and :data:`MAX_APP_TOKEN_TTL`. A bool, NaN, infinity, a huge or
+    negative number, or a word is not (and must not raise ``OverflowError``/``ValueError``).
+    """
+    if value is None:
         return default
-    if isinstance(value, int | float) and value > 0:
-        return int(value)
-    if isinstance(value, str):
-        try:
-            parsed = int(value.strip())
-        except ValueError:
-            return default
-        return parsed if parsed > 0 else default
-    return default
+    seconds: float
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = value
+    elif (
+        isinstance(value, str)
+        and value.strip().isascii()
+        and value.strip().isdigit()
+        and len(value.strip()) <= 12
+    ):
+        seconds = int(value.strip())
+    else:
+        return None
+    try:
+        if not math.isfinite(seconds) or not 0 <= seconds <= MAX_APP_TOKEN_TTL:
+            return None
+    except OverflowError:  # an int too large for a float
+        return None
+    return int(seconds)
 
 
 def _retry_after_seconds(value: str) -> float | None:
@@ -533,7 +593,7 @@ def _error_fields(content: bytes) -> tuple[str | None, str | None]:
     {code, description}}``; ``{errorCode, errorDescription}``; or an empty/non-JSON body.
     """
     try:
-        body = json.loads(content) if content else None
+        body = jsonsafe.loads(content) if content else None
     except ValueError:
         body = None
     if not isinstance(body, Mapping):

@@ -1,7 +1,8 @@
 """TokenResolver: from a request's access token to a verified tenant (``instance_id``), cached.
 
-A token is accepted only if Wix's Token Info says it is active, its ``exp`` (when given) has
-not passed, it was issued for this app (``clientId``) and it names an instance (DESIGN.md
+A token is accepted only if Wix's Token Info says it is active, its ``exp`` (when given: a JWT
+NumericDate, fractions included; an ``exp`` that is not one refuses the token) has not
+passed, it was issued for this app (``clientId``) and it names an instance (DESIGN.md
 invariant 6). ``exp`` is allowed :data:`EXP_LEEWAY` (30) seconds of clock skew between this
 host and Wix: a Token Info answer whose ``exp`` lies more than that in the past is refused
 (``reason="expired"``), even with ``active: true``. Every refusal raises
@@ -13,12 +14,16 @@ returned.
 
 The cache is keyed by the SHA-256 digest of the token (the token itself is never stored),
 holds at most ``max_entries`` entries (least recently used evicted first), and an entry
-lives until the token's ``exp`` or ``max_ttl`` seconds, whichever comes first. Refusals are
-remembered the same way (by digest, bounded) for ``refusal_ttl`` seconds (default 300; 0
-forgets them at once): a token Wix refused stays refused, and asking again would let anyone
-repeating a bad token spend the app's Token Info rate limit. Wix being unavailable is not a
-refusal and is never remembered. Concurrent requests with one new token share a single
-Token Info call either way.
+lives until the token's ``exp`` or ``max_ttl`` seconds, whichever comes first. *Definite*
+refusals are remembered the same way (by digest, bounded) for ``refusal_ttl`` seconds (default
+300; 0 forgets them at once): a token Wix refused stays refused, and asking again would let
+anyone repeating a bad token spend the app's Token Info rate limit. Definite means Wix gave a
+well-formed verdict on the token itself: a 200 answer with a boolean ``active: false``, a
+readable ``exp`` in the past or a ``clientId`` string of another app, or a 401, 403 or 400
+``invalid_token``. Nothing else is remembered, so the next request asks Wix again: Wix being
+unavailable (timeouts, 408, 429, 5xx), a garbled answer (``200 {}``, not JSON, fields of the
+wrong type, an unreadable ``exp``), any other 4xx, or an answer without an instance id.
+Concurrent requests with one new token share a single Token Info call either way.
 """
 
 from __future__ import annotations
@@ -123,7 +128,7 @@ class TokenResolver:
             refused = self._refused.get(key)
             if refused is not None:
                 if refused[1] > now:
-                    raise InvalidToken(reason=refused[0])
+                    raise InvalidToken(reason=refused[0], definite=True)
                 del self._refused[key]
         _check_shape(token)
         return self._flights.do(key, lambda: self._fetch(key, token))
@@ -159,14 +164,17 @@ class TokenResolver:
                 return entry[0]
         try:
             info = self._client.token_info(token)
-        except InvalidToken as exc:  # Token Info answered 4xx
-            self._remember_refusal(key, exc.reason or "rejected", now)
+        except InvalidToken as exc:  # a 4xx, or an answer with an unreadable exp
+            if exc.definite:
+                self._remember_refusal(key, exc.reason or "rejected", now)
             raise
-        reason = self._refusal(info, now)
-        if reason is not None:
+        refusal = self._refusal(info, now)
+        if refusal is not None:
+            reason, definite = refusal
             log.debug("token refused: %s", reason)
-            self._remember_refusal(key, reason, now)
-            raise InvalidToken(reason=reason)
+            if definite:
+                self._remember_refusal(key, reason, now)
+            raise InvalidToken(reason=reason, definite=definite)
         valid_until = now + self._max_ttl
         if info.expires_at is not None:
             valid_until = min(valid_until, info.expires_at.timestamp())
@@ -181,15 +189,19 @@ class TokenResolver:
         with self._lock:
             lru.put(self._refused, key, (reason, now + self._refusal_ttl), self._max_entries)
 
-    def _refusal(self, info: TokenInfo, now: float) -> str | None:
+    def _refusal(self, info: TokenInfo, now: float) -> tuple[str, bool] | None:
+        """Why *info* refuses its token, and whether that is definite (worth remembering)."""
         if not info.active:
-            return "inactive"
+            return "inactive", True
         if info.expires_at is not None and info.expires_at.timestamp() + self._exp_leeway < now:
-            return "expired"
+            return "expired", True
+        if info.client_id is None:
+            # Absent, or not a string: a garbled answer, not a verdict on this token.
+            return "no client id", False
         if info.client_id != self._app_id:
-            return "issued for another app"
+            return "issued for another app", True
         if info.instance_id is None:
-            return "no instance id"
+            return "no instance id", False
         return None
 
 

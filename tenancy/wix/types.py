@@ -2,20 +2,25 @@
 
 Parsing is tolerant on purpose (Wix adds fields and enum values, the docs and the SDK disagree
 on wire types): every field but ``TokenInfo.active`` is optional, unknown fields are ignored,
-unknown enum strings are kept as strings, and an unparseable value becomes ``None`` instead of
-an error. Only a body that is not a JSON object at all (or whose ``instance``/``site`` is not
-an object) is refused, with a :class:`~tenancy.WixError` that names the problem.
+unknown enum strings are kept as strings, and an unparseable value (a lone surrogate in a
+string, a date out of range included) becomes ``None`` instead of an error. Refused, with an
+error that names the problem: a body that is not a JSON object at all (or whose
+``instance``/``site`` is not an object) and a Token Info answer without a boolean ``active``
+(:class:`~tenancy.WixError`); a Token Info ``exp`` that is present but not a NumericDate
+(:class:`~tenancy.InvalidToken`: an expiry that cannot be read is never taken as none).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenancy.errors import WixError
+from tenancy.errors import InvalidToken, WixError
 
 __all__ = [
     "AppInstance",
@@ -35,7 +40,16 @@ __all__ = [
 
 
 def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
+    # A lone surrogate ("\ud800" in JSON) is not text: it would fail later, when sent to
+    # PostgreSQL or a log. The field is refused (None) like any other unreadable value.
+    if not isinstance(value, str):
+        return None
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
+    return value
 
 
 def _bool(value: object) -> bool | None:
@@ -46,29 +60,31 @@ def _bool(value: object) -> bool | None:
     return None
 
 
-def _int(value: object) -> int | None:
-    # bool is an int subclass; True is not a timestamp.
-    if isinstance(value, bool):
+# A NumericDate as Wix writes it in a string: seconds, optionally with a fraction.
+_NUMERIC = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,9})?")
+
+
+def _numeric_date(value: object) -> dt.datetime | None:
+    """A JWT NumericDate (RFC 7519: Unix seconds, fractions allowed) as an aware UTC datetime.
+
+    Accepts an int, a finite float or a decimal string; ``None`` for anything else: a bool,
+    NaN or infinity, a negative number, a non-numeric string, a value beyond year 9999.
+    """
+    seconds: int | float
+    if isinstance(value, bool):  # bool is an int subclass; True is not a timestamp
         return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            return None
-    return None
-
-
-def _unix(value: object) -> dt.datetime | None:
-    seconds = _int(value)
-    if seconds is None:
+    if isinstance(value, int | float):
+        seconds = value
+    elif isinstance(value, str) and _NUMERIC.fullmatch(value.strip()):
+        text = value.strip()
+        seconds = float(text) if "." in text else int(text)
+    else:
         return None
     try:
+        if not math.isfinite(seconds) or seconds < 0:
+            return None
         return dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
-    except (OverflowError, OSError, ValueError):
+    except (OverflowError, OSError, ValueError):  # an int too large for a float or a datetime
         return None
 
 
@@ -81,11 +97,13 @@ def _iso(value: object) -> dt.datetime | None:
         text = text[:-1] + "+00:00"
     try:
         parsed = dt.datetime.fromisoformat(text)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=dt.UTC)
+        # Year 1 with a positive offset, or year 9999 with a negative one, leaves datetime's
+        # range once moved to UTC (OverflowError): unreadable, like any other bad date.
+        return parsed.astimezone(dt.UTC)
+    except (OverflowError, ValueError):
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
 
 
 def _uuid(value: object) -> uuid.UUID | None:
@@ -120,9 +138,10 @@ def _object(value: object) -> Mapping[str, Any] | None:
 class TokenInfo:
     """What ``POST /oauth2/token-info`` says about a token (API.md §3.2).
 
-    ``active`` is ``False`` unless Wix said ``true`` (bool or string); ``expires_at`` and
-    ``issued_at`` come from ``exp``/``iat`` (int or numeric string, Unix seconds, UTC).
-    The token itself is never stored here.
+    ``active`` is what Wix said (a bool, or the string ``"true"``/``"false"``);
+    ``expires_at`` and ``issued_at`` come from ``exp``/``iat`` read as JWT NumericDates (Unix
+    seconds, fractions allowed, as a number or a decimal string; UTC). The token itself is
+    never stored here.
     """
 
     active: bool
@@ -138,15 +157,29 @@ class TokenInfo:
 
     @classmethod
     def from_json(cls, body: object) -> TokenInfo:
-        """Parse a Token Info response body; a non-object body raises :class:`WixError`."""
+        """Parse a Token Info response body.
+
+        A body that gives no verdict (not an object, ``active`` missing or not a boolean)
+        raises :class:`WixError`: Wix did not answer, so the token is neither accepted nor
+        refused. An ``exp`` that is present but not a NumericDate (negative, a bool, NaN,
+        infinite, a word, out of range) raises :class:`~tenancy.InvalidToken`: a token
+        whose expiry cannot be read is refused, never taken as one without expiry.
+        """
         if not isinstance(body, Mapping):
             raise WixError(f"Token Info answered a JSON {type(body).__name__}, not an object", status=200)
+        active = _bool(body.get("active"))
+        if active is None:
+            raise WixError("Token Info answered without a boolean 'active'", status=200)
+        exp = body.get("exp")
+        expires_at = _numeric_date(exp)
+        if exp is not None and expires_at is None:
+            raise InvalidToken(reason="exp is not a NumericDate")
         return cls(
-            active=_bool(body.get("active")) is True,
+            active=active,
             subject_type=_str(body.get("subjectType")),
             subject_id=_str(body.get("subjectId")),
-            expires_at=_unix(body.get("exp")),
-            issued_at=_unix(body.get("iat")),
+            expires_at=expires_at,
+            issued_at=_numeric_date(body.get("iat")),
             client_id=_str(body.get("clientId")),
             account_id=_str(body.get("accountId")),
             site_id=_str(body.get("siteId")),

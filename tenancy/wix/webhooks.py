@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import time
 import uuid
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tenancy.errors import InvalidWebhook
+from tenancy.wix import jsonsafe
 
 __all__ = ["MAX_WEBHOOK_BYTES", "MIN_RSA_BITS", "WebhookVerifier", "WixEvent"]
 
@@ -69,14 +69,21 @@ def _finite(value: object) -> bool:
 
 
 def _json_object(value: Any, what: str) -> dict[str, Any]:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            raise InvalidWebhook(f"{what} is not JSON") from None
-    if not isinstance(value, dict):
-        raise InvalidWebhook(f"{what} is not a JSON object")
-    return value
+    problem = f"{what} is not JSON"
+    try:
+        if isinstance(value, str):
+            value = jsonsafe.loads(value)
+        else:
+            jsonsafe.check(value)  # an object PyJWT already parsed
+    except jsonsafe.UnsafeJSON as exc:
+        problem = f"{what}: {exc}"
+    except ValueError:
+        pass
+    else:
+        if not isinstance(value, dict):
+            raise InvalidWebhook(f"{what} is not a JSON object")
+        return value
+    raise InvalidWebhook(problem)  # outside the except blocks: the decode error holds the body
 
 
 def _load_public_key(public_key: str) -> rsa.RSAPublicKey:
@@ -151,8 +158,17 @@ class WebhookVerifier:
             problem = "webhook body is not a JWT"
         except jwt.PyJWTError as exc:  # e.g. a malformed "kid" or "crit" header
             problem = f"webhook JWT is invalid ({type(exc).__name__})"
+        except RecursionError:
+            # PyJWT's json.loads of a header (parsed before the signature is checked) or of
+            # the claims, nested past the interpreter's limit.
+            problem = f"webhook JWT is JSON nested deeper than {jsonsafe.MAX_DEPTH} levels"
         else:
-            return claims
+            try:
+                jsonsafe.check(claims)
+            except jsonsafe.UnsafeJSON as exc:
+                problem = f"webhook claims: {exc}"
+            else:
+                return claims
         # Raised outside the except blocks: PyJWT's exceptions are not chained onto ours.
         raise InvalidWebhook(problem)
 

@@ -7,7 +7,7 @@ import threading
 import uuid
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import tenancy
@@ -53,15 +53,62 @@ def test_a_token_opens_its_instances_session_and_registers_it(emu, sessions, adm
         assert session.tenant_id == iid
 
 
-def test_a_removed_tenant_with_an_active_token_is_reactivated(emu, sessions, admin_engine) -> None:
-    """A tenant marked removed that presents an active token is active again and due for sync."""
+def test_a_removed_tenant_is_never_reactivated_by_a_token(emu, sessions, admin_engine) -> None:
+    """After AppRemoved, a token the resolver cached before the removal gets TenantRemoved (an
+    InvalidToken: 401) once the registry checks again (another process, or after its ttl):
+    no session, and the row stays removed. Only AppInstalled makes the tenant active again."""
     iid = uuid.UUID(emu.instance_ids[1])
-    with sessions.admin(reason="test") as s, s.begin():
-        s.merge(Tenant(instance_id=iid, status="removed", last_synced_at=func.now()))
-    with sessions.for_token(emu.mint_token(emu.instance_ids[1])):
+    token = emu.mint_token(emu.instance_ids[1])
+    with sessions.for_token(token):
         pass
+    asked = emu.count("token_info")
+    removed = tenancy.WixEvent(event_type="AppRemoved", instance_id=iid, payload={}, issued_at=2_000_000_000)
+    assert tenancy.apply_event(admin_engine, removed) == "removed"
+    sessions.registry.forget()  # what another process (or this one after the registry ttl) sees
+    for _ in range(2):
+        with pytest.raises(tenancy.TenantRemoved) as raised:
+            sessions.for_token(token)
+        assert isinstance(raised.value, tenancy.InvalidToken) and raised.value.__cause__ is None
+    assert emu.count("token_info") == asked  # the cached answer was used, and refused anyway
     row = _row(admin_engine, iid)
-    assert row is not None and row.status == "active" and row.last_synced_at is None
+    assert row is not None and row.status == "removed"
+    installed = tenancy.WixEvent(
+        event_type="AppInstalled", instance_id=iid, payload={}, issued_at=2_000_000_001
+    )
+    assert tenancy.apply_event(admin_engine, installed) == "refresh"
+    with sessions.for_token(token) as session:
+        assert session.tenant_id == iid
+
+
+def test_a_removed_tenant_is_refused_on_the_async_factory_too(
+    emu, pg_database: Database, admin_engine
+) -> None:
+    """The async factory registers through the same function: TenantRemoved, nothing opened."""
+    raw_iid = emu.add_site()
+    iid = uuid.UUID(raw_iid)
+    token = emu.mint_token(raw_iid)
+
+    async def run() -> None:
+        engine = create_async_engine(pg_database.runtime_url)
+        admin = create_async_engine(pg_database.admin_url)
+        factory = tenancy.AsyncTenantSessionFactory(
+            engine, admin_engine=admin, resolver=tenancy.TokenResolver(client_for(emu))
+        )
+        try:
+            async with await factory.for_token(token):
+                pass
+            removed = tenancy.WixEvent(event_type="AppRemoved", instance_id=iid, payload={})
+            assert tenancy.apply_event(admin_engine, removed) == "removed"
+            factory.registry.forget()
+            with pytest.raises(tenancy.TenantRemoved):
+                await factory.for_token(token)
+        finally:
+            await engine.dispose()
+            await admin.dispose()
+
+    asyncio.run(run())
+    row = _row(admin_engine, iid)
+    assert row is not None and row.status == "removed"
 
 
 @pytest.mark.parametrize(

@@ -51,8 +51,8 @@ def test_owner_role_as_runtime_engine_is_refused(admin_engine) -> None:
             sessions.for_instance(A)
 
 
-def test_registration_inserts_once_and_reactivates_removed(runtime_engine, admin_engine) -> None:
-    """A seen tenant is inserted active; again is a no-op; a removed one becomes active and due."""
+def test_registration_inserts_once_and_refuses_removed(runtime_engine, admin_engine) -> None:
+    """A seen tenant is inserted active; again is a no-op; a removed one is refused and stays removed."""
     tenant = uuid.uuid4()
     sessions = tenancy.TenantSessionFactory(runtime_engine, admin_engine=admin_engine)
     for _ in range(2):
@@ -62,11 +62,11 @@ def test_registration_inserts_once_and_reactivates_removed(runtime_engine, admin
         row = s.get(Tenant, tenant)
         assert row is not None and row.status == "active"
         row.status, row.last_synced_at = "removed", row.first_seen_at
-    with sessions.for_instance(tenant) as session, session.begin():
+    with pytest.raises(tenancy.TenantRemoved), sessions.for_instance(tenant) as session, session.begin():
         upsert_seen_tenant(session, tenant, site_id="site-1")
     with sessions.admin(reason="test") as s:
         row = s.get(Tenant, tenant)
-        assert row is not None and row.status == "active" and row.last_synced_at is None
+        assert row is not None and row.status == "removed" and row.last_synced_at is not None
 
 
 @pytest.mark.postgres

@@ -1,4 +1,12 @@
-"""Hypothesis strategies and checks shared by the fuzz tests."""
+"""Hypothesis strategies and checks shared by the fuzz tests.
+
+The input classes that once escaped as a non-tenancy exception (or were accepted) each have a
+strategy that generates them, and the Wix/webhook strategies draw from all of them: numbers of
+every kind (floats with fractions, NaN, infinities, huge and negative integers, and the same as
+strings), strings with lone surrogates, JSON nested past the recursion limit (as raw bytes:
+``json.dumps`` itself cannot write it), dates out of datetime's range once moved to UTC, and
+the app secret or a token echoed back in a response header.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +22,18 @@ from hypothesis import strategies as st
 
 from tests.fuzz.conftest import APP_SECRET, MARK
 
+# Strings that hold a lone surrogate (U+D800..U+DFFF): not text, cannot be encoded as UTF-8.
+surrogate_text = st.builds(
+    lambda before, surrogate, after: f"{before}{surrogate}{after}",
+    st.text(max_size=8),
+    st.characters(categories=["Cs"]),
+    st.text(max_size=8),
+)
 # Text with everything hostile in it: any code point (lone surrogates and controls
 # included), the planted secret, and the shapes a Wix value has.
 hostile_text = st.one_of(
     st.text(st.characters(codec=None), max_size=40),
+    surrogate_text,
     st.text(st.characters(categories=["Cs", "Cc", "Zs"]), max_size=10),
     st.builds(lambda a, b: f"{a}{MARK}{b}", st.text(max_size=8), st.text(max_size=8)),
     st.sampled_from(["", " ", "true", "false", "TRUE", "1715096067", "-1", "1e400", "null", "NaN"]),
@@ -28,8 +44,47 @@ numbers = st.one_of(
     st.booleans(),
     st.integers(),
     st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(min_value=10**300, max_value=10**320),  # beyond a float
     st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(min_value=0, max_value=4e9).filter(lambda f: not f.is_integer()),  # fractions
 )
+# A NumericDate (Token Info exp/iat, JWT iat/exp/nbf) in every shape: now-ish with fractions,
+# an hour old, negative, year 1, huge, NaN/infinity, bools, and the same written as strings.
+NOW = 1_796_536_306  # a fixed instant (strategies must not change between runs of an example)
+numeric_dates = st.one_of(
+    st.integers(NOW - 7200, NOW + 7200),
+    st.floats(NOW - 7200, NOW + 7200),
+    st.just(NOW - 3600 + 0.5),
+    st.sampled_from([-1, 0, -62135596800, 253402300800, 10**20, float("nan"), float("inf"), -float("inf")]),
+    numbers,
+    numbers.map(str),
+    st.sampled_from(["1796536306.5", " 1796536306 ", "-62135596800", "NaN", "Infinity", "1e400", "", "soon"]),
+    st.booleans(),
+)
+# ISO-8601 dates of every range: year 1 with a positive offset and year 9999 with a negative one
+# leave datetime's range once moved to UTC; five-digit years and garbage do not parse at all.
+iso_dates = st.one_of(
+    st.builds(
+        lambda when, offset: when.isoformat() + offset,
+        st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31, 23, 59, 59)),
+        st.sampled_from(["Z", "+14:00", "-12:00", "+00:00", "", "+05:30"]),
+    ),
+    st.sampled_from(
+        ["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00", "99999-01-01T00:00:00Z", "0000-01-01", "Z"]
+    ),
+)
+
+
+def deep_json(depth: int, kind: str = "[") -> bytes:
+    """JSON nested *depth* levels (arrays, or objects with kind ``{``), as raw bytes."""
+    if kind == "[":
+        return b"[" * depth + b"]" * depth
+    return b'{"a":' * depth + b"1" + b"}" * depth
+
+
+# Depths around tenancy's bound (64), the interpreter's recursion limit (1000) and far beyond.
+deep_depths = st.one_of(st.integers(60, 70), st.integers(900, 1100), st.integers(1100, 40_000))
+deep_bodies = st.builds(deep_json, deep_depths, st.sampled_from(["[", "{"]))
 scalars = st.one_of(numbers, hostile_text)
 json_values = st.recursive(
     scalars,
@@ -48,6 +103,7 @@ echoes = st.builds(
 )
 wix_text = st.one_of(
     st.text(st.characters(codec=None), max_size=40),
+    surrogate_text,
     echoes,
     st.sampled_from(["", " ", "true", "false", "TRUE", "1715096067", "-1", "1e400", "null", "NaN"]),
     st.uuids().map(str),
@@ -56,6 +112,23 @@ wix_json = st.recursive(
     st.one_of(numbers, wix_text),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(wix_text, children, max_size=4),
     max_leaves=12,
+)
+# Response headers a hostile server (or a proxy) may send back: the request id echoing the app
+# secret or a token. Header values are printable ASCII on the wire.
+_header_text = st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=12)
+echo_headers = st.fixed_dictionaries(
+    {},
+    optional={
+        "x-wix-request-id": st.one_of(
+            st.builds(
+                lambda before, secret, after: f"{before}{secret}{after}",
+                _header_text,
+                st.sampled_from([APP_SECRET, f"OauthNG.JWS.{MARK}", f"eyJ{MARK}.eyJ{MARK}.{MARK}"]),
+                _header_text,
+            ),
+            _header_text,
+        )
+    },
 )
 
 

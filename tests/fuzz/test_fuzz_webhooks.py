@@ -18,7 +18,16 @@ from hypothesis import strategies as st
 
 import tenancy
 from tenancy.wix.webhooks import MAX_WEBHOOK_BYTES, WebhookVerifier
-from tests.fuzz.strategies import all_fields_conform, hostile_text, json_values, no_secret
+from tests.fuzz.strategies import (
+    all_fields_conform,
+    deep_depths,
+    deep_json,
+    hostile_text,
+    json_values,
+    no_secret,
+    surrogate_text,
+)
+from tests.fuzz.strategies import numeric_dates as any_numeric_dates
 
 NOW = 1_795_600_000
 
@@ -51,7 +60,13 @@ envelopes = st.fixed_dictionaries(
     },
 )
 numeric_dates = st.one_of(
-    st.integers(NOW - 1000, NOW + 1000), st.floats(), st.integers(), hostile_text, st.none(), st.booleans()
+    st.integers(NOW - 1000, NOW + 1000),
+    st.floats(),
+    st.integers(),
+    hostile_text,
+    st.none(),
+    st.booleans(),
+    any_numeric_dates,
 )
 claims = st.fixed_dictionaries(
     {"data": st.one_of(_maybe_json(envelopes), json_values)},
@@ -142,3 +157,49 @@ def test_huge_bodies_are_refused_unparsed(keys, size, as_bytes) -> None:
     text = ("eyJhbGciOiJSUzI1NiJ9." * (size // 21 + 1))[:size]
     with pytest.raises(tenancy.InvalidWebhook):
         keys[1].parse(text.encode() if as_bytes else text)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _sign_raw(private: Any, header: bytes, claims: bytes) -> str:
+    signing_input = f"{_b64(header)}.{_b64(claims)}"
+    signature = private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64(signature)}"
+
+
+@given(
+    depth=deep_depths,
+    kind=st.sampled_from(["[", "{"]),
+    where=st.sampled_from(["header", "claims", "envelope", "payload"]),
+    text=surrogate_text,
+)
+def test_signed_json_too_deep_or_not_text_is_refused(keys, depth, kind, where, text) -> None:
+    """Signed (or, for the header, unsigned) JSON nested deeper than tenancy's bound or the
+    interpreter's recursion limit, or holding a lone surrogate: InvalidWebhook, nothing else."""
+    private, verifier = keys
+    deep = deep_json(depth, kind)
+    iid = str(uuid.uuid4())
+    header, claims = (
+        b'{"alg": "RS256"}',
+        b'{"data": {"eventType": "AppRemoved", "instanceId": "%s"}}' % iid.encode(),
+    )
+    if where == "header":
+        header = b'{"alg": "RS256", "x": ' + deep + b"}"
+    elif where == "claims":
+        claims = b'{"data": ' + deep + b', "iat": %d}' % NOW
+    elif where == "envelope":
+        claims = json.dumps({"data": deep.decode()}).encode()
+    else:
+        envelope = {"eventType": "AppRemoved", "instanceId": iid, "data": deep.decode()}
+        claims = json.dumps({"data": json.dumps(envelope)}).encode()
+    result = _check(verifier, _sign_raw(private, header, claims))  # past the size bound: refused too
+    # Only the header (unsigned, read for "alg" alone) may nest deeper than tenancy's bound, as long
+    # as the interpreter can parse it; everything the event is built from is bounded.
+    assert result is None or depth <= 64 or where == "header"
+    envelope = {"eventType": text, "instanceId": iid, "data": json.dumps({"x": text})}
+    assert (
+        _check(verifier, _sign_raw(private, b'{"alg": "RS256"}', json.dumps({"data": envelope}).encode()))
+        is None
+    )

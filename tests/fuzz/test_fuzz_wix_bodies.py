@@ -18,9 +18,20 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import tenancy
+from tenancy.wix import jsonsafe
 from tenancy.wix.resolver import TokenResolver
 from tests.fuzz.conftest import MARK
-from tests.fuzz.strategies import all_fields_conform, no_secret, wix_json, wix_text
+from tests.fuzz.strategies import (
+    all_fields_conform,
+    deep_bodies,
+    echo_headers,
+    iso_dates,
+    no_secret,
+    numeric_dates,
+    surrogate_text,
+    wix_json,
+    wix_text,
+)
 from tests.wix_helpers import sample
 
 pytestmark = pytest.mark.postgres
@@ -29,10 +40,18 @@ statuses = st.one_of(st.just(200), st.sampled_from([200, 400, 401, 403, 404, 409
 _numbers = itertools.count()
 
 
-def _serve(emu, endpoint: str, status: int, body: Any, iid: str | None = None) -> None:
+def _serve(
+    emu, endpoint: str, status: int, body: Any, iid: str | None = None, headers: dict[str, str] | None = None
+) -> None:
     emu.clear_overrides()
     raw = body if isinstance(body, bytes) else None
-    emu.respond_with(endpoint, status=status, body=raw if raw is not None else _json(body), instance_id=iid)
+    emu.respond_with(
+        endpoint,
+        status=status,
+        body=raw if raw is not None else _json(body),
+        instance_id=iid,
+        headers=headers,
+    )
 
 
 def _json(body: Any) -> bytes:
@@ -62,17 +81,31 @@ def token_info_bodies(app_id: str, instance_ids: list[str]) -> st.SearchStrategy
                 st.just(str(future)),
                 st.just(future),
                 st.integers(0, 1_000_000_000).map(str),
+                numeric_dates,
                 wix_json,
             ),
-            "iat": wix_json,
-            "siteId": wix_json,
+            "iat": st.one_of(numeric_dates, wix_json),
+            "siteId": st.one_of(st.uuids().map(str), surrogate_text, wix_json),
             "subjectType": wix_json,
             "subjectId": wix_json,
             "accountId": wix_json,
             "vendorProductId": wix_json,
         },
     )
-    return st.one_of(fields, fields, wix_json, st.binary(max_size=50))
+
+    def nest(base: dict[str, Any], deep: bytes) -> bytes:
+        # A vouching answer with one field nested past every limit.
+        return _json(base)[:-1] + b', "deep": ' + deep + b"}"
+
+    vouching = {"active": True, "clientId": app_id, "instanceId": instance_ids[0]}
+    return st.one_of(
+        fields,
+        fields,
+        wix_json,
+        st.binary(max_size=50),
+        deep_bodies,
+        st.builds(nest, st.just(vouching), deep_bodies),
+    )
 
 
 def _vouches(body: Any, app_id: str) -> bool:
@@ -108,12 +141,13 @@ def factory(engines, client):
     return tenancy.TenantSessionFactory(runtime, admin_engine=admin, resolver=TokenResolver(client))
 
 
-@given(data=st.data(), status=statuses)
-def test_token_info_answers_of_every_shape(factory, emu, engines, logs, data, status) -> None:
+@given(data=st.data(), status=statuses, headers=echo_headers)
+def test_token_info_answers_of_every_shape(factory, emu, engines, logs, data, status, headers) -> None:
     """A session exactly when Token Info vouches (200, active, this app, an instance, exp ahead);
-    otherwise a tenancy error and no connection checked out."""
+    otherwise a tenancy error and no connection checked out. A present ``exp`` is always
+    honoured: a session means it was a readable NumericDate still ahead."""
     body = data.draw(token_info_bodies(emu.app_id, emu.instance_ids))
-    _serve(emu, "token_info", status, body)
+    _serve(emu, "token_info", status, body, headers=headers)
     checkouts = engines[2]
     before = checkouts.count
     token = f"OauthNG.JWS.fuzz-{next(_numbers)}"
@@ -128,8 +162,12 @@ def test_token_info_answers_of_every_shape(factory, emu, engines, logs, data, st
         info = factory.resolver.resolve(token)  # cached: no second request
         assert all_fields_conform(info)
         assert session.info["tenancy.instance_id"] == info.instance_id
+    if isinstance(body, bytes):  # a vouching answer nested within tenancy's bound (64 levels)
+        body = jsonsafe.loads(body)
     assert status == 200 and isinstance(body, dict)
     assert info.active and info.client_id == emu.app_id and info.instance_id is not None
+    if body.get("exp") is not None:  # present: never taken as absent
+        assert info.expires_at is not None and info.expires_at.timestamp() > time.time() - 31
     assert body.get("clientId") == emu.app_id and body.get("active") in (True, "true", " TRUE ")
 
 
@@ -140,7 +178,7 @@ token_bodies = st.one_of(
         {},
         optional={
             "access_token": st.one_of(st.just(f"OauthNG.JWS.{MARK}"), wix_json),
-            "expires_in": wix_json,
+            "expires_in": st.one_of(numeric_dates, wix_json),
             "token_type": wix_json,
             "error": st.one_of(st.sampled_from(["invalid_client", "invalid_request"]), wix_json),
             "error_description": wix_text,
@@ -150,15 +188,16 @@ token_bodies = st.one_of(
     ),
     wix_json,
     st.binary(max_size=50),
+    deep_bodies,
 )
 
 
-@given(status=statuses, body=token_bodies)
-def test_token_endpoint_answers_of_every_shape(client, emu, logs, status, body) -> None:
+@given(status=statuses, body=token_bodies, headers=echo_headers)
+def test_token_endpoint_answers_of_every_shape(client, emu, logs, status, body, headers) -> None:
     """An access token (a non-empty string, from a 200) or a tenancy error; the secret never echoed."""
     iid = emu.instance_ids[0]
     client.forget_app_token(iid)
-    _serve(emu, "access_token", status, body, iid)
+    _serve(emu, "access_token", status, body, iid, headers=headers)
     try:
         token = client.app_access_token(iid)
     except tenancy.TenancyError as exc:
@@ -190,8 +229,18 @@ def app_instance_bodies(iid: str) -> st.SearchStrategy[Any]:
     mutated = st.tuples(
         st.sampled_from(["instance", "site"]),
         st.sampled_from(sorted({*full["instance"], *full["site"]})),
-        wix_json,
+        st.one_of(wix_json, iso_dates, surrogate_text),
     ).map(mutate)
+
+    def billing_dates(dates: tuple[str, str, str]) -> dict[str, Any]:
+        body = {"instance": dict(full["instance"]), "site": dict(full["site"])}
+        billing = dict(body["instance"].get("billing") or {})
+        billing["timeStamp"], billing["expirationDate"] = dates[0], dates[1]
+        billing["freeTrialInfo"] = {"status": "ENDED", "endDate": dates[2]}
+        body["instance"]["billing"] = billing
+        return body
+
+    dated = st.tuples(iso_dates, iso_dates, iso_dates).map(billing_dates)
     shaped = st.fixed_dictionaries(
         {},
         optional={
@@ -209,16 +258,16 @@ def app_instance_bodies(iid: str) -> st.SearchStrategy[Any]:
             "details": wix_json,
         },
     )
-    return st.one_of(mutated, shaped, wix_json, st.binary(max_size=50))
+    return st.one_of(mutated, dated, shaped, wix_json, st.binary(max_size=50), deep_bodies)
 
 
-@given(data=st.data(), status=statuses)
-def test_get_app_instance_answers_of_every_shape(client, emu, logs, data, status) -> None:
+@given(data=st.data(), status=statuses, headers=echo_headers)
+def test_get_app_instance_answers_of_every_shape(client, emu, logs, data, status, headers) -> None:
     """An AppInstance whose every field has its declared type (about this instance only), or a
     tenancy error."""
     iid = emu.instance_ids[1]
     body = data.draw(app_instance_bodies(iid))
-    _serve(emu, "get_app_instance", status, body, iid)
+    _serve(emu, "get_app_instance", status, body, iid, headers=headers)
     try:
         app = client.get_app_instance(iid)
     except tenancy.TenancyError as exc:

@@ -157,3 +157,25 @@ def test_a_webhook_view_without_the_public_key_stops_init_app(web_settings: tena
     bare = Flask("tenancy_flask_no_webhook")
     ext = FlaskTenancy(bare, settings=settings, webhook_path=None)  # no view: the key is not needed
     ext.close(bare)
+
+
+def test_after_app_removed_a_cached_token_gets_401_then_app_installed_restores(
+    flask_url: str, emu: Emulator, signer: WebhookSigner, web_admin: Engine
+) -> None:
+    """AppRemoved through the webhook view: the same (resolver-cached) token gets 401 at once in
+    this process, and the row stays removed; a later AppInstalled makes it work again."""
+    iid = emu.add_site()
+    token = emu.mint_token(iid)
+    assert requests.get(f"{flask_url}/items", headers=bearer(token), timeout=10).status_code == 200
+    removed = requests.post(f"{flask_url}/webhooks/wix", data=signer.sign("AppRemoved", iid), timeout=10)
+    assert removed.json() == {"action": "removed"}
+    asked = emu.count("token_info")
+    for _ in range(2):
+        assert requests.get(f"{flask_url}/items", headers=bearer(token), timeout=10).status_code == 401
+    assert emu.count("token_info") == asked  # the cached answer, refused by the tenant's state
+    with web_admin.connect() as conn:
+        query = select(tenancy.Tenant.status).where(tenancy.Tenant.instance_id == uuid.UUID(iid))
+        assert conn.execute(query).scalar_one() == "removed"
+    installed = requests.post(f"{flask_url}/webhooks/wix", data=signer.sign("AppInstalled", iid), timeout=10)
+    assert installed.json() == {"action": "refresh"}
+    assert requests.get(f"{flask_url}/items", headers=bearer(token), timeout=10).status_code == 200

@@ -18,6 +18,7 @@ from tenancy import (
     InvalidInstanceId,
     InvalidToken,
     Tenant,
+    TenantRemoved,
     TenantScoped,
     TenantSessionFactory,
 )
@@ -327,9 +328,9 @@ def test_s57_refused_tokens_get_one_error_and_open_nothing(pg: Env, token: str) 
         pg.factory.for_token("good")  # no resolver configured: refused, never a fallback tenant
 
 
-def test_s57_active_token_registers_unknown_and_reactivates_removed_tenant(pg: Env) -> None:
-    """Scenario 57 (our design): an active token for an unseen instance registers it; a removed tenant is
-    reactivated.
+def test_s57_active_token_registers_unknown_and_refuses_removed_tenant(pg: Env) -> None:
+    """Scenario 57 (our design): an active token for an unseen instance registers it; a removed
+    tenant is refused (TenantRemoved), never reactivated by a token, and its row stays removed.
     """
     new = uuid.UUID("cccccccc-0000-4000-8000-00000000000c")
     with pg.owner.begin() as conn:
@@ -344,15 +345,15 @@ def test_s57_active_token_registers_unknown_and_reactivates_removed_tenant(pg: E
     with factory.for_token("Bearer new") as session:
         assert session.info["tenancy.instance_id"] == new
         assert session.scalars(select(Tenant.status)).all() == ["active"]
-    with factory.for_token("back") as session:
-        assert [(t.instance_id, t.status) for t in session.scalars(select(Tenant))] == [(B, "active")]
-        assert session.scalars(select(Note)).unique().all() != []
+    with pytest.raises(TenantRemoved):
+        factory.for_token("back")
+    assert pg.owner_scalar("SELECT status FROM tenants WHERE instance_id = :b", b=B) == "removed"
     assert pg.owner_scalar("SELECT count(*) FROM tenants") == 2
 
 
-def test_s58_tenant_cache_is_keyed_by_tenant_and_reactivation_lands_within_ttl(pg: Env) -> None:
-    """Scenario 58: the registration cache is per tenant; after a tenant is marked removed, its next token
-    reactivates it once the TTL has passed.
+def test_s58_tenant_cache_is_keyed_by_tenant_and_removal_lands_within_ttl(pg: Env) -> None:
+    """Scenario 58: the registration cache is per tenant; after a tenant is marked removed, its next
+    token is refused once the TTL has passed (and the row stays removed).
     """
     now = [1000.0]
     factory = TenantSessionFactory(pg.engine, binding_key=pg.key, resolver=_TableResolver({"a": A, "b": B}))
@@ -371,5 +372,6 @@ def test_s58_tenant_cache_is_keyed_by_tenant_and_reactivation_lands_within_ttl(p
     assert statements == []
     assert pg.owner_scalar("SELECT status FROM tenants WHERE instance_id = :a", a=A) == "removed"
     now[0] += 31
-    factory.for_token("a").close()
-    assert pg.owner_scalar("SELECT status FROM tenants WHERE instance_id = :a", a=A) == "active"
+    with pytest.raises(TenantRemoved):
+        factory.for_token("a")
+    assert pg.owner_scalar("SELECT status FROM tenants WHERE instance_id = :a", a=A) == "removed"

@@ -113,7 +113,7 @@ def test_garbage_token_is_refused(resolver: TokenResolver) -> None:
     assert _refusal(resolver, "OauthNG.JWS.unknown").reason == "inactive"
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404])
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409])
 def test_token_info_4xx_is_refused(emu: Emulator, resolver: TokenResolver, status: int) -> None:
     """Token Info answering 4xx means the token is refused."""
     emu.respond_with("token_info", status=status, body={"message": "no", "details": {}})
@@ -187,6 +187,100 @@ def test_a_token_info_4xx_refusal_is_remembered(emu: Emulator, resolver: TokenRe
     for _ in range(3):
         assert _refusal(resolver, "OauthNG.JWS.t").reason == "Token Info answered HTTP 401"
     assert emu.count("token_info") == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [(403, {"message": "no", "details": {}}), (400, {"error": "invalid_token", "error_description": "bad"})],
+)
+def test_wix_refusing_the_token_itself_is_remembered(
+    emu: Emulator, resolver: TokenResolver, status: int, body: object
+) -> None:
+    """403 and 400 ``invalid_token`` are verdicts on the token: remembered like 401."""
+    emu.respond_with("token_info", status=status, body=body, times=1)
+    for _ in range(2):
+        assert _refusal(resolver, "OauthNG.JWS.t").definite
+    assert emu.count("token_info") == 1
+
+
+# Answers that are not a verdict on the token: a transient status, a garbled body, another 4xx.
+_NO_VERDICT = [
+    (408, {"message": "timeout"}),
+    (429, {"message": "slow down"}),
+    (500, {"message": "boom"}),
+    (503, b""),
+    (200, {}),
+    (200, b"not json"),
+    (200, b"[[[[" * 5_000),
+    (200, {"active": "perhaps"}),
+    (200, {"active": True, "clientId": 7, "instanceId": "x"}),
+    (200, {"active": True, "exp": "tomorrow"}),
+    (400, {"error": "invalid_request"}),
+    (404, {"message": "not found"}),
+]
+
+
+@pytest.mark.parametrize(("status", "body"), _NO_VERDICT)
+def test_an_answer_that_is_no_verdict_is_never_remembered(
+    emu: Emulator, resolver: TokenResolver, status: int, body: object
+) -> None:
+    """One transient or garbled Token Info answer refuses nothing for later: the next call asks
+    Wix again and a valid token is accepted at once."""
+    token = emu.mint_token(emu.instance_ids[0])
+    emu.respond_with("token_info", status=status, body=body, times=2)  # every attempt of one call
+    with pytest.raises((InvalidToken, WixError)) as raised:
+        resolver.resolve(token)
+    assert not getattr(raised.value, "definite", False)
+    emu.clear_overrides()
+    asked = emu.count("token_info")
+    assert resolver.resolve(token).instance_id == uuid.UUID(emu.instance_ids[0])
+    assert emu.count("token_info") == asked + 1
+
+
+def test_a_transient_408_is_retried_then_unavailable(emu: Emulator, resolver: TokenResolver) -> None:
+    """408 is Wix not answering in time: retried like a 5xx, then WixUnavailable (503), not 401."""
+    emu.respond_with("token_info", status=408, body={"message": "timeout"})
+    with pytest.raises(WixUnavailable):
+        resolver.resolve(emu.mint_token(emu.instance_ids[0]))
+    assert emu.count("token_info") == 2  # max_retries=1
+
+
+@pytest.mark.parametrize("exp_delta", [-3600.5, -31.25])
+def test_a_fractional_exp_in_the_past_is_honoured(
+    emu: Emulator, resolver: TokenResolver, exp_delta: float
+) -> None:
+    """``exp`` with a fraction (a NumericDate), an hour or 31.25 s old, refuses the token."""
+    exp = time.time() + exp_delta
+    body = {"active": True, "clientId": emu.app_id, "instanceId": emu.instance_ids[0], "exp": exp}
+    emu.respond_with("token_info", status=200, body=body)
+    assert _refusal(resolver, "OauthNG.JWS.t").reason == "expired"
+
+
+@pytest.mark.parametrize(
+    "exp", [-1, -62135596800, "-62135596800", "soon", True, "NaN", "Infinity", 10**30, "", [1], {"s": 1}]
+)
+def test_an_exp_that_is_not_a_numeric_date_refuses_the_token(
+    emu: Emulator, resolver: TokenResolver, exp: object
+) -> None:
+    """Negative, year 1, a word, a bool, NaN, infinite, huge: the token is refused, never taken as
+    one without expiry."""
+    body = {"active": True, "clientId": emu.app_id, "instanceId": emu.instance_ids[0], "exp": exp}
+    emu.respond_with("token_info", status=200, body=body)
+    assert _refusal(resolver, "OauthNG.JWS.t").reason == "exp is not a NumericDate"
+
+
+def test_an_exp_of_nan_or_infinity_on_the_wire_refuses_the_token(
+    emu: Emulator, resolver: TokenResolver
+) -> None:
+    """Python's JSON reads the literals NaN and Infinity: still not a NumericDate."""
+    for literal in (b"NaN", b"Infinity", b"-Infinity", b"1e400"):
+        body = b'{"active": true, "clientId": "%s", "instanceId": "%s", "exp": %s}' % (
+            emu.app_id.encode(),
+            emu.instance_ids[0].encode(),
+            literal,
+        )
+        emu.respond_with("token_info", status=200, body=body)
+        assert _refusal(resolver, "OauthNG.JWS.t").reason == "exp is not a NumericDate"
 
 
 def test_refusal_ttl_zero_asks_every_time(emu: Emulator, client: WixClient) -> None:

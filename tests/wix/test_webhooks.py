@@ -133,6 +133,52 @@ def test_envelope_as_object_and_missing_fields(own_key) -> None:
         verifier.parse(_sign({"data": {"instanceId": str(iid)}}, key))
 
 
+def _sign_raw(claims_json: bytes, key: rsa.RSAPrivateKey, header_json: bytes = b'{"alg": "RS256"}') -> str:
+    signing_input = f"{_b64(header_json)}.{_b64(claims_json)}"
+    sig = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+    return f"{signing_input}.{_b64(sig)}"
+
+
+DEEP = 40_000  # far past the interpreter's recursion limit, within MAX_WEBHOOK_BYTES
+
+
+@pytest.mark.parametrize(
+    ("where", "claims", "header"),
+    [
+        ("header", b'{"data": {}}', b'{"alg": "RS256", "x": ' + b"[" * DEEP + b"]" * DEEP + b"}"),
+        ("claims", b'{"data": ' + b"[" * DEEP + b"]" * DEEP + b"}", b'{"alg": "RS256"}'),
+        ("claims", b'{"data": ' + b'{"a":' * DEEP + b"1" + b"}" * DEEP + b"}", b'{"alg": "RS256"}'),
+        ("claims", b'{"data": ' + b"[" * 200 + b"]" * 200 + b"}", b'{"alg": "RS256"}'),
+        ("envelope", json.dumps({"data": "[" * DEEP + "]" * DEEP}).encode(), b'{"alg": "RS256"}'),
+        (
+            "payload",
+            json.dumps(
+                {"data": json.dumps({"eventType": "AppRemoved", "instanceId": str(uuid.uuid4()),
+                                     "data": "[" * DEEP + "]" * DEEP})}
+            ).encode(),
+            b'{"alg": "RS256"}',
+        ),
+    ],
+)  # fmt: skip
+def test_json_nested_too_deep_anywhere_is_an_invalid_webhook(own_key, where, claims, header) -> None:
+    """Nesting past the recursion limit in the (unsigned!) header, the claims, the envelope or the
+    payload is InvalidWebhook, never RecursionError."""
+    key, pem = own_key
+    with pytest.raises(tenancy.InvalidWebhook):
+        tenancy.WebhookVerifier(pem).parse(_sign_raw(claims, key, header))
+
+
+def test_a_lone_surrogate_in_the_envelope_is_an_invalid_webhook(own_key) -> None:
+    """``"\\ud800"`` in a signed event's strings is not text: refused, nothing applied."""
+    key, pem = own_key
+    for data in (
+        {"eventType": "AppRemoved\ud800", "instanceId": str(uuid.uuid4())},
+        json.dumps({"eventType": "AppRemoved", "instanceId": str(uuid.uuid4()), "data": {"x": "\udfff"}}),
+    ):
+        with pytest.raises(tenancy.InvalidWebhook, match="surrogate"):
+            tenancy.WebhookVerifier(pem).parse(_sign({"data": data}, key))
+
+
 def test_a_bad_public_key_is_a_clear_error() -> None:
     """A key that is not an RSA public key PEM (or its base64) raises InvalidWebhook at construction."""
     with pytest.raises(tenancy.InvalidWebhook, match="public key"):
@@ -165,4 +211,42 @@ def test_events_update_tenants_immediately(empty_pg_database: Database) -> None:
     assert (row().status, row().last_synced_at, row().site_display_name) == ("active", None, "Shop")
     unknown = tenancy.WixEvent(event_type="SomethingNew", instance_id=iid, payload={})
     assert tenancy.apply_event(engine, unknown) == "ignored"
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_events_apply_in_the_order_of_their_own_time(empty_pg_database: Database, own_key) -> None:
+    """An event issued before the last one applied (delivered late) is ignored ("stale"); a
+    duplicate applies again harmlessly; the row never goes back to an older state."""
+    key, pem = own_key
+    engine = create_engine(empty_pg_database.admin_url)
+    migrate(engine)
+    iid = uuid.uuid4()
+    verifier = tenancy.WebhookVerifier(pem, clock=lambda: SAMPLE_IAT + 100)
+
+    def event(event_type: str, iat: int) -> tenancy.WixEvent:
+        envelope = {"eventType": event_type, "instanceId": str(iid), "data": "{}"}
+        return verifier.parse(_sign({"data": json.dumps(envelope), "iat": iat, "exp": iat + 300}, key))
+
+    def status() -> tuple[str, object]:
+        with engine.connect() as conn:
+            row = conn.execute(select(Tenant.status, Tenant.last_event_at).where(Tenant.instance_id == iid))
+            state, last = row.one()
+            return state, last
+
+    removed_late = event("AppRemoved", SAMPLE_IAT + 50)
+    assert tenancy.apply_event(engine, removed_late) == "removed"
+    # The install that came before the removal, delivered after it.
+    assert tenancy.apply_event(engine, event("AppInstalled", SAMPLE_IAT + 10)) == "stale"
+    assert tenancy.apply_event(engine, event("PaidPlanChanged", SAMPLE_IAT + 49)) == "stale"
+    assert status()[0] == "removed"
+    assert tenancy.apply_event(engine, removed_late) == "removed"  # a duplicate: harmless
+    assert tenancy.apply_event(engine, event("AppInstalled", SAMPLE_IAT + 60)) == "refresh"
+    assert tenancy.apply_event(engine, event("AppRemoved", SAMPLE_IAT + 55)) == "stale"
+    state, last = status()
+    assert state == "active" and last.timestamp() == SAMPLE_IAT + 60  # type: ignore[attr-defined]
+    # No iat: arrival order, and the recorded time stays.
+    no_time = tenancy.WixEvent(event_type="AppRemoved", instance_id=iid, payload={})
+    assert tenancy.apply_event(engine, no_time) == "removed"
+    assert status()[1].timestamp() == SAMPLE_IAT + 60  # type: ignore[union-attr]
     engine.dispose()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tenancy.errors import WixError
+from tenancy.errors import InvalidToken, WixError
 from tenancy.wix.types import AppInstance, TokenInfo
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "wix"
@@ -42,13 +42,19 @@ def test_token_info_inactive_sample_parses() -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"),
-    [(True, True), (False, False), ("true", True), ("TRUE", True), ("false", False), ("yes", False),
-     (1, False), (None, False)],
-)  # fmt: skip
+    ("raw", "expected"), [(True, True), (False, False), ("true", True), ("TRUE", True), ("false", False)]
+)
 def test_token_info_active_accepts_bool_or_string(raw: object, expected: bool) -> None:
-    """``active`` is true only for JSON true or the string "true"; anything else fails closed."""
+    """``active`` is JSON true/false or the string "true"/"false"."""
     assert TokenInfo.from_json({"active": raw}).active is expected
+
+
+@pytest.mark.parametrize("raw", ["yes", 1, 0, None, [], {}])
+def test_token_info_without_a_boolean_active_is_no_verdict(raw: object) -> None:
+    """An answer without a readable ``active`` (``200 {}`` included) is a WixError, not a refusal."""
+    body = {} if raw is None else {"active": raw}
+    with pytest.raises(WixError, match="boolean 'active'"):
+        TokenInfo.from_json(body)
 
 
 @pytest.mark.parametrize("raw", [1715096067, "1715096067", " 1715096067 ", 1715096067.0])
@@ -58,10 +64,35 @@ def test_token_info_exp_accepts_int_or_numeric_string(raw: object) -> None:
     assert info.expires_at == info.issued_at == dt.datetime(2024, 5, 7, 15, 34, 27, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("raw", ["soon", True, [], {}, 10**20, "1.5"])
-def test_token_info_unparseable_times_are_none(raw: object) -> None:
-    """An unparseable ``exp`` becomes None instead of raising."""
-    assert TokenInfo.from_json({"active": True, "exp": raw}).expires_at is None
+@pytest.mark.parametrize("raw", [1796536306.5, "1796536306.5"])
+def test_token_info_exp_keeps_its_fraction(raw: object) -> None:
+    """A NumericDate may have a fraction (RFC 7519): it is read, not dropped."""
+    info = TokenInfo.from_json({"active": True, "exp": raw})
+    assert info.expires_at is not None and info.expires_at.timestamp() == 1796536306.5
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["soon", True, False, [], {}, 10**20, -1, -62135596800, "-5", float("nan"), float("inf"), "1e400", "",
+     "0001-01-01T00:00:00Z"],
+)  # fmt: skip
+def test_token_info_unreadable_exp_refuses_the_token(raw: object) -> None:
+    """A present ``exp`` that is not a NumericDate refuses the token (never taken as absent)."""
+    with pytest.raises(InvalidToken) as caught:
+        TokenInfo.from_json({"active": True, "exp": raw})
+    assert caught.value.reason == "exp is not a NumericDate" and not caught.value.definite
+
+
+@pytest.mark.parametrize("raw", ["soon", True, [], {}, 10**20, -1, float("nan")])
+def test_token_info_unreadable_iat_is_none(raw: object) -> None:
+    """``iat`` decides nothing: unreadable, it is None."""
+    assert TokenInfo.from_json({"active": True, "iat": raw}).issued_at is None
+
+
+def test_token_info_lone_surrogates_are_refused_fields() -> None:
+    """A string field holding a lone surrogate is not text: it is None, not kept for later."""
+    info = TokenInfo.from_json({"active": True, "siteId": "\ud800", "clientId": "a\udfffb"})
+    assert info.site_id is None and info.client_id is None
 
 
 def test_token_info_bad_instance_id_is_none() -> None:

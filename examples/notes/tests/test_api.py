@@ -84,13 +84,18 @@ def test_wix_down_gets_503_with_retry_after_and_cached_tokens_still_work(
 def test_a_signed_webhook_changes_the_tenant_row(
     api: str, emulator: Emulator, signer: WebhookSigner, admin_engine: Engine, tokens: dict[str, str]
 ) -> None:
-    """AppRemoved, signed with the app's key: the tenants row is marked removed at once."""
+    """AppRemoved, signed with the app's key: the tenants row is marked removed at once and the
+    site's (cached) token gets 401; AppInstalled brings it back."""
     iid = emulator.instance_ids[5]
     assert requests.get(f"{api}/notes", headers=auth(tokens[iid]), timeout=10).status_code == 200  # registers
     assert _tenant_row(admin_engine, iid)["status"] == "active"
     answer = requests.post(f"{api}/webhooks/wix", data=signer.sign("AppRemoved", iid), timeout=10)
     assert (answer.status_code, answer.json()) == (200, {"action": "removed"})
     assert _tenant_row(admin_engine, iid)["status"] == "removed"
+    assert requests.get(f"{api}/notes", headers=auth(tokens[iid]), timeout=10).status_code == 401
+    answer = requests.post(f"{api}/webhooks/wix", data=signer.sign("AppInstalled", iid), timeout=10)
+    assert (answer.status_code, answer.json()) == (200, {"action": "refresh"})
+    assert requests.get(f"{api}/notes", headers=auth(tokens[iid]), timeout=10).status_code == 200
 
 
 def test_a_forged_webhook_gets_401_and_changes_nothing(
