@@ -22,29 +22,22 @@ from tenancy.settings import ADMIN_URL_VARIABLE, DEFAULT_WIX_API_BASE_URL, URL_V
 
 __all__ = ["COMMANDS", "SUMMARIES", "main"]
 
-# Subcommand modules, in the order `tenancy --help` lists them.
-COMMANDS: tuple[str, ...] = (
-    "tenancy.commands.check",
-    "tenancy.commands.copy_origin",
-    "tenancy.commands.demo",
-    "tenancy.commands.emulator",
-    "tenancy.commands.export",
-    "tenancy.commands.grant",
-    "tenancy.commands.purge",
-    "tenancy.commands.rotate_key",
-    "tenancy.commands.sync",
-)
 # Command name -> (module, one line for `tenancy --help`). Only the module of the command
 # being run is imported: `tenancy --help` and `tenancy emulator` never load SQLAlchemy's ORM,
 # psycopg or requests. Each module's own HELP is the command's full description.
 SUMMARIES: dict[str, tuple[str, str]] = {
     "check": ("tenancy.commands.check", "audit a live database: roles, RLS, the sealed policy, keys"),
+    "copy": ("tenancy.commands.copy_origin", "copy a duplicated site's origin rows into its tenant"),
     "demo": ("tenancy.commands.demo", "run the product end to end on the embedded default"),
     "emulator": ("tenancy.commands.emulator", "run a local Wix (API and signed webhooks) on loopback"),
+    "export": ("tenancy.commands.export", "export a tenant's rows of every tenant table (access request)"),
     "grant": ("tenancy.commands.grant", "grant the runtime role access to the tenant tables"),
+    "purge": ("tenancy.commands.purge", "purge tenants past retention, or one now (erasure request)"),
     "rotate-key": ("tenancy.commands.rotate_key", "rotate the database binding key"),
     "sync": ("tenancy.commands.sync", "refresh the tenants table from Wix"),
 }
+COMMANDS: tuple[str, ...] = tuple(module for module, _ in SUMMARIES.values())
+"""Every subcommand's module, in the order `tenancy --help` lists them."""
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 

@@ -67,9 +67,6 @@ class Tenant(TenantScoped, Base):
     # Consecutive runs in which the token endpoint refused this instance (app removed);
     # the sync marks the row removed after a configurable number of them.
     consecutive_refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    # The issue time (JWT ``iat``) of the newest Wix webhook event applied to this row: Wix
-    # delivers events late, out of order and twice, so an older one is ignored, never applied.
-    last_event_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     # The lifecycle (tenancy.lifecycle): when the app was removed (retention runs from here;
     # cleared on reinstall), the purge's progress and its tombstone (rows deleted per table),
     # and the site this one was duplicated from, with when its rows were copied.
@@ -79,6 +76,9 @@ class Tenant(TenantScoped, Base):
     purge_counts: Mapped[dict[str, int] | None] = mapped_column(JSONType)
     origin_instance_id: Mapped[uuid.UUID | None] = mapped_column(Uuid())
     copied_from_origin_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # The issue time (JWT ``iat``) of the newest Wix webhook event applied to this row: Wix
+    # delivers events late, out of order and twice, so an older one is ignored, never applied.
+    last_event_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     def __repr__(self) -> str:
         return f"Tenant(instance_id={self.instance_id!s}, status={self.status!r})"
