@@ -16,6 +16,11 @@ behind when a session closes (or raises).
 - Core statements and ``text()`` are left to PostgreSQL row-level security. A SELECT that is
   Core only because its ORM entities sit in a subquery (``select(exists().where(Note.x == 1))``)
   is run as the ORM statement it was written as, criteria included.
+
+Everything here is SQLAlchemy's public API (``ORMExecuteState``, ``with_loader_criteria``,
+events, ``inspect()``, ``Insert.select``, ``Update.whereclause``, ``entity_description``). What
+a check can only read from SQLAlchemy's private state goes through
+:mod:`tenancy.orm._sqlalchemy_private`, which says why for each name.
 """
 
 from __future__ import annotations
@@ -24,14 +29,20 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import Select, Uuid, bindparam, event, inspect
-from sqlalchemy.orm import InstanceState, ORMExecuteState, QueryContext, Session, with_loader_criteria
-from sqlalchemy.orm.interfaces import ORMOption
+from sqlalchemy import BindParameter, Select, Uuid, bindparam, event, inspect
+from sqlalchemy.orm import (
+    InstanceState,
+    LoaderCriteriaOption,
+    ORMExecuteState,
+    QueryContext,
+    Session,
+    with_loader_criteria,
+)
 from sqlalchemy.sql import visitors
-from sqlalchemy.sql.elements import BindParameter
 
 from tenancy.errors import CrossTenantAccess, CrossTenantWrite
 from tenancy.models import TENANT_COLUMN, TenantScoped, is_tenant_table
+from tenancy.orm import _sqlalchemy_private as private
 
 __all__ = [
     "TENANT_CRITERIA",
@@ -57,7 +68,7 @@ TENANT_PARAM = "tenancy_instance_id"
 # tenant. A statement that somehow reached the database without the parameter would fail
 # ("a value is required for bind parameter"), never run unfiltered.
 _TENANT_BIND = bindparam(TENANT_PARAM, type_=Uuid())  # built here: no calls inside the lambda
-TENANT_CRITERIA: ORMOption = with_loader_criteria(
+TENANT_CRITERIA: LoaderCriteriaOption = with_loader_criteria(
     TenantScoped,
     lambda cls: cls.instance_id == _TENANT_BIND,
     include_aliases=True,
@@ -66,7 +77,7 @@ TENANT_CRITERIA: ORMOption = with_loader_criteria(
 )
 
 
-def _valued_criteria(tenant: uuid.UUID) -> ORMOption:
+def _valued_criteria(tenant: uuid.UUID) -> LoaderCriteriaOption:
     """Criteria carrying *tenant* itself (a closure variable, still a bound parameter)."""
     return with_loader_criteria(
         TenantScoped,
@@ -119,16 +130,21 @@ def as_uuid(value: Any) -> uuid.UUID | None:
 
 
 def _mentions_tenant(statement: Any) -> bool:
+    # The statement's own entity (public entity_description), not ORMExecuteState.bind_mapper:
+    # a caller's bind_arguments={"mapper": ...} would otherwise choose what gets checked.
     entity = statement.entity_description.get("entity") if hasattr(statement, "entity_description") else None
     return isinstance(entity, type) and issubclass(entity, TenantScoped)
 
 
+def _is_tenant_mapper(mapper: Any) -> bool:
+    return mapper is not None and issubclass(mapper.class_, TenantScoped)
+
+
 def _values_of(statement: Any) -> list[Mapping[Any, Any]]:
-    # Insert/Update keep .values() in private attributes; SQLAlchemy offers no public reader.
-    rows: list[Mapping[Any, Any]] = []
-    if getattr(statement, "_values", None):
-        rows.append(statement._values)
-    for group in getattr(statement, "_multi_values", ()) or ():
+    """The rows ``.values()`` gave an INSERT/UPDATE (SQLAlchemy has no public reader of them)."""
+    single, multi = private.statement_values(statement)
+    rows: list[Mapping[Any, Any]] = [single] if single else []
+    for group in multi:
         for row in group:
             if not isinstance(row, Mapping):
                 raise CrossTenantWrite("multi-row values() given as tuples cannot be checked; pass dicts")
@@ -168,9 +184,8 @@ def _check_statement_values(state: ORMExecuteState, tenant: uuid.UUID, *, is_ins
 def _orm_tenant_mapper(statement: Any) -> Any:
     """A tenant-scoped mapper whose ORM attributes appear in a statement that is not ORM, or None."""
     for element in visitors.iterate(statement):
-        entity = getattr(element, "_annotations", {}).get("parententity")
-        mapper = getattr(entity, "mapper", None)
-        if mapper is not None and issubclass(mapper.class_, TenantScoped):
+        mapper = private.orm_mapper_of(element)
+        if _is_tenant_mapper(mapper):
             return mapper
     return None
 
@@ -184,7 +199,7 @@ def _scope_insert_from_select(state: ORMExecuteState, tenant: uuid.UUID) -> None
     insert_stmt: Any = state.statement.options(_valued_criteria(tenant))
     source = insert_stmt.select
     if _mentions_tenant(insert_stmt):
-        names = [_key_name(name) for name in insert_stmt._select_names or ()]
+        names = [_key_name(name) for name in private.from_select_names(insert_stmt)]
         if TENANT_COLUMN not in names or not isinstance(source, Select):
             raise CrossTenantWrite("ORM insert().from_select() must select instance_id from a tenant entity")
         column = list(source.selected_columns)[names.index(TENANT_COLUMN)]
@@ -201,12 +216,8 @@ def _is_tenant_expression(column: Any, tenant: uuid.UUID) -> bool:
     if isinstance(element, BindParameter):
         value = element.callable() if element.callable is not None else element.value
         return as_uuid(value) == tenant
-    entity = getattr(element, "_annotations", {}).get("parententity")
-    mapper = getattr(entity, "mapper", None)
     return (
-        mapper is not None
-        and issubclass(mapper.class_, TenantScoped)
-        and getattr(element, "key", None) == TENANT_COLUMN
+        _is_tenant_mapper(private.orm_mapper_of(element)) and getattr(element, "key", None) == TENANT_COLUMN
     )
 
 
@@ -222,10 +233,7 @@ def scope_statement(state: ORMExecuteState) -> Any:
             # loader criteria; run it as the ORM statement it was written as.
             mapper = _orm_tenant_mapper(state.statement)
             if mapper is not None:
-                statement = state.statement.options(TENANT_CRITERIA)
-                statement = statement._set_propagate_attrs(
-                    {"compile_state_plugin": "orm", "plugin_subject": mapper}
-                )
+                statement = private.as_orm_select(state.statement.options(TENANT_CRITERIA), mapper)
                 state.parameters = _with_tenant(state.parameters, tenant)
                 return state.invoke_statement(statement=statement)
         # Core on tables / text(): row-level security's job.
@@ -242,16 +250,17 @@ def scope_statement(state: ORMExecuteState) -> Any:
             if state.is_executemany:
                 return state.invoke_statement(params=stamped)
             return state.invoke_statement(params=stamped[0])
-        multi = getattr(state.statement, "_multi_values", None)
+        multi = private.statement_values(state.statement)[1]
         if multi:
             # insert().values([...]): stamp every row that does not name the tenant (the
             # others were checked above). values() can only add rows, so replace them.
-            stamped_insert: Any = state.statement._generate()  # type: ignore[attr-defined]
-            stamped_insert._multi_values = tuple(
-                tuple(row if _names_tenant(row) else {**row, TENANT_COLUMN: tenant} for row in group)
-                for group in multi
+            state.statement = private.with_multi_values(
+                state.statement,
+                [
+                    [row if _names_tenant(row) else {**row, TENANT_COLUMN: tenant} for row in group]
+                    for group in multi
+                ],
             )
-            state.statement = stamped_insert
             return None
         if not given and not _values_of(state.statement):
             return None
@@ -292,21 +301,19 @@ def _extra_from_criteria(statement: Any, tenant: uuid.UUID) -> list[Any]:
     criteria cover the target only, so Tag rows of every tenant would steer the statement.
     Subqueries in the WHERE clause are not FROMs of the statement (they get the criteria).
     """
-    target = statement.table._deannotate()
+    target = private.plain(statement.table)
     criteria: list[Any] = []
     seen: set[Any] = set()
-    for clause in statement._where_criteria:
-        for item in clause._from_objects:
-            base = item._deannotate()
-            if base is target or base in seen:
-                continue
-            seen.add(base)
-            entity = item._annotations.get("parententity")
-            mapper = getattr(entity, "mapper", None)
-            tenant_scoped = mapper is not None and issubclass(mapper.class_, TenantScoped)
-            table = getattr(base, "element", base)  # an alias wraps its table
-            if (tenant_scoped or is_tenant_table(table)) and TENANT_COLUMN in item.c:
-                criteria.append(item.c[TENANT_COLUMN] == tenant)
+    for item in private.where_froms(statement.whereclause):
+        base = private.plain(item)
+        if base is target or base in seen:
+            continue
+        seen.add(base)
+        table = getattr(base, "element", base)  # an alias wraps its table
+        if (
+            _is_tenant_mapper(private.orm_mapper_of(item)) or is_tenant_table(table)
+        ) and TENANT_COLUMN in item.c:
+            criteria.append(item.c[TENANT_COLUMN] == tenant)
     return criteria
 
 
