@@ -95,5 +95,9 @@ def where_froms(clause: Any) -> list[Any]:
 
 
 def as_orm_select(statement: Any, mapper: Any) -> Any:
-    """A Core SELECT marked as ORM (compile plugin "orm", bound to *mapper*): loader criteria apply."""
+    """*statement* marked as ORM (compile plugin "orm", bound to *mapper*): loader criteria apply.
+
+    Marks *statement* itself and returns it: pass a fresh copy (``.options()`` returns one), never
+    the caller's statement.
+    """
     return statement._set_propagate_attrs({"compile_state_plugin": "orm", "plugin_subject": mapper})
