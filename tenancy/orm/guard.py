@@ -202,23 +202,24 @@ def _scope_insert_from_select(state: ORMExecuteState, tenant: uuid.UUID) -> None
         names = [_key_name(name) for name in private.from_select_names(insert_stmt)]
         if TENANT_COLUMN not in names or not isinstance(source, Select):
             raise CrossTenantWrite("ORM insert().from_select() must select instance_id from a tenant entity")
-        column = list(source.selected_columns)[names.index(TENANT_COLUMN)]
-        if not _is_tenant_expression(column, tenant):
+        if not _is_tenant_expression(source, names.index(TENANT_COLUMN), tenant):
             raise CrossTenantWrite(
                 "ORM insert().from_select() must take instance_id from a tenant entity or this tenant's id"
             )
     state.statement = insert_stmt
 
 
-def _is_tenant_expression(column: Any, tenant: uuid.UUID) -> bool:
-    """Whether *column* can only be this tenant's id: its literal, or a scoped entity's instance_id."""
+def _is_tenant_expression(source: Select[Any], index: int, tenant: uuid.UUID) -> bool:
+    """Whether column *index* of *source* can only be this tenant's id: its literal or instance_id."""
+    column = list(source.selected_columns)[index]
     element = getattr(column, "element", column)  # unwrap a label
     if isinstance(element, BindParameter):
         value = element.callable() if element.callable is not None else element.value
         return as_uuid(value) == tenant
-    return (
-        _is_tenant_mapper(private.orm_mapper_of(element)) and getattr(element, "key", None) == TENANT_COLUMN
-    )
+    # The ORM entity the column was written with (public column_descriptions; None for Core).
+    entity = source.column_descriptions[index].get("entity")
+    mapper = inspect(entity).mapper if entity is not None else None
+    return _is_tenant_mapper(mapper) and getattr(element, "key", None) == TENANT_COLUMN
 
 
 def scope_statement(state: ORMExecuteState) -> Any:
