@@ -7,6 +7,8 @@ module which tables are tenant tables and which column carries the tenant.
 from __future__ import annotations
 
 import uuid
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -28,6 +30,7 @@ __all__ = [
     "TenantScoped",
     "is_tenant_table",
     "mark_tenant_table",
+    "on_tenant_table",
     "tenant_foreign_key",
 ]
 
@@ -78,7 +81,25 @@ def mark_tenant_table(table: Table) -> Table:
     if TENANT_COLUMN not in table.c:
         raise ValueError(f"table {table.name!r} has no {TENANT_COLUMN} column")
     table.info[TENANT_TABLE_INFO_KEY] = True
+    if table not in _tenant_tables:
+        _tenant_tables.add(table)
+        for hook in _tenant_table_hooks:
+            hook(table)
     return table
+
+
+# The tenant tables marked so far (weakly: a test's throwaway metadata may go away) and what
+# the layers above want done to each. The database layer registers its DDL listener through
+# this, on tenant tables only, instead of listening on every Table of the process.
+_tenant_tables: weakref.WeakSet[Table] = weakref.WeakSet()
+_tenant_table_hooks: list[Callable[[Table], None]] = []
+
+
+def on_tenant_table(hook: Callable[[Table], None]) -> None:
+    """Call *hook* with every tenant table: those marked so far, then each one as it is marked."""
+    _tenant_table_hooks.append(hook)
+    for table in list(_tenant_tables):
+        hook(table)
 
 
 def is_tenant_table(table: Any) -> bool:

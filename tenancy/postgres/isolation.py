@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, event, text
 
 from tenancy.errors import TenancyWarning
-from tenancy.models import TENANT_COLUMN, is_tenant_table
+from tenancy.models import TENANT_COLUMN, is_tenant_table, on_tenant_table
 from tenancy.postgres.binding import FUNCTION, ensure_binding_objects
 
 __all__ = [
@@ -136,7 +136,6 @@ def disable_isolation(connection: Connection, table_name: str) -> None:
         connection.execute(text(statement))
 
 
-@event.listens_for(Table, "after_create")
 def _isolate_created_table(table: Table, connection: Connection, **kw: Any) -> None:
     # metadata.create_all() of a tenant model's table puts it under isolation right away,
     # so a table can never exist on PostgreSQL without its policy.
@@ -144,3 +143,14 @@ def _isolate_created_table(table: Table, connection: Connection, **kw: Any) -> N
         name = f"{table.schema}.{table.name}" if table.schema else table.name
         if connection.dialect.name == "postgresql":
             enable_isolation(connection, name)
+
+
+def _listen_for_create(table: Table) -> None:
+    # On the tenant table itself, not on the Table class: other tables (and other libraries'
+    # metadata) get no listener from tenancy. propagate=True: Table.to_metadata() copies (which
+    # keep the tenant-table mark) carry it along.
+    if not event.contains(table, "after_create", _isolate_created_table):
+        event.listen(table, "after_create", _isolate_created_table, propagate=True)
+
+
+on_tenant_table(_listen_for_create)
