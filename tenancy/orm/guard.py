@@ -18,8 +18,8 @@ behind when a session closes (or raises).
   is run as the ORM statement it was written as, criteria included.
 
 Everything here is SQLAlchemy's public API (``ORMExecuteState``, ``with_loader_criteria``,
-events, ``inspect()``, ``Insert.select``, ``Update.whereclause``, ``entity_description``). What
-a check can only read from SQLAlchemy's private state goes through
+events, ``inspect()``, ``Insert.select``, ``Select.column_descriptions``,
+``entity_description``). What a check can only read from SQLAlchemy's private state goes through
 :mod:`tenancy.orm._sqlalchemy_private`, which says why for each name.
 """
 
@@ -38,7 +38,6 @@ from sqlalchemy.orm import (
     Session,
     with_loader_criteria,
 )
-from sqlalchemy.sql import visitors
 
 from tenancy.errors import CrossTenantAccess, CrossTenantWrite
 from tenancy.models import TENANT_COLUMN, TenantScoped, is_tenant_table
@@ -183,9 +182,8 @@ def _check_statement_values(state: ORMExecuteState, tenant: uuid.UUID, *, is_ins
 
 def _orm_tenant_mapper(statement: Any) -> Any:
     """A tenant-scoped mapper whose ORM attributes appear in a statement that is not ORM, or None."""
-    for element in visitors.iterate(statement):
-        mapper = private.orm_mapper_of(element)
-        if _is_tenant_mapper(mapper):
+    for mapper in private.orm_mappers_in(statement):
+        if issubclass(mapper.class_, TenantScoped):
             return mapper
     return None
 
@@ -302,18 +300,11 @@ def _extra_from_criteria(statement: Any, tenant: uuid.UUID) -> list[Any]:
     criteria cover the target only, so Tag rows of every tenant would steer the statement.
     Subqueries in the WHERE clause are not FROMs of the statement (they get the criteria).
     """
-    target = private.plain(statement.table)
     criteria: list[Any] = []
-    seen: set[Any] = set()
-    for item in private.where_froms(statement.whereclause):
-        base = private.plain(item)
-        if base is target or base in seen:
-            continue
-        seen.add(base)
+    for item, base, mapper in private.extra_where_froms(statement):
         table = getattr(base, "element", base)  # an alias wraps its table
-        if (
-            _is_tenant_mapper(private.orm_mapper_of(item)) or is_tenant_table(table)
-        ) and TENANT_COLUMN in item.c:
+        tenant_scoped = mapper is not None and issubclass(mapper.class_, TenantScoped)
+        if (tenant_scoped or is_tenant_table(table)) and TENANT_COLUMN in item.c:
             criteria.append(item.c[TENANT_COLUMN] == tenant)
     return criteria
 

@@ -114,25 +114,29 @@ def test_an_orm_column_names_its_entity_and_a_core_column_does_not() -> None:
     assert private.orm_mapper_of(literal(1)) is None
 
 
-def test_where_froms_are_the_top_level_froms_of_a_where_clause() -> None:
-    """ClauseElement._from_objects + _deannotate(): tables the WHERE adds, not its subqueries'."""
-    notes, tags = Note.__table__, Tag.__table__
-    stmt = update(Note).where(Note.id == Tag.id, Tag.label == "x")
-    assert {private.plain(f) for f in private.where_froms(stmt.whereclause)} == {notes, tags}
-    assert private.plain(stmt.table) is notes
+def test_the_orm_entities_of_a_core_statement_are_found_in_its_subqueries() -> None:
+    """_annotations while walking: select(exists().where(Note.x == 1)) is Core yet names Note."""
+    mappers = list(private.orm_mappers_in(select(exists().where(Note.title == "x"))))
+    assert sqlalchemy.inspect(Note) in mappers
+    assert list(private.orm_mappers_in(select(exists().where(Note.__table__.c.title == "x")))) == []
 
-    nested = delete(Note).where(Note.id.in_(select(Tag.id)))
-    assert {private.plain(f) for f in private.where_froms(nested.whereclause)} == {notes}
-    assert private.where_froms(delete(Note).whereclause) == []
+
+def test_extra_froms_of_an_update_are_the_top_level_froms_of_its_where_clause() -> None:
+    """_where_criteria + _from_objects + _deannotate(): tables the WHERE adds, not its subqueries'."""
+    notes, tags = Note.__table__, Tag.__table__
+
+    def extra(stmt: object) -> list[object]:
+        return [base for _, base, _ in private.extra_where_froms(stmt)]
+
+    assert extra(update(Note).where(Note.id == Tag.id, Tag.label == "x", Tag.id > 0)) == [tags]
+    assert extra(delete(Note).where(Note.id.in_(select(Tag.id)))) == []
+    assert extra(delete(Note)) == []
+    assert extra(update(notes).where(notes.c.id == tags.c.id)) == [tags]
 
     alias = aliased(Tag)
-    froms = private.where_froms(update(Note).where(Note.id == alias.id).whereclause)
-    alias_from = next(f for f in froms if private.plain(f) is not notes)
-    assert private.plain(alias_from).element is tags
-    # An entity's own selectable carries its entity too (the guard checks FROMs with it).
-    entity_table = sqlalchemy.inspect(Tag).__clause_element__()
-    assert private.plain(entity_table) is tags
-    assert private.orm_mapper_of(entity_table) is sqlalchemy.inspect(Tag)
+    [(item, base, mapper)] = private.extra_where_froms(update(Note).where(Note.id == alias.id))
+    assert base.element is tags and "instance_id" in item.c
+    assert mapper is None  # an alias's FROM carries no entity: the guard checks its table's mark
 
 
 def test_a_core_select_can_be_marked_as_orm() -> None:
@@ -154,7 +158,7 @@ def test_a_plain_table_statement_has_the_same_private_shape() -> None:
     """The same names on Core statements (the guard reads them on any INSERT/UPDATE it checks)."""
     table = Table("canary", MetaData(), Column("id", Integer, primary_key=True))
     assert private.statement_values(insert(table).values(id=1))[0] is not None
-    assert private.plain(table) is table
+    assert private.statement_values(update(table).values(id=2))[0] is not None
 
 
 def _private_names_used(path: Path) -> set[str]:
