@@ -338,7 +338,7 @@ def _check_row_owner(state: InstanceState[Any], session: Session | None) -> None
         return
     if as_uuid(owner) != tenant:
         raise CrossTenantAccess(
-            f"a {state.class_.__name__} row of another tenant reached this tenant session; refused"
+            f"a {state.mapper.class_.__name__} row of another tenant reached this tenant session; refused"
         )
 
 
