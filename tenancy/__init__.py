@@ -86,6 +86,9 @@ def __getattr__(name: str) -> typing.Any:
         # tenancy.Base's metadata holds tenancy's own table: a model of yours may reference
         # "tenants.instance_id", and autogenerate must see the table it should leave alone.
         importlib.import_module("tenancy.tenants.model")
+        # And metadata.create_all() puts every tenant table under row-level security: the
+        # listener that does it is registered when the isolation module loads.
+        importlib.import_module("tenancy.postgres.isolation")
     globals()[name] = value
     return value
 

@@ -91,3 +91,29 @@ def test_the_pool_of_an_engine_not_given_to_tenancy_gets_no_listener() -> None:
     other = create_engine("sqlite://")
     assert _tenancy_listeners(other.pool.dispatch, PoolEvents) == []
     other.dispose()
+
+
+@pytest.mark.postgres
+def test_create_all_isolates_a_tenant_table_in_a_fresh_process(pg_database: Any) -> None:
+    """`import tenancy` loads names lazily; a model of yours made with `tenancy.Base` and
+    `tenancy.TenantScoped` still gets row-level security from `create_all` and nothing else."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, tenancy, sqlalchemy as sa\n"
+        "class Memo(tenancy.TenantScoped, tenancy.Base):\n"
+        "    __tablename__ = 'lazy_memos'\n"
+        "    id = sa.orm.mapped_column(sa.Integer, primary_key=True)\n"
+        "engine = sa.create_engine(sys.argv[1])\n"
+        "tenancy.Base.metadata.create_all(engine, tables=[Memo.__table__])\n"
+        "with engine.connect() as c:\n"
+        '    print(c.execute(sa.text("SELECT relrowsecurity AND relforcerowsecurity FROM pg_class"\n'
+        "                            \" WHERE oid = 'lazy_memos'::regclass\")).scalar_one())\n"
+        "    c.execute(sa.text('DROP TABLE lazy_memos'))\n"
+        "    c.commit()\n"
+    )
+    answer = subprocess.run(
+        [sys.executable, "-c", probe, pg_database.admin_url], capture_output=True, text=True, check=True
+    )
+    assert answer.stdout.strip() == "True"
