@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tenancy.testing.embedded import start_embedded
+from tenancy.testing.embedded import start_embedded, temporary_datadir
 from tenancy.testing.postgres import fresh_database, server_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,10 +32,13 @@ def _alembic(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 
 
 @pytest.mark.postgres
-def test_the_embedded_server_has_the_production_roles(tmp_path: Path) -> None:
+def test_the_embedded_server_has_the_production_roles() -> None:
     """A server from the wheel (PostgreSQL 18) gets the same owner and runtime roles as the system
     one; socket-only, it listens on no TCP address; stopped, it is gone."""
-    server = start_embedded(tmp_path / "data", tcp=False)
+    # Not under pytest's tmp_path: as root the server runs as another user, and pytest resets its
+    # base directory to mode 0700 whenever another pytest session starts on the machine.
+    datadir = temporary_datadir()
+    server = start_embedded(datadir, tcp=False)
     try:
         assert "host=" in server.url and "127.0.0.1" not in server.url
         with psycopg.connect(server.url) as conn:
@@ -50,7 +54,8 @@ def test_the_embedded_server_has_the_production_roles(tmp_path: Path) -> None:
             assert sorted(rows) == sorted([(db.owner, False, True), (db.runtime, False, False)])
     finally:
         server.stop()
-    assert not (tmp_path / "data" / "postmaster.pid").exists()
+    assert not (datadir / "postmaster.pid").exists()
+    shutil.rmtree(datadir.parent, ignore_errors=True)
 
 
 @pytest.mark.postgres
