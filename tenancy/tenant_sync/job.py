@@ -11,28 +11,28 @@ memory does not grow with the number of tenants.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
 from tenancy import log_context
 from tenancy.errors import (
-    ConfigurationError,
     WixAuthError,
     WixError,
     WixInstanceNotAccessible,
     WixUnavailable,
 )
-from tenancy.instance_ids import parse_instance_id
 from tenancy.tenant_sync.breaker import DEFAULT_OUTAGE_AFTER, OutageBreaker
 from tenancy.tenant_sync.claims import ClaimQueue
+from tenancy.tenant_sync.options import DEFAULT_RECHECK_REMOVED_AFTER, DEFAULT_STALE_AFTER, SyncOptions
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter, TokenBucket
 from tenancy.tenant_sync.report import Outcome, SyncReport
 from tenancy.tenant_sync.store import (
@@ -48,16 +48,17 @@ from tenancy.tenant_sync.store import (
 from tenancy.wix.client import WixClient
 from tenancy.wix.types import AppInstance
 
-__all__ = ["DEFAULT_OUTAGE_AFTER", "DEFAULT_STALE_AFTER", "Backoff", "SyncReport", "sync"]
+__all__ = [
+    "DEFAULT_OUTAGE_AFTER",
+    "DEFAULT_RECHECK_REMOVED_AFTER",
+    "DEFAULT_STALE_AFTER",
+    "Backoff",
+    "SyncOptions",
+    "SyncReport",
+    "sync",
+]
 
 log = logging.getLogger("tenancy.sync")
-
-DEFAULT_STALE_AFTER = dt.timedelta(hours=24)
-DEFAULT_RECHECK_REMOVED_AFTER = dt.timedelta(days=7)
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 class _Refused(Exception):
@@ -87,30 +88,17 @@ _CLAIM_BATCH = 64
 def sync(
     engine: Engine,
     client: WixClient,
+    options: SyncOptions | None = None,
     *,
-    mode: Literal["due", "all", "instances"] = "due",
-    instances: Iterable[uuid.UUID | str] = (),
-    stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
-    concurrency: int = 8,
-    remove_after: int = 3,
-    recheck_removed_after: dt.timedelta = DEFAULT_RECHECK_REMOVED_AFTER,
-    outage_after: int = DEFAULT_OUTAGE_AFTER,
-    backoff: Backoff | None = None,
-    rate_limit: TokenBucket | None = None,
-    instance_limit: KeyedRateLimiter | None = None,
-    since: dt.datetime | None = None,
     stop: threading.Event | None = None,
-    clock: Callable[[], dt.datetime] = _utcnow,
-    rng: random.Random | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[SyncReport], None] | None = None,
 ) -> SyncReport:
     """Sync tenants from Wix into ``tenants`` on ``engine`` (the admin engine); returns the report.
 
-    ``mode``: ``"due"`` (never synced, or last synced more than ``stale_after`` ago, and
-    not in backoff), ``"all"`` (every tenant not attempted since this run started, or
-    since ``since``), or ``"instances"`` (the given ids, registered first if missing).
-    ``concurrency`` worker threads; on SQLite one (no row locks there).
+    ``options`` (:class:`~tenancy.SyncOptions`, defaults when omitted) says which tenants
+    and how: ``options.concurrency`` worker threads, split across ``options.processes``
+    worker processes (this one included; on SQLite one thread, no row locks there).
 
     One tenant's failure never stops the others: it is recorded on its row
     (``last_sync_error``: the reason with Wix's status and request id) and listed in the
@@ -122,71 +110,104 @@ def sync(
     5xx after retries), Wix itself is down: the run stops early with one log line naming
     the base URL (``report.stopped_early``), only those tenants are charged a failure,
     tenants claimed meanwhile are released untouched and the rest keep their schedule.
-    ``rate_limit`` caps requests overall, ``instance_limit`` per instance (Wix: 200 in any
-    minute). Setting ``stop`` ends the run after
-    the tenants in flight (``report.interrupted``). ``on_start(total)`` gets the number of
-    tenants to do, ``on_progress(report)`` is called after each.
 
-    Raises :class:`~tenancy.InvalidInstanceId` for a bad id (before writing anything),
-    and :class:`~tenancy.WixAuthError` if the token endpoint refuses the app's credentials
-    (the run stops: every tenant would fail, so none is charged with it). That is the only
-    Wix answer that stops a run with an error.
+    Setting ``stop`` ends the run after the tenants in flight (``report.interrupted``).
+    ``on_start(total)`` gets the number of tenants to do, ``on_progress(report)`` is called
+    after each (from worker threads; with several processes, for every process's tenants).
+
+    Raises :class:`~tenancy.WixAuthError` if the token endpoint refuses the app's
+    credentials (the run stops: every tenant would fail, so none is charged with it). That
+    is the only Wix answer that stops a run with an error.
     """
-    if concurrency < 1 or remove_after < 1 or outage_after < 1:
-        raise ConfigurationError("concurrency, remove_after and outage_after must be at least 1")
-    ids = tuple(dict.fromkeys(parse_instance_id(i) for i in instances))
-    if (mode == "instances") != bool(ids):
-        raise ConfigurationError("instance ids go with mode='instances', and it needs at least one")
-    if engine.dialect.name == "sqlite" and concurrency > 1:
+    options = options if options is not None else SyncOptions()
+    if engine.dialect.name == "sqlite" and options.concurrency > 1:
         log.info("SQLite has no row locks: syncing with one worker")
-        concurrency = 1
-    started = clock()
+        options = dataclasses.replace(options, concurrency=1, processes=1)
+    stop = stop if stop is not None else threading.Event()
+    started = options.clock()
     report = SyncReport(started_at=started)
-    if mode == "instances":
+    if options.mode == "instances":
         with engine.begin() as conn:
-            added = register_instances(conn, ids, now=started)
+            added = register_instances(conn, options.instance_ids, now=started)
         if added:
             log.info("registered %d new tenant(s)", added)
+    # One `since` for every worker and process: a run tries a tenant at most once.
+    since = options.since or started
+    if on_start is not None:
+        with engine.connect() as conn:
+            on_start(count_claimable(conn, selection(options, since)))
+    if options.processes > 1:
+        from tenancy.tenant_sync.processes import run_processes  # fork: POSIX only
+
+        outcome = run_processes(engine, client, options, since, report, stop, on_progress)
+    else:
+        outcome = run_workers(engine, client, options, since, report, stop, on_progress)
+    report.finished_at = options.clock()
+    report.stopped_early = outcome.outage
+    report.interrupted = stop.is_set() and outcome == RunOutcome()  # stopped, and by nothing else
+    if outcome.fatal is not None:
+        raise outcome.fatal
+    if outcome.crash is not None:
+        raise outcome.crash
+    return report
+
+
+def selection(options: SyncOptions, since: dt.datetime) -> Selection:
+    """The run's :class:`~tenancy.tenant_sync.store.Selection` at this moment."""
+    now = options.clock()
+    return Selection(
+        mode=options.mode,
+        since=since,
+        now=now,
+        stale_before=now - options.stale_after,
+        instance_ids=options.instance_ids,
+    )
+
+
+@dataclasses.dataclass
+class RunOutcome:
+    """How the workers of one process ended: the outage sentence, or the error to raise."""
+
+    outage: str | None = None
+    fatal: WixAuthError | None = None
+    crash: Exception | None = None
+
+
+def run_workers(
+    engine: Engine,
+    client: WixClient,
+    options: SyncOptions,
+    since: dt.datetime,
+    report: SyncReport,
+    stop: threading.Event,
+    on_progress: Callable[[SyncReport], None] | None,
+) -> RunOutcome:
+    """``options.concurrency`` worker threads in this process, until done or ``stop``."""
     job = _Job(
         engine=engine,
         client=client,
-        selection=lambda: Selection(
-            mode=mode,
-            since=since or started,
-            now=clock(),
-            stale_before=clock() - stale_after,
-            instance_ids=ids,
-        ),
+        selection=lambda: selection(options, since),
         report=report,
-        remove_after=remove_after,
-        recheck_removed_after=recheck_removed_after,
-        backoff=backoff or Backoff(),
-        breaker=OutageBreaker(outage_after),
-        rate_limit=rate_limit,
-        instance_limit=instance_limit,
-        stop=stop or threading.Event(),
-        clock=clock,
-        rng=rng or random.Random(),
+        remove_after=options.remove_after,
+        recheck_removed_after=options.recheck_removed_after,
+        backoff=options.backoff,
+        breaker=OutageBreaker(options.outage_after),
+        rate_limit=options.rate_limit,
+        instance_limit=options.instance_limit,
+        stop=stop,
+        clock=options.clock,
+        rng=options.rng or random.Random(),
         on_progress=on_progress,
     )
-    if on_start is not None:
-        with engine.connect() as conn:
-            on_start(count_claimable(conn, job.selection()))
     threads = [
-        threading.Thread(target=job.work, name=f"tenancy-sync-{n}", daemon=True) for n in range(concurrency)
+        threading.Thread(target=job.work, name=f"tenancy-sync-{n}", daemon=True)
+        for n in range(options.concurrency)
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    report.finished_at = clock()
-    report.stopped_early = job.outage
-    report.interrupted = job.stop.is_set() and job.fatal is None and job.crash is None and job.outage is None
-    if job.fatal is not None:
-        raise job.fatal
-    if job.crash is not None:
-        raise job.crash
-    return report
+    return RunOutcome(outage=job.outage, fatal=job.fatal, crash=job.crash)
 
 
 class _Job:

@@ -124,6 +124,7 @@ class WixClient:
         self._secret = app_secret
         self._base_url = base_url.rstrip("/")
         self._own_http = http is None
+        self._pool_size = pool_size
         self._http = http if http is not None else _pooled_session(pool_size, self._base_url)
         self._timeout = timeout
         self._max_retries = max_retries
@@ -167,6 +168,22 @@ class WixClient:
         """Close the HTTP session if this client created it."""
         if self._own_http:
             self._http.close()
+
+    def after_fork(self) -> None:
+        """In a forked child process: drop what the parent's copy held (connections, app
+        tokens, locks) so the child makes its own (sockets shared with the parent would mix
+        two processes' requests on one connection). Only for a client that built its own
+        HTTP session: a session passed as ``http=`` raises :class:`~tenancy.ConfigurationError`.
+        """
+        if not self._own_http:
+            raise ConfigurationError("a WixClient given its own http= session cannot be used after fork")
+        # The old session is not closed: its sockets are the parent's (close() here would
+        # only drop this process's copies), and a lock held by a parent thread at fork time
+        # would never be released here.
+        self._http = _pooled_session(self._pool_size, self._base_url)
+        self._lock = threading.Lock()
+        self._tokens = collections.OrderedDict()
+        self._token_flights = SingleFlight()
 
     def __enter__(self) -> WixClient:
         return self

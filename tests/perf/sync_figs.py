@@ -29,7 +29,7 @@ from requests.adapters import HTTPAdapter
 from sqlalchemy import Engine, create_engine
 
 from tenancy.emulator import Emulator
-from tenancy.tenant_sync.job import sync
+from tenancy.tenant_sync.job import SyncOptions, sync
 from tenancy.wix.client import WixClient
 from tests.perf.harness import Row
 from tests.pgserver import Database, fresh_database
@@ -73,7 +73,7 @@ def run_sync(engine: Engine, emu: Emulator, concurrency: int, expected: int) -> 
     """One ``sync(mode="all")`` with a fresh client (no cached app tokens); seconds."""
     client = WixClient(emu.app_id, emu.app_secret, base_url=emu.base_url, pool_size=max(4, concurrency))
     t0 = time.perf_counter()
-    report = sync(engine, client, mode="all", concurrency=concurrency)
+    report = sync(engine, client, SyncOptions(mode="all", concurrency=concurrency))
     took = time.perf_counter() - t0
     if report.synced != expected or report.failed:
         raise RuntimeError(f"sync synced {report.synced}/{expected}, failed {report.failed}")
@@ -267,7 +267,9 @@ def _child(argv: list[str]) -> int:
         pool_size=max(4, args.concurrency),
     )
     t0 = time.perf_counter()
-    report = sync(engine, client, mode="all", concurrency=args.concurrency, since=dt.datetime.now(dt.UTC))
+    report = sync(
+        engine, client, SyncOptions(mode="all", concurrency=args.concurrency, since=dt.datetime.now(dt.UTC))
+    )
     seconds = time.perf_counter() - t0
     engine.dispose()
     if report.synced != args.expected or report.failed:
