@@ -86,7 +86,12 @@ def run_processes(
         sender.close()  # the child holds the only writing end: its exit is our EOF
         children.append(_Child(number, process, receiver))
     readers = [
-        threading.Thread(target=child.read, args=(report, on_progress, shared_stop), daemon=True)
+        threading.Thread(
+            target=child.read,
+            args=(report, on_progress, shared_stop),
+            name=f"tenancy-sync-process-{child.number}",  # on_progress runs here for its tenants
+            daemon=True,
+        )
         for child in children
     ]
     for reader in readers:
