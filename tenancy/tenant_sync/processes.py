@@ -37,10 +37,10 @@ from typing import Any
 from sqlalchemy import Engine
 
 from tenancy.errors import ConfigurationError, TenancyError, WixAuthError
-from tenancy.tenant_sync.job import RunOutcome, run_workers
 from tenancy.tenant_sync.options import SyncOptions
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter, TokenBucket
 from tenancy.tenant_sync.report import Outcome, SyncReport
+from tenancy.tenant_sync.workers import RunOutcome, run_workers
 from tenancy.wix.client import WixClient
 
 __all__ = ["run_processes", "split"]
