@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import logging
 import multiprocessing
 import random
 import signal
 import threading
 import uuid
+import warnings
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as ProcessEvent
@@ -73,18 +75,14 @@ def run_processes(
     mine = _share(options, shares[0], random.Random(rng.random()))
     shared_stop = context.Event()
     children: list[_Child] = []
-    for number, share in enumerate(shares[1:], start=1):
-        receiver, sender = context.Pipe(duplex=False)
-        child_options = _share(options, share, random.Random(rng.random()))
-        process = context.Process(
-            target=_child_main,
-            args=(engine, client, child_options, since, sender, shared_stop),
-            name=f"tenancy-sync-process-{number}",
-            daemon=True,
-        )
-        process.start()
-        sender.close()  # the child holds the only writing end: its exit is our EOF
-        children.append(_Child(number, process, receiver))
+    # Objects that exist now are left out of the children's garbage collections: a collection
+    # touches every object it scans, copying the parent's whole heap page by page into each
+    # child (copy-on-write), CPU the children would otherwise spend on every run.
+    gc.freeze()
+    try:
+        _fork(context, children, shares, options, rng, engine, client, since, shared_stop)
+    finally:
+        gc.unfreeze()
     readers = [
         threading.Thread(
             target=child.read,
@@ -106,10 +104,46 @@ def run_processes(
         for child, reader in zip(children, readers, strict=True):
             reader.join()
             child.process.join()
+    except BaseException:  # e.g. KeyboardInterrupt while waiting: the children stop too
+        shared_stop.set()
+        raise
     finally:
         finished.set()
         bridge.join()
     return _merge(outcome, children)
+
+
+def _fork(
+    context: Any,
+    children: list[_Child],
+    shares: list[int],
+    options: SyncOptions,
+    rng: random.Random,
+    engine: Engine,
+    client: WixClient,
+    since: dt.datetime,
+    shared_stop: ProcessEvent,
+) -> None:
+    """Start a child per share but the first (this process's own), appended to ``children``."""
+    for number, share in enumerate(shares[1:], start=1):
+        receiver, sender = context.Pipe(duplex=False)
+        child_options = _share(options, share, random.Random(rng.random()))
+        process = context.Process(
+            target=_child_main,
+            args=(engine, client, child_options, since, sender, shared_stop),
+            name=f"tenancy-sync-process-{number}",
+            daemon=True,
+        )
+        with warnings.catch_warnings():
+            # Python 3.12+ warns on fork() in a process with threads (deadlocks in the child on
+            # a lock some thread held). The child touches no such lock: it replaces the engine's
+            # pool and the client's session and locks, and logging re-creates its own at fork.
+            warnings.filterwarnings(
+                "ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning
+            )
+            process.start()
+        sender.close()  # the child holds the only writing end: its exit is our EOF
+        children.append(_Child(number, process, receiver))
 
 
 def _share(options: SyncOptions, workers: int, rng: random.Random) -> SyncOptions:
