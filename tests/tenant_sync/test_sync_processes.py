@@ -10,12 +10,14 @@ import threading
 import uuid
 
 import pytest
+import requests
 from sqlalchemy import text
 
 from tenancy.emulator import Emulator
 from tenancy.errors import ConfigurationError, InvalidInstanceId, TenancyError
 from tenancy.tenant_sync.job import SyncOptions, SyncReport, sync
 from tenancy.tenant_sync.processes import split
+from tenancy.wix.client import WixClient
 from tests.sync_helpers import consistent, rows, seed
 from tests.wix_helpers import client_for
 
@@ -132,3 +134,20 @@ def test_options_are_checked_when_made() -> None:
 
 def test_workers_are_split_evenly_between_processes() -> None:
     assert split(32, 2) == [16, 16] and split(8, 3) == [3, 3, 2] and split(5, 5) == [1] * 5
+
+
+def test_after_fork_needs_a_client_that_owns_its_session() -> None:
+    """A client given its own ``http=`` session cannot be re-created in a forked worker: a
+    clear ConfigurationError, not requests shared by two processes on one socket."""
+    with Emulator(sites=1, seed=24) as emu:
+        own = WixClient(emu.app_id, emu.app_secret, base_url=emu.base_url)
+        own.app_access_token(emu.instance_ids[0])
+        own.after_fork()  # a new pool and an empty token cache: the next call asks Wix again
+        emu.reset_counts()
+        own.app_access_token(emu.instance_ids[0])
+        assert emu.count("access_token") == 1
+        own.close()
+        with requests.Session() as session:
+            given = WixClient(emu.app_id, emu.app_secret, base_url=emu.base_url, http=session)
+            with pytest.raises(ConfigurationError, match="http="):
+                given.after_fork()
