@@ -40,6 +40,7 @@ if typing.TYPE_CHECKING:  # what type checkers and IDEs see; at run time each na
     from tenancy.settings import Settings
     from tenancy.tenant_sync.events import apply_event
     from tenancy.tenant_sync.job import sync
+    from tenancy.tenant_sync.options import SyncOptions
     from tenancy.tenant_sync.report import SyncReport
     from tenancy.tenants.model import Tenant
     from tenancy.wix.client import WixClient
@@ -56,6 +57,7 @@ _LAZY: dict[str, str] = {
     "Base": "tenancy.models",
     "InstanceIdFilter": "tenancy.log_context",
     "Settings": "tenancy.settings",
+    "SyncOptions": "tenancy.tenant_sync.options",
     "SyncReport": "tenancy.tenant_sync.report",
     "Tenant": "tenancy.tenants.model",
     "TenantScoped": "tenancy.models",
@@ -111,6 +113,7 @@ __all__ = [
     "InvalidWebhook",
     "LifecycleError",
     "Settings",
+    "SyncOptions",
     "SyncReport",
     "TenancyError",
     "TenancyWarning",

@@ -30,7 +30,7 @@ from tenancy.errors import ConfigurationError, TenancyWarning
 from tenancy.migrations.environment import library_config
 from tenancy.orm.sessions import TenantSessionFactory
 from tenancy.postgres.roles import grant_runtime_role
-from tenancy.tenant_sync.job import sync
+from tenancy.tenant_sync.job import SyncOptions, sync
 from tenancy.tenants.model import Tenant
 from tenancy.wix.client import WixClient
 from tenancy.wix.resolver import TokenResolver
@@ -127,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"2. Wix emulator on {emu.base_url} with {args.sites} site(s)")
             client = WixClient(emu.app_id, emu.app_secret, base_url=emu.base_url)
             stack.callback(client.close)
-            report = sync(target.admin_engine, client, mode="instances", instances=emu.instance_ids)
+            report = sync(
+                target.admin_engine, client, SyncOptions(mode="instances", instances=emu.instance_ids)
+            )
             print(f"3. tenancy sync: {report.summary()}")
             token = emu.mint_token(emu.instance_ids[0])
             sessions = TenantSessionFactory(

@@ -33,6 +33,7 @@ from tenancy.tenant_sync.job import (
     DEFAULT_OUTAGE_AFTER,
     DEFAULT_RECHECK_REMOVED_AFTER,
     Backoff,
+    SyncOptions,
     SyncReport,
     sync,
 )
@@ -121,7 +122,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="a tenant is due when last synced longer ago than this (default: 24h)",
     )
     parser.add_argument(
-        "--concurrency", type=_positive_int, default=8, metavar="N", help="worker threads (default: 8)"
+        "--concurrency",
+        type=_positive_int,
+        default=8,
+        metavar="N",
+        help="worker threads in all, split across --processes (default: 8)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="worker processes, this one included (forked; each its own GIL, engine and HTTP pool): "
+        "more CPU for the sync on a machine with several cores (default: 1)",
     )
     parser.add_argument(
         "--every",
@@ -206,6 +219,19 @@ def run(args: argparse.Namespace) -> int:
         require_prometheus_client()  # fail before syncing, not after
     settings = Settings.from_env()
     url = settings.require_admin_database_url("tenancy sync")
+    options = SyncOptions(
+        mode="instances" if instances else "all" if args.all else "due",
+        instances=instances,
+        stale_after=args.stale_after,
+        concurrency=args.concurrency,
+        processes=args.processes,
+        remove_after=args.remove_after,
+        recheck_removed_after=args.recheck_removed_after,
+        outage_after=args.outage_after,
+        backoff=Backoff(base=args.retry_backoff, cap=max(args.retry_backoff, args.retry_backoff_max)),
+        rate_limit=TokenBucket(args.rate),
+        instance_limit=KeyedRateLimiter(WIX_PER_INSTANCE_PER_MINUTE),
+    )
     client = WixClient.from_settings(settings, timeout=args.timeout, pool_size=max(4, args.concurrency))
     engine = _engine(url, args.concurrency)
     try:
@@ -216,23 +242,12 @@ def run(args: argparse.Namespace) -> int:
         client.close()
         raise
     stop = threading.Event()
-    options: dict[str, Any] = {
-        "mode": "instances" if instances else "all" if args.all else "due",
-        "instances": instances,
-        "stale_after": args.stale_after,
-        "concurrency": args.concurrency,
-        "remove_after": args.remove_after,
-        "recheck_removed_after": args.recheck_removed_after,
-        "outage_after": args.outage_after,
-        "backoff": Backoff(base=args.retry_backoff, cap=max(args.retry_backoff, args.retry_backoff_max)),
-        "rate_limit": TokenBucket(args.rate),
-        "instance_limit": KeyedRateLimiter(WIX_PER_INSTANCE_PER_MINUTE),
-        "stop": stop,
-    }
     try:
         with _signals_stop(stop), database_errors(url):
             while True:
-                code = _run_once(engine, client, options, as_json=args.json, metrics_file=args.metrics_file)
+                code = _run_once(
+                    engine, client, options, stop, as_json=args.json, metrics_file=args.metrics_file
+                )
                 if not args.no_copy:
                     code = max(code, _copy_duplicated_sites(engine, args.skip_table))
                 if args.every is None or stop.is_set():
@@ -272,15 +287,16 @@ def _engine(url: str, concurrency: int) -> Engine:
 def _run_once(
     engine: Engine,
     client: WixClient,
-    options: dict[str, Any],
+    options: SyncOptions,
+    stop: threading.Event,
     *,
     as_json: bool,
     metrics_file: str | None = None,
 ) -> int:
     with _progress() as (on_start, on_progress):
-        report = sync(engine, client, on_start=on_start, on_progress=on_progress, **options)
+        report = sync(engine, client, options, stop=stop, on_start=on_start, on_progress=on_progress)
     if metrics_file:
-        write_metrics(metrics_file, report, engine, stale_after=options["stale_after"])
+        write_metrics(metrics_file, report, engine, stale_after=options.stale_after)
     if as_json:
         print(report.to_json(), flush=True)
     else:

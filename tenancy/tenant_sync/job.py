@@ -1,116 +1,57 @@
 """``tenancy.sync``: refresh the ``tenants`` table from Wix's Get App Instance.
 
-Orchestration only. Worker threads (sharing one :class:`~tenancy.WixClient` and so one HTTP
-connection pool) each loop: open a transaction on the admin engine, claim one tenant
-(:class:`tenancy.tenant_sync.claims.ClaimQueue`: listed without a lock, locked by key), get an
-app token and the instance from Wix while holding the lock, write the result or the failure,
-commit. One tenant per
-transaction, one row in memory per worker: a kill loses only the tenants in flight, and
-memory does not grow with the number of tenants.
+Orchestration only: register the ids of an ``"instances"`` run, then run the workers in this
+process (:mod:`.workers`) or across several (:mod:`.processes`), and turn how they ended into
+the report or the error to raise.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import dataclasses
 import logging
-import random
 import threading
-import uuid
-from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from collections.abc import Callable
 
-from sqlalchemy import Connection, Engine, Row
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy import Engine
 
-from tenancy import log_context
-from tenancy.errors import (
-    ConfigurationError,
-    WixAuthError,
-    WixError,
-    WixInstanceNotAccessible,
-    WixUnavailable,
-)
-from tenancy.instance_ids import parse_instance_id
-from tenancy.tenant_sync.breaker import DEFAULT_OUTAGE_AFTER, OutageBreaker
-from tenancy.tenant_sync.claims import ClaimQueue
-from tenancy.tenant_sync.ratelimit import KeyedRateLimiter, TokenBucket
-from tenancy.tenant_sync.report import Outcome, SyncReport
+from tenancy.tenant_sync.breaker import DEFAULT_OUTAGE_AFTER
+from tenancy.tenant_sync.options import DEFAULT_RECHECK_REMOVED_AFTER, DEFAULT_STALE_AFTER, SyncOptions
+from tenancy.tenant_sync.report import SyncReport
 from tenancy.tenant_sync.store import (
     Backoff,
-    Selection,
-    claim_by_key,
     count_claimable,
-    record_failure,
     register_instances,
-    tenant_values,
-    write_success,
 )
+from tenancy.tenant_sync.workers import RunOutcome, run_workers, selection
 from tenancy.wix.client import WixClient
-from tenancy.wix.types import AppInstance
 
-__all__ = ["DEFAULT_OUTAGE_AFTER", "DEFAULT_STALE_AFTER", "Backoff", "SyncReport", "sync"]
+__all__ = [
+    "DEFAULT_OUTAGE_AFTER",
+    "DEFAULT_RECHECK_REMOVED_AFTER",
+    "DEFAULT_STALE_AFTER",
+    "Backoff",
+    "SyncOptions",
+    "SyncReport",
+    "sync",
+]
 
 log = logging.getLogger("tenancy.sync")
-
-DEFAULT_STALE_AFTER = dt.timedelta(hours=24)
-DEFAULT_RECHECK_REMOVED_AFTER = dt.timedelta(days=7)
-
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-class _Refused(Exception):
-    """Wix refused this one instance; ``gone`` when the refusal says the app is not installed
-    there any more (the token endpoint refusing it, or Get App Instance's 404), which counts
-    towards marking the tenant removed. A 401/403 from Get App Instance (the token was just
-    issued) is a failure of that tenant, not evidence of removal."""
-
-    def __init__(self, error: WixError, *, gone: bool) -> None:
-        super().__init__(str(error))
-        self.error = error
-        self.gone = gone
-
-
-class _WriteRefused(Exception):
-    """The database refused a fetched answer (the transaction is aborted)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-# Tenants listed per claim-queue refill: one listing statement per this many claims.
-_CLAIM_BATCH = 64
 
 
 def sync(
     engine: Engine,
     client: WixClient,
+    options: SyncOptions | None = None,
     *,
-    mode: Literal["due", "all", "instances"] = "due",
-    instances: Iterable[uuid.UUID | str] = (),
-    stale_after: dt.timedelta = DEFAULT_STALE_AFTER,
-    concurrency: int = 8,
-    remove_after: int = 3,
-    recheck_removed_after: dt.timedelta = DEFAULT_RECHECK_REMOVED_AFTER,
-    outage_after: int = DEFAULT_OUTAGE_AFTER,
-    backoff: Backoff | None = None,
-    rate_limit: TokenBucket | None = None,
-    instance_limit: KeyedRateLimiter | None = None,
-    since: dt.datetime | None = None,
     stop: threading.Event | None = None,
-    clock: Callable[[], dt.datetime] = _utcnow,
-    rng: random.Random | None = None,
     on_start: Callable[[int], None] | None = None,
     on_progress: Callable[[SyncReport], None] | None = None,
 ) -> SyncReport:
     """Sync tenants from Wix into ``tenants`` on ``engine`` (the admin engine); returns the report.
 
-    ``mode``: ``"due"`` (never synced, or last synced more than ``stale_after`` ago, and
-    not in backoff), ``"all"`` (every tenant not attempted since this run started, or
-    since ``since``), or ``"instances"`` (the given ids, registered first if missing).
-    ``concurrency`` worker threads; on SQLite one (no row locks there).
+    ``options`` (:class:`~tenancy.SyncOptions`, defaults when omitted) says which tenants
+    and how: ``options.concurrency`` worker threads, split across ``options.processes``
+    worker processes (this one included; on SQLite one thread, no row locks there).
 
     One tenant's failure never stops the others: it is recorded on its row
     (``last_sync_error``: the reason with Wix's status and request id) and listed in the
@@ -122,278 +63,43 @@ def sync(
     5xx after retries), Wix itself is down: the run stops early with one log line naming
     the base URL (``report.stopped_early``), only those tenants are charged a failure,
     tenants claimed meanwhile are released untouched and the rest keep their schedule.
-    ``rate_limit`` caps requests overall, ``instance_limit`` per instance (Wix: 200 in any
-    minute). Setting ``stop`` ends the run after
-    the tenants in flight (``report.interrupted``). ``on_start(total)`` gets the number of
-    tenants to do, ``on_progress(report)`` is called after each.
 
-    Raises :class:`~tenancy.InvalidInstanceId` for a bad id (before writing anything),
-    and :class:`~tenancy.WixAuthError` if the token endpoint refuses the app's credentials
-    (the run stops: every tenant would fail, so none is charged with it). That is the only
-    Wix answer that stops a run with an error.
+    Setting ``stop`` ends the run after the tenants in flight (``report.interrupted``).
+    ``on_start(total)`` gets the number of tenants to do, ``on_progress(report)`` is called
+    after each (from worker threads; with several processes, for every process's tenants).
+
+    Raises :class:`~tenancy.WixAuthError` if the token endpoint refuses the app's
+    credentials (the run stops: every tenant would fail, so none is charged with it). That
+    is the only Wix answer that stops a run with an error.
     """
-    if concurrency < 1 or remove_after < 1 or outage_after < 1:
-        raise ConfigurationError("concurrency, remove_after and outage_after must be at least 1")
-    ids = tuple(dict.fromkeys(parse_instance_id(i) for i in instances))
-    if (mode == "instances") != bool(ids):
-        raise ConfigurationError("instance ids go with mode='instances', and it needs at least one")
-    if engine.dialect.name == "sqlite" and concurrency > 1:
+    options = options if options is not None else SyncOptions()
+    if engine.dialect.name == "sqlite" and options.concurrency > 1:
         log.info("SQLite has no row locks: syncing with one worker")
-        concurrency = 1
-    started = clock()
+        options = dataclasses.replace(options, concurrency=1, processes=1)
+    stop = stop if stop is not None else threading.Event()
+    started = options.clock()
     report = SyncReport(started_at=started)
-    if mode == "instances":
+    if options.mode == "instances":
         with engine.begin() as conn:
-            added = register_instances(conn, ids, now=started)
+            added = register_instances(conn, options.instance_ids, now=started)
         if added:
             log.info("registered %d new tenant(s)", added)
-    job = _Job(
-        engine=engine,
-        client=client,
-        selection=lambda: Selection(
-            mode=mode,
-            since=since or started,
-            now=clock(),
-            stale_before=clock() - stale_after,
-            instance_ids=ids,
-        ),
-        report=report,
-        remove_after=remove_after,
-        recheck_removed_after=recheck_removed_after,
-        backoff=backoff or Backoff(),
-        breaker=OutageBreaker(outage_after),
-        rate_limit=rate_limit,
-        instance_limit=instance_limit,
-        stop=stop or threading.Event(),
-        clock=clock,
-        rng=rng or random.Random(),
-        on_progress=on_progress,
-    )
+    # One `since` for every worker and process: a run tries a tenant at most once.
+    since = options.since or started
     if on_start is not None:
         with engine.connect() as conn:
-            on_start(count_claimable(conn, job.selection()))
-    threads = [
-        threading.Thread(target=job.work, name=f"tenancy-sync-{n}", daemon=True) for n in range(concurrency)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    report.finished_at = clock()
-    report.stopped_early = job.outage
-    report.interrupted = job.stop.is_set() and job.fatal is None and job.crash is None and job.outage is None
-    if job.fatal is not None:
-        raise job.fatal
-    if job.crash is not None:
-        raise job.crash
+            on_start(count_claimable(conn, selection(options, since)))
+    if options.processes > 1:
+        from tenancy.tenant_sync.processes import run_processes  # multiprocessing: only when asked
+
+        outcome = run_processes(engine, client, options, since, report, stop, on_progress)
+    else:
+        outcome = run_workers(engine, client, options, since, report, stop, on_progress)
+    report.finished_at = options.clock()
+    report.stopped_early = outcome.outage
+    report.interrupted = stop.is_set() and outcome == RunOutcome()  # stopped, and by nothing else
+    if outcome.fatal is not None:
+        raise outcome.fatal
+    if outcome.crash is not None:
+        raise outcome.crash
     return report
-
-
-class _Job:
-    """State shared by the worker threads of one run."""
-
-    def __init__(
-        self,
-        *,
-        engine: Engine,
-        client: WixClient,
-        selection: Callable[[], Selection],
-        report: SyncReport,
-        remove_after: int,
-        recheck_removed_after: dt.timedelta,
-        backoff: Backoff,
-        breaker: OutageBreaker,
-        rate_limit: TokenBucket | None,
-        instance_limit: KeyedRateLimiter | None,
-        stop: threading.Event,
-        clock: Callable[[], dt.datetime],
-        rng: random.Random,
-        on_progress: Callable[[SyncReport], None] | None,
-    ) -> None:
-        self.engine = engine
-        self.client = client
-        self.selection = selection
-        self.report = report
-        self.remove_after = remove_after
-        self.recheck_removed_after = recheck_removed_after
-        self.backoff = backoff
-        self.breaker = breaker
-        self.outage: str | None = None
-        self.rate_limit = rate_limit
-        self.instance_limit = instance_limit
-        self.stop = stop
-        self.clock = clock
-        self.rng = rng
-        self.rng_lock = threading.Lock()
-        self.on_progress = on_progress
-        self.fatal: WixAuthError | None = None
-        self.crash: Exception | None = None
-        self.claims = ClaimQueue(selection, batch=_CLAIM_BATCH)
-        self._fatal_lock = threading.Lock()
-
-    def work(self) -> None:
-        """One worker: claim, fetch, write, commit, until nothing is left or ``stop``."""
-        try:
-            with self.engine.connect() as conn, log_context.scope():
-                while not self.stop.is_set():
-                    if not self._one(conn):
-                        return
-        except Exception as exc:
-            # A worker must not die silently (the database went away, a bug): stop the
-            # run; sync() raises the error once the other workers are done.
-            log.exception("sync worker failed; stopping the run")
-            with self._fatal_lock:
-                self.crash = self.crash or exc
-            self.stop.set()
-
-    def _one(self, conn: Connection) -> bool:
-        """Sync the next tenant in its own transaction; ``False`` when none is left."""
-        error: WixError | None = None
-        reason: str | None
-        refused: _WriteRefused | None = None
-        with conn.begin() as transaction:
-            row = self.claims.claim(conn)
-            if row is None:
-                return False
-            if self.stop.is_set():  # claimed just as the run stopped: release it, uncharged
-                transaction.rollback()
-                self.claims.done(row.instance_id)
-                return False
-            iid: uuid.UUID = row.instance_id
-            log_context.bind(iid)  # this tenant's log lines carry its instance_id
-            try:
-                app = self._fetch(iid)
-            except WixAuthError as exc:  # the app's credentials: fatal, nothing charged
-                transaction.rollback()
-                self.claims.done(iid)
-                self._abort(exc)
-                return False
-            except _Refused as exc:
-                self.breaker.answered()
-                error, reason = exc.error, _reason(exc.error)
-                outcome = self._failure(conn, row, reason, refused=exc.gone)
-            except WixUnavailable as exc:
-                charge, tripped = self.breaker.unavailable(str(exc))
-                if tripped:
-                    self._outage(exc)
-                if not charge:  # Wix is down: not this tenant's fault, it keeps its schedule
-                    transaction.rollback()
-                    self.claims.done(iid)
-                    return False
-                error, reason = exc, _reason(exc)
-                outcome = self._failure(conn, row, reason, refused=False)
-            except WixError as exc:  # 429 after retries, a garbled answer: Wix did answer
-                self.breaker.answered()
-                error, reason = exc, _reason(exc)
-                outcome = self._failure(conn, row, reason, refused=False)
-            except Exception as exc:  # a bug or an unforeseen answer: recorded, run goes on
-                log.exception("sync of instance %s failed unexpectedly", iid)
-                reason = f"unexpected {type(exc).__name__}"
-                outcome = self._failure(conn, row, reason, refused=False)
-            else:
-                self.breaker.answered()
-                try:
-                    outcome, reason = self._store(conn, row, app), None
-                except _WriteRefused as exc:
-                    transaction.rollback()
-                    refused = exc
-        if refused is not None:
-            outcome, reason = self._record_refused_write(conn, iid, refused.reason)
-        self.claims.done(iid)
-        status, request_id = (error.status, error.request_id) if error is not None else (None, None)
-        self.report.record(outcome, iid, reason, status=status, request_id=request_id)
-        if outcome == "failed":
-            log.warning("instance %s not synced: %s", iid, reason)
-        elif outcome == "removed":
-            log.info("instance %s marked removed: %s", iid, reason)
-        log_context.bind(None)
-        self._progress()
-        return True
-
-    def _progress(self) -> None:
-        if self.on_progress is not None:
-            self.on_progress(self.report)
-
-    def _fetch(self, iid: uuid.UUID) -> AppInstance:
-        """App token, then Get App Instance: two requests, each under the rate limits."""
-        try:
-            self._throttle(iid)
-            try:
-                self.client.app_access_token(iid)
-            except WixInstanceNotAccessible as exc:  # "no token for this instance"
-                raise _Refused(exc, gone=True) from None
-            self._throttle(iid)
-            try:
-                return self.client.get_app_instance(iid)
-            except WixInstanceNotAccessible as exc:  # 404 "App instance not found": removed
-                raise _Refused(exc, gone=exc.status == 404) from None
-        finally:
-            # A run touches each tenant once and the token outlives no stale_after worth
-            # having; forgetting it keeps memory flat and makes the next try ask the token
-            # endpoint (which is what recognises a removed app).
-            self.client.forget_app_token(iid)
-
-    def _throttle(self, iid: uuid.UUID) -> None:
-        if self.rate_limit is not None:
-            self.rate_limit.acquire()
-        if self.instance_limit is not None:
-            self.instance_limit.acquire(iid)
-
-    def _store(self, conn: Connection, row: Row[Any], app: AppInstance) -> Outcome:
-        # No savepoint (two round trips per tenant): a value the column refuses (say an
-        # overlong locale) aborts the transaction, and the failure is recorded in a new one.
-        try:
-            return write_success(conn, row, tenant_values(app), now=self.clock())
-        except DBAPIError as exc:
-            raise _WriteRefused(f"database refused the answer ({type(exc.orig).__name__})") from None
-
-    def _record_refused_write(self, conn: Connection, iid: uuid.UUID, reason: str) -> tuple[Outcome, str]:
-        with conn.begin():
-            # Locked again by key; if another worker took it in between, it is theirs now.
-            row = claim_by_key(conn, self.selection(), iid)
-            if row is not None:
-                return self._failure(conn, row, reason, refused=False), reason
-        return "failed", reason
-
-    def _failure(self, conn: Connection, row: Row[Any], reason: str, *, refused: bool) -> Outcome:
-        with self.rng_lock:
-            rng = random.Random(self.rng.random())
-        return record_failure(
-            conn,
-            row,
-            reason,
-            refused=refused,
-            now=self.clock(),
-            remove_after=self.remove_after,
-            backoff=self.backoff,
-            recheck_removed_after=self.recheck_removed_after,
-            rng=rng,
-        )
-
-    def _outage(self, exc: WixUnavailable) -> None:
-        """The one line a Wix outage gets, then stop the run (in-flight claims are released)."""
-        message = (
-            f"Wix unavailable at {self.client.base_url}: {self.breaker.threshold} tenants in a row "
-            f"failed, the last with: {exc}"
-        )
-        with self._fatal_lock:
-            self.outage = message
-        log.error("%s; stopping the sync early (tenants not yet fetched keep their schedule)", message)
-        self.stop.set()
-
-    def _abort(self, exc: WixAuthError) -> None:
-        with self._fatal_lock:
-            if self.fatal is None:
-                # Not logged here: sync() raises it once the workers stop, and whoever called
-                # the sync reports it (the CLI as its one error line); logging it too said it twice.
-                self.fatal = exc
-        self.stop.set()
-
-
-def _reason(error: WixError) -> str:
-    """The failure as stored on the row and listed in the report: the error's message, with
-    Wix's request id when the message does not carry it already."""
-    reason = str(error)
-    if error.request_id and error.request_id not in reason:
-        reason += f" [request id {error.request_id}]"
-    return reason

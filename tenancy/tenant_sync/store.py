@@ -37,7 +37,6 @@ __all__ = [
     "Backoff",
     "Selection",
     "claim_by_key",
-    "claim_next",
     "count_claimable",
     "event_is_stale",
     "list_candidates",
@@ -175,28 +174,6 @@ def claim_by_key(conn: Connection, selection: Selection, instance_id: uuid.UUID)
     """
     stmt, params = selection.by_key()
     return conn.execute(stmt, {**params, "instance_id": instance_id}).first()
-
-
-def claim_next(
-    conn: Connection, selection: Selection, *, exhausted: set[int] | None = None
-) -> Row[Any] | None:
-    """Lock and return the next tenant to sync, or ``None`` when there is none left.
-
-    ``SKIP LOCKED`` passes over rows other workers hold; after their commit the rows no
-    longer match (``last_attempt_at`` moved), so no tenant is fetched twice. Phases found
-    empty are added to ``exhausted`` (shared by a run's workers) and not queried again in
-    that run: an empty phase can stay empty cheaply, but the planner, working from
-    statistics taken before the run, may scan the whole table to find that out.
-    """
-    for number, query in enumerate(selection.phases()):
-        if exhausted is not None and number in exhausted:
-            continue
-        row = conn.execute(query.limit(1).with_for_update(skip_locked=True)).first()
-        if row is not None:
-            return row
-        if exhausted is not None:
-            exhausted.add(number)
-    return None
 
 
 def count_claimable(conn: Connection, selection: Selection) -> int:

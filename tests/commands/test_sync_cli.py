@@ -261,6 +261,30 @@ def test_sigterm_finishes_in_flight_prints_the_summary_and_releases_claims(db) -
 
 
 @pytest.mark.slow
+def test_processes_split_one_run_and_sigterm_stops_them_all(db) -> None:
+    """--processes 2: one JSON report for both processes; SIGTERM to the command stops every
+    process after its tenants in flight (exit 130), and the next run does the rest, each
+    tenant fetched exactly once over the two runs."""
+    with Emulator(sites=40, seed=15, latency=0.05) as emu:
+        seed(db.engine, emu.instance_ids)
+        proc = start_sync(emu, db.url, "--all", "--processes", "2", "--concurrency", "4", "--json")
+        deadline = time.monotonic() + 60
+        while _synced(db.engine) < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        first = json.loads(out)
+        assert first["interrupted"] and first["synced"] == _synced(db.engine) < 40
+        rest = start_sync(emu, db.url, "--processes", "2", "--concurrency", "4", "--json")
+        out, err = rest.communicate(timeout=120)
+        assert rest.returncode == 0, err
+        assert json.loads(out)["synced"] == 40 - first["synced"]
+        assert {emu.count("get_app_instance", iid) for iid in emu.instance_ids} == {1}
+    assert all(consistent(row) and row["raw"] is not None for row in rows(db.engine).values())
+
+
+@pytest.mark.slow
 def test_every_keeps_running_until_sigterm(db) -> None:
     """--every runs repeatedly in one process (one JSON line per run) and stops cleanly on SIGTERM."""
     with Emulator(sites=3, seed=15) as emu:

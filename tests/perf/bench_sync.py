@@ -23,7 +23,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from sqlalchemy import create_engine, insert
 
 from tenancy.tenants.model import Tenant
 from tests.conftest import migrate
+from tests.perf.emulator_process import EmulatorProcess
 from tests.pgserver import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,25 +50,6 @@ class Result:
     peak_rss_mib: float
     synced: int
     failed: int
-
-
-def _start_emulator(sites: int, latency: float) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    cmd = [sys.executable, "-m", "tenancy", "emulator", "--sites", str(sites), "--latency", str(latency)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    env: dict[str, str] = {}
-    for line in proc.stdout:
-        if "=" in line and line.split("=", 1)[0].startswith("WIX_"):
-            name, value = line.strip().split("=", 1)
-            env[name] = value
-        if line.startswith("ready"):
-            break
-    return proc, env
-
-
-def _instance_ids(base_url: str) -> list[str]:
-    with urllib.request.urlopen(f"{base_url}/_emulator/sites", timeout=30) as reply:
-        return list(json.load(reply)["instance_ids"])
 
 
 def _rows(ids: list[str], removed_share: float, now: dt.datetime) -> list[dict[str, object]]:
@@ -90,11 +71,14 @@ def _rows(ids: list[str], removed_share: float, now: dt.datetime) -> list[dict[s
     ]  # fmt: skip
 
 
-def measure(size: int, *, concurrency: int, latency: float, removed_share: float = 0.0) -> Result:
+def measure(
+    size: int, *, concurrency: int, latency: float, removed_share: float = 0.0, processes: int = 1
+) -> Result:
     """Sync ``size`` emulated tenants in a fresh database; the sync process's peak RSS."""
-    emulator, wix_env = _start_emulator(size, latency)
+    emulator = EmulatorProcess(sites=size, latency=latency)
+    wix_env = emulator.env
     try:
-        ids = _instance_ids(wix_env["WIX_API_BASE_URL"])
+        ids = emulator.instance_ids
         with fresh_database(prefix="tenancy_bench") as db:
             engine = create_engine(db.admin_url)
             migrate(engine)
@@ -111,7 +95,7 @@ def measure(size: int, *, concurrency: int, latency: float, removed_share: float
                 "PYTHONPATH": str(ROOT),
             }
             cmd = [sys.executable, "-m", "tenancy", "sync", "--json", "--concurrency", str(concurrency)]
-            cmd += ["--rate", "1000000"]
+            cmd += ["--rate", "1000000", "--processes", str(processes)]
             started = time.perf_counter()
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
             assert proc.stdout is not None
@@ -121,8 +105,7 @@ def measure(size: int, *, concurrency: int, latency: float, removed_share: float
             seconds = time.perf_counter() - started
             report = json.loads(out)
     finally:
-        emulator.terminate()
-        emulator.wait(timeout=30)
+        emulator.stop()
     return Result(
         tenants=size,
         removed_share=removed_share,
@@ -143,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated tenant counts")
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--processes", type=int, default=1, help="tenancy sync --processes")
     parser.add_argument("--latency", type=float, default=0.0, help="emulator seconds per answer")
     parser.add_argument(
         "--removed-share",
@@ -154,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = [
         measure(
-            int(size), concurrency=args.concurrency, latency=args.latency, removed_share=args.removed_share
+            int(size),
+            concurrency=args.concurrency,
+            latency=args.latency,
+            removed_share=args.removed_share,
+            processes=args.processes,
         )
         for size in args.sizes.split(",")
     ]

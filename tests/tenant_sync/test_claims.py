@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.claims import ClaimQueue
-from tenancy.tenant_sync.job import sync
+from tenancy.tenant_sync.job import SyncOptions, sync
 from tenancy.tenant_sync.store import Selection, claim_by_key
 from tenancy.tenants.model import Tenant
 from tests.sync_helpers import SyncDb, migrated_database, seed
@@ -82,7 +82,7 @@ def test_a_synced_tenant_costs_four_round_trips(db: SyncDb) -> None:
                 with engine.connect():
                     pass  # connection setup is not the sync's
                 proxy.reset()
-                report = sync(engine, client, mode="all", concurrency=1)
+                report = sync(engine, client, SyncOptions(mode="all", concurrency=1))
             finally:
                 engine.dispose()
         assert report.synced == count

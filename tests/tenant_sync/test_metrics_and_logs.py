@@ -17,7 +17,7 @@ from sqlalchemy import create_engine
 import tenancy
 from tenancy.commands.main import main
 from tenancy.emulator import Emulator
-from tenancy.tenant_sync.job import sync
+from tenancy.tenant_sync.job import SyncOptions, sync
 from tests.conftest import migrate
 from tests.pgserver import fresh_database
 from tests.sync_helpers import SyncDb, env_for, seed
@@ -97,7 +97,7 @@ def test_the_syncs_per_tenant_lines_carry_the_instance_id(
         bad = emu.instance_ids[1]
         emu.set_faults(rate=1.0, kinds=("503",), instance_id=bad)
         with caplog.at_level(logging.WARNING, logger="tenancy.sync"):
-            report = sync(db.engine, client, mode="all", concurrency=2)
+            report = sync(db.engine, client, SyncOptions(mode="all", concurrency=2))
     assert report.failed == 1
     lines = [r for r in caplog.records if r.name == "tenancy.sync" and "not synced" in r.getMessage()]
     assert [r.instance_id for r in lines] == [bad]  # type: ignore[attr-defined]

@@ -13,7 +13,7 @@ from sqlalchemy import event, text, update
 
 from tenancy.emulator import Emulator
 from tenancy.errors import ConfigurationError, InvalidInstanceId, WixAuthError
-from tenancy.tenant_sync.job import Backoff, SyncReport, sync
+from tenancy.tenant_sync.job import Backoff, SyncOptions, SyncReport, sync
 from tenancy.tenant_sync.store import Selection
 from tenancy.tenants.model import Tenant
 from tenancy.wix.client import WixClient
@@ -46,7 +46,7 @@ def test_rows_are_filled_from_the_samples_fields(db, emu, client, name) -> None:
     """Every Tenant column comes from the matching field of Wix's sample answer, and raw is the body."""
     body = sample(name)
     iid = emu.add_site(instance_id=body["instance"]["instanceId"], body=body)
-    report = sync(db.engine, client, mode="instances", instances=[iid])
+    report = sync(db.engine, client, SyncOptions(mode="instances", instances=[iid]))
     assert (report.synced, report.changed, report.failed) == (1, 1, 0)
     row = rows(db.engine)[uuid.UUID(iid)]
     inst, site = body["instance"], body["site"]
@@ -76,7 +76,7 @@ def test_rows_are_filled_from_the_samples_fields(db, emu, client, name) -> None:
 def test_changed_data_is_refreshed_and_unchanged_data_is_not_rewritten(db, emu, client) -> None:
     """A second run rewrites only the changed tenant's data; the others only move last_synced_at."""
     seed(db.engine, emu.instance_ids)
-    first = sync(db.engine, client, mode="all")
+    first = sync(db.engine, client, SyncOptions(mode="all"))
     assert first.changed == len(emu.instance_ids)
     before = rows(db.engine)
     target = emu.instance_ids[0]
@@ -89,7 +89,7 @@ def test_changed_data_is_refreshed_and_unchanged_data_is_not_rewritten(db, emu, 
 
     event.listen(db.engine, "before_cursor_execute", capture)
     try:
-        second = sync(db.engine, client, mode="all")
+        second = sync(db.engine, client, SyncOptions(mode="all"))
     finally:
         event.remove(db.engine, "before_cursor_execute", capture)
     assert (second.changed, second.unchanged, second.failed) == (1, len(emu.instance_ids) - 1, 0)
@@ -111,13 +111,15 @@ def test_changed_data_is_refreshed_and_unchanged_data_is_not_rewritten(db, emu, 
 def test_refused_n_runs_in_a_row_marks_removed_and_a_success_reactivates(db, emu, client) -> None:
     """An uninstalled app is marked removed (data kept) after N refusing runs; a reinstall reactivates it."""
     seed(db.engine, emu.instance_ids)
-    sync(db.engine, client, mode="all")
+    sync(db.engine, client, SyncOptions(mode="all"))
     gone = emu.instance_ids[1]
     kept = rows(db.engine)[uuid.UUID(gone)]
     emu.remove_app(gone)
     outcomes = []
     for _ in range(3):
-        report = sync(db.engine, client, mode="instances", instances=[gone], remove_after=3, backoff=TINY)
+        report = sync(
+            db.engine, client, SyncOptions(mode="instances", instances=[gone], remove_after=3, backoff=TINY)
+        )
         row = rows(db.engine)[uuid.UUID(gone)]
         outcomes.append((report.failed, report.removed, row["status"], row["consecutive_refusals"]))
     assert outcomes == [(1, 0, "active", 1), (1, 0, "active", 2), (0, 1, "removed", 3)]
@@ -125,12 +127,12 @@ def test_refused_n_runs_in_a_row_marks_removed_and_a_success_reactivates(db, emu
     assert "HTTP 400" in row["last_sync_error"] and emu.app_secret not in row["last_sync_error"]
     assert row["next_attempt_at"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=6)
     # Due-mode runs leave it alone until the recheck; a reinstall is seen at the next check.
-    assert sync(db.engine, client, stale_after=dt.timedelta(0)).removed == 0
+    assert sync(db.engine, client, SyncOptions(stale_after=dt.timedelta(0))).removed == 0
     emu.reinstall_app(gone)
     emu.update_site(gone, app_version="9.9.9")
     later = Later()
     later.offset = dt.timedelta(days=8)
-    report = sync(db.engine, client, stale_after=dt.timedelta(days=1), clock=later)
+    report = sync(db.engine, client, SyncOptions(stale_after=dt.timedelta(days=1), clock=later))
     row = rows(db.engine)[uuid.UUID(gone)]
     assert report.failed == 0 and report.changed >= 1
     assert (row["status"], row["consecutive_refusals"], row["app_version"]) == ("active", 0, "9.9.9")
@@ -142,9 +144,9 @@ def test_a_failure_between_refusals_does_not_reset_the_count(db, emu, client) ->
     iid = emu.instance_ids[2]
     seed(db.engine, [iid])
     emu.remove_app(iid)
-    sync(db.engine, client, mode="all", backoff=TINY)
+    sync(db.engine, client, SyncOptions(mode="all", backoff=TINY))
     emu.set_faults(rate=1.0, kinds=("500",), instance_id=iid)
-    sync(db.engine, client, mode="all", backoff=TINY)
+    sync(db.engine, client, SyncOptions(mode="all", backoff=TINY))
     emu.clear_faults()
     row = rows(db.engine)[uuid.UUID(iid)]
     assert (row["consecutive_refusals"], row["consecutive_failures"], row["status"]) == (1, 2, "active")
@@ -158,10 +160,12 @@ def test_twenty_percent_faults_lose_nothing(db) -> None:
         seed(db.engine, emu.instance_ids)
         emu.set_faults(rate=0.2, kinds=("429", "500", "503", "timeout", "drop"), seed=5)
         later = Later()
-        first = sync(db.engine, client, concurrency=8, backoff=TINY, clock=later, rng=random.Random(1))
+        first = sync(
+            db.engine, client, SyncOptions(concurrency=8, backoff=TINY, clock=later, rng=random.Random(1))
+        )
         assert first.processed == 40
         later.offset = dt.timedelta(seconds=1)  # past the (tiny) backoff, still fresh for stale_after
-        second = sync(db.engine, client, concurrency=8, backoff=TINY, clock=later)
+        second = sync(db.engine, client, SyncOptions(concurrency=8, backoff=TINY, clock=later))
         emu.clear_faults()
         assert second.processed == first.failed  # only the failed ones were due again
         assert first.synced + second.synced == 40 and second.failed == 0
@@ -176,7 +180,7 @@ def test_a_permanently_failing_tenant_is_recorded_and_the_others_sync(db, emu, c
     seed(db.engine, emu.instance_ids)
     bad = emu.instance_ids[3]
     emu.set_faults(rate=1.0, kinds=("500",), instance_id=bad, endpoints=["get_app_instance"])
-    report = sync(db.engine, client, backoff=Backoff())
+    report = sync(db.engine, client, SyncOptions(backoff=Backoff()))
     assert (report.synced, report.failed) == (len(emu.instance_ids) - 1, 1)
     assert report.failures[0].instance_id == uuid.UUID(bad)
     assert "HTTP 500" in report.failures[0].reason and "request id" in report.failures[0].reason
@@ -191,10 +195,12 @@ def test_concurrent_all_runs_fetch_each_tenant_once(db) -> None:
     """Three --all runs at once (same start) split the tenants: each instance fetched exactly once."""
     with Emulator(sites=36, seed=4, latency=0.005) as emu, client_for(emu) as client:
         seed(db.engine, emu.instance_ids)
-        sync(db.engine, client, mode="all", concurrency=6)
+        sync(db.engine, client, SyncOptions(mode="all", concurrency=6))
         emu.reset_counts()
         since = dt.datetime.now(dt.UTC)
-        outcomes = at_once(3, lambda: sync(db.engine, client, mode="all", since=since, concurrency=3))
+        outcomes = at_once(
+            3, lambda: sync(db.engine, client, SyncOptions(mode="all", since=since, concurrency=3))
+        )
         reports = [o for o in outcomes if isinstance(o, SyncReport)]
         assert len(reports) == 3, outcomes
         assert sum(r.synced for r in reports) == 36
@@ -220,7 +226,7 @@ def test_due_selects_never_synced_and_stale_tenants_oldest_first(db, emu, client
         )
     emu.reset_counts()
     order: list[uuid.UUID] = []
-    sync(db.engine, client, concurrency=1, on_progress=lambda r: None)
+    sync(db.engine, client, SyncOptions(concurrency=1), on_progress=lambda r: None)
     order = [uuid.UUID(r.instance_id) for r in emu.requests if r.endpoint == "get_app_instance"]
     assert ids[0] not in order
     assert set(order[:3]) == set(ids[3:]) and order[3:] == [ids[1], ids[2]]
@@ -229,13 +235,13 @@ def test_due_selects_never_synced_and_stale_tenants_oldest_first(db, emu, client
 def test_instances_registers_new_ids_and_rejects_invalid_ones(db, emu, client) -> None:
     """--instance registers unknown ids and syncs them; an invalid id raises before anything is written."""
     with pytest.raises(InvalidInstanceId):
-        sync(db.engine, client, mode="instances", instances=[emu.instance_ids[0], "not-a-uuid"])
+        sync(db.engine, client, SyncOptions(mode="instances", instances=[emu.instance_ids[0], "not-a-uuid"]))
     assert rows(db.engine) == {}
     with pytest.raises(ConfigurationError):
-        sync(db.engine, client, mode="instances", instances=[])
+        sync(db.engine, client, SyncOptions(mode="instances", instances=[]))
     with pytest.raises(ConfigurationError):
-        sync(db.engine, client, mode="all", instances=emu.instance_ids[:1])
-    report = sync(db.engine, client, mode="instances", instances=emu.instance_ids[:2])
+        sync(db.engine, client, SyncOptions(mode="all", instances=emu.instance_ids[:1]))
+    report = sync(db.engine, client, SyncOptions(mode="instances", instances=emu.instance_ids[:2]))
     assert report.synced == 2 and set(rows(db.engine)) == {uuid.UUID(i) for i in emu.instance_ids[:2]}
 
 
@@ -244,7 +250,7 @@ def test_wrong_app_credentials_stop_the_run_without_charging_tenants(db, emu) ->
     seed(db.engine, emu.instance_ids)
     with client_for(emu) as good, WixClient(emu.app_id, "wrong-secret", base_url=emu.base_url) as bad:
         with pytest.raises(WixAuthError) as caught:
-            sync(db.engine, bad, concurrency=3)
+            sync(db.engine, bad, SyncOptions(concurrency=3))
         assert "wrong-secret" not in str(caught.value)
         assert all(
             r["last_attempt_at"] is None and r["last_sync_error"] is None for r in rows(db.engine).values()
@@ -262,10 +268,10 @@ def test_stop_finishes_the_tenants_in_flight(db) -> None:
             if report.processed >= 5:
                 stop.set()
 
-        report = sync(db.engine, client, concurrency=2, stop=stop, on_progress=progress)
+        report = sync(db.engine, client, SyncOptions(concurrency=2), stop=stop, on_progress=progress)
         assert report.interrupted and 5 <= report.processed <= 7
         assert all(consistent(r) for r in rows(db.engine).values())
-        rest = sync(db.engine, client, concurrency=4)
+        rest = sync(db.engine, client, SyncOptions(concurrency=4))
         assert report.synced + rest.synced == 30
 
 
@@ -312,7 +318,7 @@ def test_a_refused_tenant_already_marked_removed_stays_removed_without_failing(d
     with db.engine.begin() as conn:
         conn.execute(update(Tenant).where(Tenant.instance_id == uuid.UUID(iid)).values(status="removed"))
     emu.remove_app(iid)
-    report = sync(db.engine, client, mode="all")
+    report = sync(db.engine, client, SyncOptions(mode="all"))
     row = rows(db.engine)[uuid.UUID(iid)]
     assert (report.removed, report.failed, row["status"]) == (1, 0, "removed")
     assert row["next_attempt_at"] > dt.datetime.now(dt.UTC) + dt.timedelta(days=6)
@@ -330,11 +336,11 @@ def test_wix_sample_refusals_count_towards_removal(db, emu, client, endpoint, na
     iid = emu.instance_ids[0]
     seed(db.engine, [iid])
     emu.respond_with(endpoint, **sample_reply(name), instance_id=iid)
-    first = sync(db.engine, client, mode="all", remove_after=2, backoff=TINY)
+    first = sync(db.engine, client, SyncOptions(mode="all", remove_after=2, backoff=TINY))
     row = rows(db.engine)[uuid.UUID(iid)]
     assert (first.failed, row["consecutive_refusals"], row["status"]) == (1, 1, "active")
     assert "1700000000.000000000000000000" in row["last_sync_error"]  # Wix's request id, kept
-    second = sync(db.engine, client, mode="all", remove_after=2, backoff=TINY)
+    second = sync(db.engine, client, SyncOptions(mode="all", remove_after=2, backoff=TINY))
     assert (second.removed, rows(db.engine)[uuid.UUID(iid)]["status"]) == (1, "removed")
 
 
@@ -353,6 +359,6 @@ def test_dates_in_the_future_are_never_trusted(db, emu, client) -> None:
             .values(last_synced_at=stale, last_attempt_at=future)
         )
     emu.reset_counts()
-    sync(db.engine, client, concurrency=1, on_progress=lambda r: None)
+    sync(db.engine, client, SyncOptions(concurrency=1), on_progress=lambda r: None)
     fetched = {uuid.UUID(r.instance_id) for r in emu.requests if r.endpoint == "get_app_instance"}
     assert fetched == {ids[0], ids[1]}

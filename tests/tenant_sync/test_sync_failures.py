@@ -16,7 +16,7 @@ from sqlalchemy import update
 
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.breaker import DEFAULT_OUTAGE_AFTER
-from tenancy.tenant_sync.job import sync
+from tenancy.tenant_sync.job import SyncOptions, sync
 from tenancy.tenant_sync.ratelimit import KeyedRateLimiter
 from tenancy.tenants.model import Tenant
 from tests.sync_helpers import TINY, SyncDb, consistent, rows, seed
@@ -42,7 +42,7 @@ def test_get_app_instance_refusing_one_instance_fails_only_that_tenant(db, emu, 
     seed(db.engine, emu.instance_ids)
     bad = emu.instance_ids[2]
     emu.set_instance_status(bad, status)
-    report = sync(db.engine, client, mode="all", concurrency=3, backoff=TINY)
+    report = sync(db.engine, client, SyncOptions(mode="all", concurrency=3, backoff=TINY))
     assert (report.synced, report.failed, report.removed, report.stopped_early) == (6, 1, 0, None)
     assert not report.ok
     (failure,) = report.failures
@@ -61,13 +61,15 @@ def test_a_404_for_one_instance_counts_towards_removal(db, emu, client) -> None:
     seed(db.engine, emu.instance_ids)
     gone = emu.instance_ids[0]
     emu.set_instance_status(gone, 404)
-    first = sync(db.engine, client, mode="all", remove_after=2, backoff=TINY)
+    first = sync(db.engine, client, SyncOptions(mode="all", remove_after=2, backoff=TINY))
     assert (first.synced, first.failed, first.removed) == (6, 1, 0)
     assert first.failures[0].status == 404 and first.failures[0].request_id
     row = rows(db.engine)[_uuid(gone)]
     assert (row["consecutive_refusals"], row["status"]) == (1, "active")
     assert "NOT_FOUND" in row["last_sync_error"] and first.failures[0].request_id in row["last_sync_error"]
-    second = sync(db.engine, client, mode="instances", instances=[gone], remove_after=2, backoff=TINY)
+    second = sync(
+        db.engine, client, SyncOptions(mode="instances", instances=[gone], remove_after=2, backoff=TINY)
+    )
     assert (second.removed, second.failed) == (1, 0)
     row = rows(db.engine)[_uuid(gone)]
     assert (row["status"], row["consecutive_refusals"]) == ("removed", 2)
@@ -79,7 +81,7 @@ def test_the_token_endpoint_refusing_one_instance_never_stops_the_run(db, emu, c
     seed(db.engine, emu.instance_ids)
     bad = emu.instance_ids[5]
     emu.set_instance_status(bad, 400, endpoint="access_token")
-    report = sync(db.engine, client, mode="all", concurrency=2, backoff=TINY)
+    report = sync(db.engine, client, SyncOptions(mode="all", concurrency=2, backoff=TINY))
     assert (report.synced, report.failed) == (6, 1)
     assert report.failures[0].request_id and report.failures[0].status == 400
     assert rows(db.engine)[_uuid(bad)]["consecutive_refusals"] == 1
@@ -95,7 +97,7 @@ def test_wix_down_stops_the_run_and_charges_only_the_first_tenants(
     caplog.set_level(logging.DEBUG)
     seed(db.engine, emu.instance_ids)
     emu.set_outage(kind)
-    report = sync(db.engine, client, mode="due", concurrency=concurrency)
+    report = sync(db.engine, client, SyncOptions(mode="due", concurrency=concurrency))
     assert report.failed == DEFAULT_OUTAGE_AFTER and report.synced == 0
     assert report.stopped_early is not None and emu.base_url in report.stopped_early
     assert not report.ok and not report.interrupted
@@ -111,7 +113,7 @@ def test_wix_down_stops_the_run_and_charges_only_the_first_tenants(
     assert len(loud) == 1 + DEFAULT_OUTAGE_AFTER  # plus one line per charged tenant, no retry lines
     # Wix is back: the next due run does the untouched tenants (the charged ones wait out backoff).
     emu.clear_outage()
-    again = sync(db.engine, client, mode="due", concurrency=concurrency)
+    again = sync(db.engine, client, SyncOptions(mode="due", concurrency=concurrency))
     assert (again.synced, again.failed, again.stopped_early) == (len(untouched), 0, None)
 
 
@@ -132,12 +134,12 @@ def test_only_tenants_unavailable_in_a_row_trip_the_breaker(db, emu, client, pat
     """The breaker counts consecutive tenants: failures separated by successes are each their own
     tenant's failure; three in a row stop the run, and the tenants after them stay untouched."""
     seed(db.engine, emu.instance_ids)
-    assert sync(db.engine, client, mode="all").synced == 7
+    assert sync(db.engine, client, SyncOptions(mode="all")).synced == 7
     _order(db, emu.instance_ids)
     down = [iid for iid, mark in zip(emu.instance_ids, pattern, strict=True) if mark == "x"]
     for iid in down:
         emu.respond_with("get_app_instance", status=503, body={"message": "", "details": {}}, instance_id=iid)
-    report = sync(db.engine, client, mode="all", concurrency=1, backoff=TINY)
+    report = sync(db.engine, client, SyncOptions(mode="all", concurrency=1, backoff=TINY))
     assert report.failed == 3 and (report.stopped_early is not None) is tripped
     last_down = pattern.rindex("x")
     expected_synced = pattern.count(".") - (len(pattern) - 1 - last_down if tripped else 0)
@@ -171,7 +173,9 @@ def test_the_per_instance_limit_end_to_end_with_an_injected_clock(db) -> None:
         ):
             iid = emu.instance_ids[0]
             for _ in range(count):
-                report = sync(db.engine, client, mode="instances", instances=[iid], instance_limit=limiter)
+                report = sync(
+                    db.engine, client, SyncOptions(mode="instances", instances=[iid], instance_limit=limiter)
+                )
                 failed += report.failed
         return emu, failed, t.now - 5_000.0
 

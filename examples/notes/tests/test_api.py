@@ -152,7 +152,7 @@ def test_the_sync_fills_what_the_api_shows(
     """`tenancy sync` (as the README schedules it) brings Wix's site name into the tenants row."""
     iid = emulator.instance_ids[9]
     with tenancy.WixClient(emulator.app_id, emulator.app_secret, base_url=emulator.base_url) as wix:
-        report = tenancy.sync(admin_engine, wix, mode="instances", instances=[iid])
+        report = tenancy.sync(admin_engine, wix, tenancy.SyncOptions(mode="instances", instances=[iid]))
     assert report.ok
     site = requests.get(f"{api}/site", headers=auth(tokens[iid]), timeout=10).json()
     assert site["site_display_name"] == emulator.site(iid).site_display_name
