@@ -6,8 +6,12 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tenancy.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = [
     "ADMIN_URL_VARIABLE",
@@ -17,6 +21,7 @@ __all__ = [
     "Settings",
     "no_database_message",
     "normalize_database_url",
+    "safe_url",
 ]
 
 DEFAULT_WIX_API_BASE_URL = "https://www.wixapis.com"
@@ -106,9 +111,11 @@ class Settings:
 
     def __repr__(self) -> str:
         # URLs are shown with their password masked; the secret is never shown.
+        urls = (self.database_url, self.admin_database_url)
+        url, admin_url = (None if u is None else safe_url(u) for u in urls)
         return (
-            f"Settings(database_url={_safe_url(self.database_url)!r}, "
-            f"admin_database_url={_safe_url(self.admin_database_url)!r}, "
+            f"Settings(database_url={url!r}, "
+            f"admin_database_url={admin_url!r}, "
             f"wix_app_id={self.wix_app_id!r}, "
             f"wix_app_secret={'***' if self.wix_app_secret else None!r}, "
             f"wix_api_base_url={self.wix_api_base_url!r}, "
@@ -150,7 +157,9 @@ def no_database_message(job: str) -> str:
     )
 
 
-def _safe_url(url: str | None) -> str | None:
+def safe_url(url: str | URL) -> str:
+    """*url* with its password masked: how tenancy shows a database URL in a message or ``repr``."""
+    # Imported here: `tenancy --help` must not load SQLAlchemy (tests/test_public_api.py).
     from sqlalchemy.engine import make_url
 
-    return None if url is None else make_url(url).render_as_string(hide_password=True)
+    return make_url(url).render_as_string(hide_password=True)

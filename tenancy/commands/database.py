@@ -13,11 +13,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from tenancy.errors import ConfigurationError
-from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE
+from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, safe_url
 
 __all__ = [
     "MIGRATE_HINT",
@@ -26,7 +25,6 @@ __all__ = [
     "first_line",
     "make_engine",
     "require_rls_bypass",
-    "safe_url",
 ]
 
 MIGRATE_HINT = "run `alembic upgrade heads` (README: Your own app)"
@@ -48,11 +46,6 @@ def first_line(exc: BaseException) -> str:
     cause = getattr(exc, "orig", None) or exc
     lines = str(cause).strip().splitlines()
     return lines[0] if lines else type(cause).__name__
-
-
-def safe_url(url: str) -> str:
-    """*url* with its password masked."""
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def make_engine(url: str, *, variable: str | None = None, **options: Any) -> Engine:

@@ -86,8 +86,8 @@ class AsyncTenantSessionFactory:
     async def for_token(self, token: str) -> AsyncSession:
         """Resolve a Wix access token (in a worker thread) and open its tenant's session.
 
-        Registers the tenant (refusing a removed one) through the sync factory's path; raises and opens nothing
-        when the token does not resolve.
+        Registers the tenant (refusing a removed one) through the sync factory's path; raises and
+        opens nothing when the token does not resolve.
         """
         if self.resolver is None:
             raise ConfigurationError(
