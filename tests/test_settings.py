@@ -97,8 +97,7 @@ def test_settings_is_the_only_reader_of_the_environment() -> None:
     readers = sorted(
         path.relative_to(package).as_posix()
         for path in package.rglob("*.py")
-        if path.relative_to(package).parts[0] != "testing"
-        and re.search(r"os\.environ|getenv", _code(path))
+        if path.relative_to(package).parts[0] != "testing" and re.search(r"os\.environ|getenv", _code(path))
     )
     assert readers == ["settings.py"]
 

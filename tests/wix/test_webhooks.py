@@ -180,8 +180,9 @@ def test_a_lone_surrogate_in_the_envelope_is_an_invalid_webhook(own_key) -> None
 
 
 def test_a_bad_public_key_is_a_clear_error() -> None:
-    """A key that is not an RSA public key PEM (or its base64) raises InvalidWebhook at construction."""
-    with pytest.raises(tenancy.InvalidWebhook, match="public key"):
+    """A key that is not an RSA public key PEM (or its base64) is the app's configuration, like a
+    missing one: ConfigurationError at construction, not InvalidWebhook (which blames a body)."""
+    with pytest.raises(tenancy.ConfigurationError, match="public key"):
         tenancy.WebhookVerifier("not a key")
 
 
