@@ -17,8 +17,8 @@ import tenancy
 from tenancy.commands.main import main
 from tenancy.postgres.audit import Finding, audit
 from tenancy.postgres.isolation import enable_isolation
+from tenancy.testing.postgres import Database
 from tests.conftest import migrate
-from tests.pgserver import Database
 
 pytestmark = pytest.mark.postgres
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import tenancy
 from tenancy.emulator import Emulator
 from tenancy.tenants.model import Tenant
-from tests.pgserver import Database
+from tenancy.testing.postgres import Database
 from tests.wix_helpers import client_for
 
 pytestmark = pytest.mark.postgres

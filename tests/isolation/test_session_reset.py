@@ -13,9 +13,9 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import Session
 
 from tenancy import CrossTenantAccess, TenantSessionFactory
+from tenancy.testing.postgres import Database
 from tests.isolation.raw_sql import Runner
 from tests.isolation.support import A, B, Env
-from tests.pgserver import Database
 
 pytestmark = pytest.mark.postgres
 

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, func, select
 
 import tenancy
 from tenancy.tenants.model import Tenant
+from tenancy.testing.postgres import Database
 from tests.conftest import migrate
-from tests.pgserver import Database
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "wix"
 PUBLIC_KEY = (FIXTURES / "webhook-public-key.pem").read_text()
