@@ -31,7 +31,11 @@ LEFTOVERS = {
         "SELECT current_setting('transaction_read_only') = 'off'",
     ),
     "search_path": ("SET search_path = pg_catalog", "SELECT current_setting('search_path') <> 'pg_catalog'"),
-    "statement_timeout": ("SET statement_timeout = 1", "SELECT current_setting('statement_timeout') = '0'"),
+    # Not '0': the runtime role has its own default (tenancy grant's timeouts); A's 1 ms must be gone.
+    "statement_timeout": (
+        "SET statement_timeout = 1",
+        "SELECT current_setting('statement_timeout') <> '1ms'",
+    ),
     "work_mem": ("SET work_mem = '64kB'", "SELECT current_setting('work_mem') <> '64kB'"),
     "custom": ("SET myapp.tenant = 'a'", "SELECT coalesce(current_setting('myapp.tenant', true), '') = ''"),
     "advisory_lock": (
