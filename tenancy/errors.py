@@ -4,7 +4,7 @@ Every error derives from one root, so ``except tenancy.TenancyError`` catches al
 of them. Messages name the problem and never contain a secret or a token::
 
     TenancyError
-     ├─ ConfigurationError          settings, engines or roles are unusable
+     ├─ ConfigurationError          settings, engines, roles or arguments are unusable
      ├─ InvalidInstanceId           not a UUID (before any SQL runs)
      ├─ InvalidToken                Wix refused the token, or it is malformed
      │   └─ TenantRemoved           the token's tenant was removed (AppRemoved); no session

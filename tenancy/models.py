@@ -22,6 +22,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 
+from tenancy.errors import ConfigurationError
+
 __all__ = [
     "TENANTS_TABLE",
     "TENANT_COLUMN",
@@ -79,7 +81,7 @@ def mark_tenant_table(table: Table) -> Table:
     ``create_all``, Alembic autogenerate and ``tenancy check`` like mapped tenant tables.
     """
     if TENANT_COLUMN not in table.c:
-        raise ValueError(f"table {table.name!r} has no {TENANT_COLUMN} column")
+        raise ConfigurationError(f"table {table.name!r} has no {TENANT_COLUMN} column")
     table.info[TENANT_TABLE_INFO_KEY] = True
     if table not in _tenant_tables:
         _tenant_tables.add(table)

@@ -1,4 +1,12 @@
-"""Settings: the one place that knows which environment variables tenancy reads."""
+"""Settings: the one place that knows which environment variables tenancy reads.
+
+The library reads the environment here and nowhere else; the commands and Alembic's ``env.py``
+(the program's edge) build a :class:`Settings` with :meth:`Settings.from_env` and pass what it
+holds on. The test tooling (:mod:`tenancy.testing`) reads its own two variables,
+``TENANCY_TEST_PG_URL`` and ``TENANCY_TEST_POSTGRES``: they choose the PostgreSQL server a test
+session starts its throwaway databases on, before any application settings exist, and mean
+nothing to a running app.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +14,31 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tenancy.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 __all__ = [
     "ADMIN_URL_VARIABLE",
     "BINDING_KEY_PATTERN",
     "DEFAULT_WIX_API_BASE_URL",
+    "RUNTIME_ROLE_VARIABLE",
     "URL_VARIABLE",
     "Settings",
+    "admin_url_variable",
     "no_database_message",
     "normalize_database_url",
+    "safe_url",
 ]
 
 DEFAULT_WIX_API_BASE_URL = "https://www.wixapis.com"
 BINDING_KEY_PATTERN = re.compile(r"[0-9]{1,9}:[0-9a-f]{64}")
 URL_VARIABLE = "DATABASE_URL"
 ADMIN_URL_VARIABLE = "TENANCY_ADMIN_DATABASE_URL"
+RUNTIME_ROLE_VARIABLE = "TENANCY_RUNTIME_ROLE"
 # What hosts hand out (postgres://, postgresql://) means psycopg 3 here, the driver tenancy ships;
 # SQLAlchemy would otherwise look for psycopg2 (or fail on the postgres:// spelling).
 _PSYCOPG_SCHEMES = ("postgres://", "postgresql://")
@@ -46,6 +62,8 @@ class Settings:
     :class:`~tenancy.ConfigurationError` (:meth:`require_database_urls`); ``tenancy demo`` and the
     test tooling start the embedded PostgreSQL instead. A ``sqlite:///FILE`` URL is taken only
     when given explicitly, and runs without the database layer (a :class:`~tenancy.TenancyWarning`).
+    ``runtime_role`` names the role ``alembic upgrade heads`` grants what tenant sessions need
+    after migrating (``tenancy grant ROLE``); unset, migrations grant nothing.
     """
 
     database_url: str | None = field(default=None, repr=False)
@@ -55,6 +73,7 @@ class Settings:
     wix_api_base_url: str = DEFAULT_WIX_API_BASE_URL
     wix_webhook_public_key: str | None = field(default=None, repr=False)
     binding_key: str | None = field(default=None, repr=False)  # a secret: never printed
+    runtime_role: str | None = None
 
     def __post_init__(self) -> None:
         # Imported here: `tenancy --help` and the emulator read this module's constants only.
@@ -106,23 +125,26 @@ class Settings:
 
     def __repr__(self) -> str:
         # URLs are shown with their password masked; the secret is never shown.
+        urls = (self.database_url, self.admin_database_url)
+        url, admin_url = (None if u is None else safe_url(u) for u in urls)
         return (
-            f"Settings(database_url={_safe_url(self.database_url)!r}, "
-            f"admin_database_url={_safe_url(self.admin_database_url)!r}, "
+            f"Settings(database_url={url!r}, "
+            f"admin_database_url={admin_url!r}, "
             f"wix_app_id={self.wix_app_id!r}, "
             f"wix_app_secret={'***' if self.wix_app_secret else None!r}, "
             f"wix_api_base_url={self.wix_api_base_url!r}, "
             f"wix_webhook_public_key={'<set>' if self.wix_webhook_public_key else None}, "
-            f"binding_key={'***' if self.binding_key else None})"
+            f"binding_key={'***' if self.binding_key else None}, "
+            f"runtime_role={self.runtime_role!r})"
         )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read ``DATABASE_URL``, ``TENANCY_ADMIN_DATABASE_URL``, ``WIX_APP_ID``,
-        ``WIX_APP_SECRET``, ``WIX_API_BASE_URL``, ``WIX_WEBHOOK_PUBLIC_KEY`` and
+        ``WIX_APP_SECRET``, ``WIX_API_BASE_URL``, ``WIX_WEBHOOK_PUBLIC_KEY``,
         ``TENANCY_BINDING_KEY`` (the database binding key, for web processes without admin
-        credentials: pass it as ``TenantSessionFactory(..., binding_key=settings.binding_key)``);
-        empty values count as unset."""
+        credentials: pass it as ``TenantSessionFactory(..., binding_key=settings.binding_key)``)
+        and ``TENANCY_RUNTIME_ROLE``; empty values count as unset."""
         env = os.environ if environ is None else environ
 
         def get(name: str) -> str | None:
@@ -138,7 +160,19 @@ class Settings:
             wix_api_base_url=(get("WIX_API_BASE_URL") or DEFAULT_WIX_API_BASE_URL).rstrip("/"),
             wix_webhook_public_key=get("WIX_WEBHOOK_PUBLIC_KEY"),
             binding_key=get("TENANCY_BINDING_KEY"),
+            runtime_role=get(RUNTIME_ROLE_VARIABLE),
         )
+
+
+def admin_url_variable(environ: Mapping[str, str] | None = None) -> str:
+    """The variable :meth:`Settings.from_env` took the admin URL from, for messages: a fix names
+    what to change."""
+    env = os.environ if environ is None else environ
+    if env.get(ADMIN_URL_VARIABLE, "").strip():
+        return ADMIN_URL_VARIABLE
+    if env.get(URL_VARIABLE, "").strip():
+        return f"{URL_VARIABLE} ({ADMIN_URL_VARIABLE} is unset)"
+    return f"{URL_VARIABLE} ({ADMIN_URL_VARIABLE} and {URL_VARIABLE} are unset)"
 
 
 def no_database_message(job: str) -> str:
@@ -150,7 +184,9 @@ def no_database_message(job: str) -> str:
     )
 
 
-def _safe_url(url: str | None) -> str | None:
+def safe_url(url: str | URL) -> str:
+    """*url* with its password masked: how tenancy shows a database URL in a message or ``repr``."""
+    # Imported here: `tenancy --help` must not load SQLAlchemy (tests/test_public_api.py).
     from sqlalchemy.engine import make_url
 
-    return None if url is None else make_url(url).render_as_string(hide_password=True)
+    return make_url(url).render_as_string(hide_password=True)

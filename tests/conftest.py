@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from tenancy.migrations.environment import TENANCY_VERSIONS_RESOURCE
 from tenancy.postgres.binding import BindingKey, newest_key
 from tenancy.postgres.isolation import enable_isolation
-from tests.pgserver import HOW_TO_GET_ONE, Database, fresh_database, server_url
+from tenancy.testing.postgres import HOW_TO_GET_ONE, Database, fresh_database, server_url
 
 ROOT = Path(__file__).resolve().parents[1]
 

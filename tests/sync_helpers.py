@@ -19,8 +19,8 @@ from tenancy.emulator import Emulator
 from tenancy.tenant_sync.job import Backoff
 from tenancy.tenant_sync.store import register_instances
 from tenancy.tenants.model import Tenant
+from tenancy.testing.postgres import fresh_database
 from tests.conftest import migrate
-from tests.pgserver import fresh_database
 
 ROOT = Path(__file__).resolve().parents[1]
 

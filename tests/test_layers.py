@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "tenancy"
 
 # What each layer may import from tenancy (besides itself). "top" is the package's own
-# top-level modules: errors, settings, instance_ids, log_context, lru.
+# top-level modules: errors, settings, models, instance_ids, log_context, lru.
 ALLOWED: dict[str, set[str]] = {
     "top": set(),
     "emulator": set(),

@@ -21,8 +21,8 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from tenancy.testing.postgres import server_url
 from tests.conftest import ROOT
-from tests.pgserver import server_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect, text
 from tenancy.errors import ConfigurationError
 from tenancy.migrations import VERSION_LOCATIONS_INI
 from tenancy.testing.plugin import migrate
-from tests.pgserver import Database
+from tenancy.testing.postgres import Database
 
 pytestmark = pytest.mark.postgres
 

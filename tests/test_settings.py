@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 import tenancy
@@ -78,3 +81,27 @@ def test_the_binding_key_comes_from_the_environment_and_is_never_shown() -> None
     with pytest.raises(tenancy.ConfigurationError, match="TENANCY_BINDING_KEY") as err:
         tenancy.Settings.from_env({"TENANCY_BINDING_KEY": "not-a-key-" + "cd" * 32})
     assert "cd" * 16 not in str(err.value)
+
+
+def test_the_runtime_role_for_migrations_is_a_setting() -> None:
+    """TENANCY_RUNTIME_ROLE (the role `alembic upgrade heads` grants) is read by from_env; blank is unset."""
+    assert tenancy.Settings.from_env({"TENANCY_RUNTIME_ROLE": " app_rt "}).runtime_role == "app_rt"
+    assert tenancy.Settings.from_env({"TENANCY_RUNTIME_ROLE": "  "}).runtime_role is None
+    assert tenancy.Settings.from_env({}).runtime_role is None
+
+
+def test_settings_is_the_only_reader_of_the_environment() -> None:
+    """No library module reads os.environ but settings.py (the test tooling in tenancy/testing/
+    reads its own variables, as the Settings docstring says), so the README's table is complete."""
+    package = Path(tenancy.__file__).parent
+    readers = sorted(
+        path.relative_to(package).as_posix()
+        for path in package.rglob("*.py")
+        if path.relative_to(package).parts[0] != "testing" and re.search(r"os\.environ|getenv", _code(path))
+    )
+    assert readers == ["settings.py"]
+
+
+def _code(path: Path) -> str:
+    """The source without comments (a comment may mention os.environ)."""
+    return "\n".join(line.split("#", 1)[0] for line in path.read_text().splitlines())

@@ -7,10 +7,10 @@ import json
 
 from sqlalchemy.engine import make_url
 
-from tenancy.commands.database import database_errors, make_engine, safe_url
+from tenancy.commands.database import database_errors, make_engine
 from tenancy.errors import ConfigurationError
 from tenancy.postgres.audit import audit
-from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings
+from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings, safe_url
 
 NAME = "check"
 HELP = (

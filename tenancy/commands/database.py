@@ -7,40 +7,27 @@ database that is not migrated, a role that may not do the job) becomes a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from tenancy.errors import ConfigurationError
-from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE
+from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, admin_url_variable, safe_url
 
 __all__ = [
     "MIGRATE_HINT",
-    "admin_variable",
     "database_errors",
     "first_line",
     "make_engine",
     "require_rls_bypass",
-    "safe_url",
 ]
 
 MIGRATE_HINT = "run `alembic upgrade heads` (README: Your own app)"
 _NOT_ALLOWED = "42501"  # insufficient_privilege
 _UNDEFINED_TABLE = "42P01"
-
-
-def admin_variable() -> str:
-    """The variable the admin URL came from, for messages: the fix names what to change."""
-    if os.environ.get(ADMIN_URL_VARIABLE, "").strip():
-        return ADMIN_URL_VARIABLE
-    if os.environ.get(URL_VARIABLE, "").strip():
-        return f"{URL_VARIABLE} ({ADMIN_URL_VARIABLE} is unset)"
-    return f"{URL_VARIABLE} ({ADMIN_URL_VARIABLE} and {URL_VARIABLE} are unset)"
 
 
 def first_line(exc: BaseException) -> str:
@@ -50,15 +37,10 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(cause).__name__
 
 
-def safe_url(url: str) -> str:
-    """*url* with its password masked."""
-    return make_url(url).render_as_string(hide_password=True)
-
-
 def make_engine(url: str, *, variable: str | None = None, **options: Any) -> Engine:
     """``create_engine`` whose refusal of a URL is one line naming *variable* (default: the admin
     URL's)."""
-    variable = variable or admin_variable()
+    variable = variable or admin_url_variable()
     try:
         return create_engine(url, **options)
     except (ArgumentError, NoSuchModuleError, ImportError) as exc:
@@ -74,7 +56,7 @@ def database_errors(url: str, *, variable: str | None = None) -> Iterator[None]:
     try:
         yield
     except DBAPIError as exc:
-        raise ConfigurationError(_explain(exc, url, variable or admin_variable())) from None
+        raise ConfigurationError(_explain(exc, url, variable or admin_url_variable())) from None
 
 
 def _explain(exc: DBAPIError, url: str, variable: str) -> str:

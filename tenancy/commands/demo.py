@@ -30,6 +30,7 @@ from tenancy.errors import ConfigurationError, TenancyWarning
 from tenancy.migrations.environment import library_config
 from tenancy.orm.sessions import TenantSessionFactory
 from tenancy.postgres.roles import grant_runtime_role
+from tenancy.settings import safe_url
 from tenancy.tenant_sync.job import SyncOptions, sync
 from tenancy.tenants.model import Tenant
 from tenancy.wix.client import WixClient
@@ -108,7 +109,7 @@ def _embedded(stack: ExitStack) -> _Target:
 def _explicit(stack: ExitStack, url: str) -> _Target:
     engine = make_engine(url, variable="--database-url")
     stack.callback(engine.dispose)
-    return _Target(engine, engine, None, engine.url.render_as_string(hide_password=True))
+    return _Target(engine, engine, None, safe_url(engine.url))
 
 
 def run(args: argparse.Namespace) -> int:

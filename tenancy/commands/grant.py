@@ -8,11 +8,11 @@ import sys
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tenancy.commands.database import database_errors, make_engine, safe_url
+from tenancy.commands.database import database_errors, make_engine
 from tenancy.errors import ConfigurationError
 from tenancy.postgres.roles import grant_runtime_role
 from tenancy.postgres.timeouts import DEFAULT_TIMEOUTS, role_timeouts, set_role_timeouts, validate_timeout
-from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings
+from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings, safe_url
 
 NAME = "grant"
 HELP = (

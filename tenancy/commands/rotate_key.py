@@ -14,10 +14,10 @@ import os
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from tenancy.commands.database import database_errors, make_engine, safe_url
+from tenancy.commands.database import database_errors, make_engine
 from tenancy.errors import ConfigurationError
 from tenancy.postgres.binding import ENV_VAR, SCHEMA, add_key, newest_key
-from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings
+from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings, safe_url
 
 NAME = "rotate-key"
 HELP = (

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import OperationalError
 
-from tenancy.errors import LifecycleError
+from tenancy.errors import ConfigurationError, LifecycleError
 from tenancy.lifecycle.tables import TenantTable, TenantTables, discover
 from tenancy.lifecycle.tombstone import (
     begin_purge,
@@ -160,7 +160,7 @@ def purge(
     due again until it is reinstalled and removed again.
     """
     if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
+        raise ConfigurationError("batch_size must be >= 1")
     started = time.monotonic()
     now = now or dt.datetime.now(dt.UTC)
     with engine.connect() as conn:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
-from tenancy.errors import LifecycleError
+from tenancy.errors import ConfigurationError, LifecycleError
 from tenancy.models import TENANT_COLUMN, TENANTS_TABLE
 from tenancy.postgres.roles import tenant_tables
 
@@ -103,10 +103,11 @@ def _quote(name: str) -> str:
 def discover(connection: Connection, *, schema: str = "public") -> TenantTables:
     """Read the tenant tables of *schema* from the catalog (PostgreSQL; an owner connection).
 
-    Raises :class:`LifecycleError` for a foreign-key cycle between distinct tenant tables.
+    Raises :class:`LifecycleError` for a foreign-key cycle between distinct tenant tables, and
+    :class:`~tenancy.ConfigurationError` off PostgreSQL.
     """
     if connection.dialect.name != "postgresql":
-        raise LifecycleError("the tenant lifecycle (purge, export, copy) needs PostgreSQL")
+        raise ConfigurationError("the tenant lifecycle (purge, export, copy) needs PostgreSQL")
     names = [name for name in tenant_tables(connection, schema) if name != TENANTS_TABLE]
     tables: dict[str, TenantTable] = {}
     fks = _foreign_keys(connection, schema, names)

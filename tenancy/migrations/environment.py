@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import configparser
 import logging
-import os
 import sys
 from collections.abc import Iterable
 from logging.config import fileConfig
@@ -44,8 +43,6 @@ from tenancy.models import TENANTS_TABLE
 from tenancy.postgres.isolation import warn_without_rls
 from tenancy.postgres.roles import grant_runtime_role
 from tenancy.settings import (
-    ADMIN_URL_VARIABLE,
-    URL_VARIABLE,
     Settings,
     no_database_message,
     normalize_database_url,
@@ -53,7 +50,6 @@ from tenancy.settings import (
 
 __all__ = [
     "BRANCH",
-    "RUNTIME_ROLE_VARIABLE",
     "TENANCY_VERSIONS",
     "TENANCY_VERSIONS_RESOURCE",
     "VERSION_LOCATIONS_INI",
@@ -77,7 +73,6 @@ version_locations =
     {TENANCY_VERSIONS_RESOURCE}"""
 """The ``[alembic]`` lines of an app's alembic.ini (instead of ``path_separator = os``, whose ``:``
 on Linux would split the resource name) that put tenancy's revisions beside the app's own."""
-RUNTIME_ROLE_VARIABLE = "TENANCY_RUNTIME_ROLE"
 _OWN_TABLES = frozenset({TENANTS_TABLE})
 _PLACEHOLDER_URL = "driver://"  # what `alembic init` writes into alembic.ini
 
@@ -92,12 +87,11 @@ def database_url(context: Context) -> str:
     With none of them there is nothing to migrate: from the ``alembic`` command line that is one
     line on stderr and exit 2; called from Python, a :class:`~tenancy.ConfigurationError`.
     """
-    if not any(os.environ.get(name, "").strip() for name in (ADMIN_URL_VARIABLE, URL_VARIABLE)):
+    url = Settings.from_env().admin_database_url
+    if url is None:
         ini_url = (context.config.get_main_option("sqlalchemy.url") or "").strip()
         if ini_url and not ini_url.startswith(_PLACEHOLDER_URL):
             return normalize_database_url(ini_url)
-    url = Settings.from_env().admin_database_url
-    if url is None:
         message = no_database_message("alembic") + " (or sqlalchemy.url in alembic.ini)"
         if context.config.cmd_opts is not None:  # the alembic command line: no traceback
             print(f"tenancy: {message}", file=sys.stderr)
@@ -203,9 +197,11 @@ def _migrate(
     context.configure(connection=connection, target_metadata=target_metadata, **options)
     with context.begin_transaction():
         context.run_migrations()
-        role = context.config.attributes.get("runtime_role") or os.environ.get(RUNTIME_ROLE_VARIABLE, "")
-        if role.strip() and connection.dialect.name == "postgresql":
-            for statement in grant_runtime_role(connection, role.strip()):
+        # The test plugin passes its role in the config; an app sets TENANCY_RUNTIME_ROLE.
+        role = context.config.attributes.get("runtime_role") or Settings.from_env().runtime_role
+        role = (role or "").strip()
+        if role and connection.dialect.name == "postgresql":
+            for statement in grant_runtime_role(connection, role):
                 # The owner may not set another role's defaults (no CREATEROLE): `tenancy check`
                 # reports the missing timeout; this says what to run.
                 logging.getLogger("tenancy.grant").warning(

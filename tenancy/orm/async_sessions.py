@@ -25,7 +25,7 @@ from tenancy.orm.translate import install_error_translation
 from tenancy.postgres import psycopg_begin
 from tenancy.postgres.binding import BindingKey
 from tenancy.postgres.isolation import warn_without_rls
-from tenancy.tenants.registration import TenantRegistry, upsert_seen_tenant
+from tenancy.tenants.registration import TenantRegistry
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -86,8 +86,8 @@ class AsyncTenantSessionFactory:
     async def for_token(self, token: str) -> AsyncSession:
         """Resolve a Wix access token (in a worker thread) and open its tenant's session.
 
-        Registers the tenant (refusing a removed one) like the sync factory; raises and opens nothing
-        when the token does not resolve.
+        Registers the tenant (refusing a removed one) through the sync factory's path; raises and
+        opens nothing when the token does not resolve.
         """
         if self.resolver is None:
             raise ConfigurationError(
@@ -95,11 +95,9 @@ class AsyncTenantSessionFactory:
             )
         info = await asyncio.to_thread(self.resolver.resolve, token)
         tenant = parse_instance_id(info.instance_id)
-        if self.registry.needs(tenant):
-            site_id = getattr(info, "site_id", None)
-            async with self.for_instance(tenant) as session, session.begin():
-                await session.run_sync(lambda s: upsert_seen_tenant(s, tenant, site_id=site_id))
-            self.registry.remember(tenant)
+        if self.registry.needs(tenant):  # the sync factory's path: TenantRegistry.register
+            async with self.for_instance(tenant) as session:
+                await session.run_sync(self.registry.register, tenant, site_id=getattr(info, "site_id", None))
         return self.for_instance(tenant)
 
     def admin(self, *, reason: str) -> AsyncSession:

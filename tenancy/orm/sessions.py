@@ -44,6 +44,7 @@ from tenancy.postgres.binding import (
     parse_binding_key,
 )
 from tenancy.postgres.isolation import has_citus, warn_without_rls
+from tenancy.settings import safe_url
 from tenancy.tenants.registration import TenantRegistry
 
 __all__ = [
@@ -368,7 +369,7 @@ class TenantSessionFactory:
         warn_without_rls(engine.dialect.name)
 
     def __repr__(self) -> str:
-        return f"<TenantSessionFactory engine={self.engine.url.render_as_string(hide_password=True)!r}>"
+        return f"<TenantSessionFactory engine={safe_url(self.engine.url)!r}>"
 
     def for_instance(self, instance_id: uuid.UUID | str) -> TenantSession:
         """A session that only sees and writes *instance_id*'s rows.

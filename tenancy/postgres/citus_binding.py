@@ -1,23 +1,27 @@
 """The sealed tenant binding on Citus: the key and the check on every node, and a seal that
-reaches the shards but is worth nothing to anyone who reads it.
+reaches the shards.
 
 Citus forwards to the workers only ``SET`` statements (``SET LOCAL`` with
 ``citus.propagate_set_commands = 'local'``); ``set_config()`` with bound parameters, the form
 :mod:`tenancy.postgres.binding` uses to keep the seal out of query text, never reaches a shard, and
 RLS there then sees no tenant. ``SET`` takes no parameters, so on Citus the seal *is* in the
-query text: other backends of the runtime role can read it in ``pg_stat_activity`` while the
+query text: other backends of the runtime role could read it in ``pg_stat_activity`` while the
 ``SET LOCAL tenancy.seal`` statement runs (the connection check that follows it in the same
 pipeline is then the backend's last statement), and ``pg_stat_statements`` keeps utility
-statements' text on PostgreSQL 15. Both rules hold because the Citus seal is
-bound to the backend that sends it and to a short time window::
+statements' text on PostgreSQL 15. The seal is bound to the sending backend and a short time
+window::
 
     seal = <key_id>.<window>.<hex HMAC-SHA256(key, "<uuid>|<gpid>|<window>")>
 
 ``gpid`` is Citus's global process id of the coordinator backend (``citus_backend_gpid()``;
 each worker connection a backend opens reports the same value), ``window`` the number of
 :data:`WINDOW_SECONDS` periods since the epoch, accepted within :data:`WINDOW_SLACK` windows
-of the transaction's start. A seal read from another backend verifies only in that backend:
-replaying it needs the same gpid (the same node and a reused process id) within minutes.
+of the transaction's start. The gpid binding is no boundary: Citus takes a backend's gpid from
+its ``application_name``, which any role may ``SET``, so a seal read from query text replays on
+any backend within the window (``tests/citus/test_seal_gpid_claim.py``, a strict xfail). What
+keeps the seal safe is that no other backend can read it: ``track_activities = off`` for the
+runtime role (and ``pg_stat_statements.track_utility`` off where installed), which ``tenancy
+check`` requires on Citus (README: Known limits).
 
 Everything else is :mod:`tenancy.postgres.binding`'s: the key table (made a reference table here,
 so every node holds it, still readable only by its owner), the function name, the settings.

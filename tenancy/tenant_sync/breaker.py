@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import threading
 
+from tenancy.errors import ConfigurationError
+
 __all__ = ["DEFAULT_OUTAGE_AFTER", "OutageBreaker"]
 
 # Three tenants in a row: one is bad luck, two can be, three independent tenants failing the
@@ -31,7 +33,7 @@ class OutageBreaker:
 
     def __init__(self, threshold: int = DEFAULT_OUTAGE_AFTER) -> None:
         if threshold < 1:
-            raise ValueError("threshold must be >= 1")
+            raise ConfigurationError("threshold must be >= 1")
         self.threshold = threshold
         self._streak = 0
         self._reason: str | None = None

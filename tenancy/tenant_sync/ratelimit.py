@@ -19,6 +19,8 @@ import threading
 import time
 from collections.abc import Callable, Hashable
 
+from tenancy.errors import ConfigurationError
+
 __all__ = ["KeyedRateLimiter", "TokenBucket"]
 
 _EPSILON = 1e-9
@@ -41,7 +43,7 @@ class TokenBucket:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if rate <= 0:
-            raise ValueError("rate must be > 0")
+            raise ConfigurationError("rate must be > 0")
         self.rate = rate
         self.burst = burst if burst is not None else max(1.0, rate)
         self._clock = clock
@@ -97,7 +99,7 @@ class KeyedRateLimiter:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if per_minute < 1 or max_keys < 1 or window <= 0:
-            raise ValueError("per_minute and max_keys must be >= 1 and window > 0")
+            raise ConfigurationError("per_minute and max_keys must be >= 1 and window > 0")
         self.per_minute = per_minute
         self.window = window
         self._max = max_keys

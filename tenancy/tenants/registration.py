@@ -92,9 +92,17 @@ class TenantRegistry:
     ) -> None:
         """Register *tenant* unless done less than *ttl* seconds ago; raises
         :class:`~tenancy.TenantRemoved` (and remembers nothing) for a removed tenant."""
-        if not self.needs(tenant):
-            return
-        with open_session(tenant) as session, session.begin():
+        if self.needs(tenant):
+            with open_session(tenant) as session:
+                self.register(session, tenant, site_id=site_id)
+
+    def register(self, session: Session, tenant: uuid.UUID, *, site_id: str | None = None) -> None:
+        """Register *tenant* in one transaction of *session* (its tenant session), then remember it.
+
+        The step :meth:`ensure` runs, and the one the async factory runs through
+        ``AsyncSession.run_sync``, so both refuse a removed tenant the same way.
+        """
+        with session.begin():
             upsert_seen_tenant(session, tenant, site_id=site_id)
         self.remember(tenant)
 

@@ -42,7 +42,9 @@ def assert_tenant_isolation(
                 prepare(session)
             obj = make()
             if not isinstance(obj, TenantScoped):
-                raise TypeError(f"make() must return a TenantScoped model instance, got {type(obj).__name__}")
+                raise ConfigurationError(
+                    f"make() must return a TenantScoped model instance, got {type(obj).__name__}"
+                )
             model = type(obj)
             session.add(obj)
             session.commit()

@@ -124,7 +124,7 @@ class WixClient:
                 "WixClient needs an app id and an app secret (WIX_APP_ID/WIX_APP_SECRET)"
             )
         if max_retries < 0 or timeout <= 0 or token_cache_size < 1:
-            raise ValueError("max_retries must be >= 0, timeout > 0 and token_cache_size >= 1")
+            raise ConfigurationError("max_retries must be >= 0, timeout > 0 and token_cache_size >= 1")
         self._app_id = app_id
         self._secret = app_secret
         self._base_url = base_url.rstrip("/")

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from tenancy import lru
-from tenancy.errors import InvalidToken
+from tenancy.errors import ConfigurationError, InvalidToken
 from tenancy.wix.singleflight import SingleFlight
 from tenancy.wix.types import TokenInfo
 
@@ -80,7 +80,9 @@ class TokenResolver:
         refusal_ttl: float = 300.0,
     ) -> None:
         if max_entries < 1 or max_ttl <= 0 or exp_leeway < 0 or refusal_ttl < 0:
-            raise ValueError("max_entries must be >= 1, max_ttl > 0, exp_leeway >= 0 and refusal_ttl >= 0")
+            raise ConfigurationError(
+                "max_entries must be >= 1, max_ttl > 0, exp_leeway >= 0 and refusal_ttl >= 0"
+            )
         self._refusal_ttl = refusal_ttl
         self._exp_leeway = exp_leeway
         self._client = client

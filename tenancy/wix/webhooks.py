@@ -24,7 +24,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tenancy.errors import InvalidWebhook
+from tenancy.errors import ConfigurationError, InvalidWebhook
 from tenancy.wix import jsonsafe
 
 __all__ = ["MAX_WEBHOOK_BYTES", "MIN_RSA_BITS", "WebhookVerifier", "WixEvent"]
@@ -87,21 +87,23 @@ def _json_object(value: Any, what: str) -> dict[str, Any]:
 
 
 def _load_public_key(public_key: str) -> rsa.RSAPublicKey:
+    # An unusable key is the app's configuration (WIX_WEBHOOK_PUBLIC_KEY), as a missing one is,
+    # not a bad body: ConfigurationError, raised when the verifier (the web app) is built.
     text = public_key.strip()
     if "\n" not in text and "-----BEGIN" not in text:
         # The dashboard also hands out the PEM base64-encoded (as the JS SDK accepts it).
         try:
             text = base64.b64decode(text, validate=True).decode("ascii")
         except (binascii.Error, UnicodeDecodeError, ValueError):
-            raise InvalidWebhook("the webhook public key is neither PEM nor base64 of a PEM") from None
+            raise ConfigurationError("the webhook public key is neither PEM nor base64 of a PEM") from None
     try:
         key = serialization.load_pem_public_key(text.encode("ascii"))
     except ValueError:
-        raise InvalidWebhook("the webhook public key is not a PEM public key") from None
+        raise ConfigurationError("the webhook public key is not a PEM public key") from None
     if not isinstance(key, rsa.RSAPublicKey):
-        raise InvalidWebhook("the webhook public key is not an RSA key (Wix signs RS256)")
+        raise ConfigurationError("the webhook public key is not an RSA key (Wix signs RS256)")
     if key.key_size < MIN_RSA_BITS:
-        raise InvalidWebhook(f"the webhook public key has {key.key_size} bits; at least {MIN_RSA_BITS}")
+        raise ConfigurationError(f"the webhook public key has {key.key_size} bits; at least {MIN_RSA_BITS}")
     return key
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tenancy.commands.main import main
-from tests.pgserver import Database
+from tenancy.testing.postgres import Database
 
 UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"
 ENV_NAMES = ("DATABASE_URL", "TENANCY_ADMIN_DATABASE_URL", "WIX_APP_ID", "WIX_APP_SECRET", "WIX_API_BASE_URL")

@@ -18,8 +18,8 @@ from sqlalchemy.exc import DBAPIError
 import tenancy
 from tenancy.commands.main import main
 from tenancy.postgres.isolation import enable_isolation
+from tenancy.testing.postgres import Database
 from tests.conftest import migrate
-from tests.pgserver import Database
 
 pytestmark = pytest.mark.postgres
 

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, text
 import tenancy
 from tenancy.commands.main import main
 from tenancy.postgres.binding import newest_key, parse_binding_key
+from tenancy.testing.postgres import Database
 from tests.conftest import create_tenant_table, migrate
-from tests.pgserver import Database
 
 pytestmark = pytest.mark.postgres
 

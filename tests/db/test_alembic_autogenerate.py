@@ -13,8 +13,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 import tenancy
 from tenancy.migrations.environment import TENANCY_VERSIONS
 from tenancy.models import NAMING_CONVENTION
+from tenancy.testing.postgres import Database
 from tests.conftest import ROOT, alembic_config
-from tests.pgserver import Database
 
 pytestmark = pytest.mark.postgres
 

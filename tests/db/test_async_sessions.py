@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import tenancy
 from tenancy.tenants.model import Tenant
 from tenancy.tenants.registration import upsert_seen_tenant
-from tests.pgserver import Database
+from tenancy.testing.postgres import Database
 
 pytestmark = pytest.mark.postgres
 

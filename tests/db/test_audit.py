@@ -12,8 +12,8 @@ from tenancy.commands.main import main
 from tenancy.errors import ConfigurationError
 from tenancy.postgres.audit import audit
 from tenancy.postgres.isolation import enable_isolation, isolation_statements
+from tenancy.testing.postgres import Database, server_url
 from tests.conftest import migrate
-from tests.pgserver import Database, server_url
 
 pytestmark = pytest.mark.postgres
 

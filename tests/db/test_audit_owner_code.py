@@ -17,8 +17,8 @@ import tenancy
 from tenancy.commands.main import main
 from tenancy.postgres.audit import Finding, audit
 from tenancy.postgres.isolation import enable_isolation
+from tenancy.testing.postgres import Database
 from tests.conftest import migrate
-from tests.pgserver import Database
 
 pytestmark = pytest.mark.postgres
 
@@ -26,9 +26,10 @@ A = uuid.UUID("a0000000-0000-4000-8000-00000000000a")
 B = uuid.UUID("b0000000-0000-4000-8000-00000000000b")
 
 # A definer function owned by the tables' owner (BYPASSRLS): it sees every tenant's notes.
+# `public.notes`: PostgreSQL 17+ runs CREATE MATERIALIZED VIEW with search_path = pg_catalog, pg_temp.
 PEEK = (
     "CREATE FUNCTION peek() RETURNS int LANGUAGE sql STABLE SECURITY DEFINER"
-    " AS $$ SELECT count(*)::int FROM notes $$"
+    " AS $$ SELECT count(*)::int FROM public.notes $$"
 )
 PLUS_ONE = (
     "CREATE FUNCTION plus_one(int) RETURNS int LANGUAGE sql IMMUTABLE SECURITY DEFINER AS 'SELECT $1 + 1'"

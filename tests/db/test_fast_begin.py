@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from tenancy import Tenant, TenantSessionFactory
 from tenancy.postgres.binding import BindingKey, seal
 from tenancy.postgres.psycopg_begin import SUPPORTED, TenantBeginConnection, arm
-from tests.pgserver import Database
+from tenancy.testing.postgres import Database
 from tests.wire import RoundTripProxy
 
 pytestmark = pytest.mark.postgres

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 import tenancy
 from tenancy.emulator import Emulator
 from tenancy.tenants.model import Tenant
-from tests.pgserver import Database
+from tenancy.testing.postgres import Database
 from tests.wix_helpers import client_for
 
 pytestmark = pytest.mark.postgres
@@ -83,7 +83,7 @@ def test_a_removed_tenant_is_never_reactivated_by_a_token(emu, sessions, admin_e
 def test_a_removed_tenant_is_refused_on_the_async_factory_too(
     emu, pg_database: Database, admin_engine
 ) -> None:
-    """The async factory registers through the same function: TenantRemoved, nothing opened."""
+    """The async factory registers through the sync one's path: TenantRemoved, nothing opened."""
     raw_iid = emu.add_site()
     iid = uuid.UUID(raw_iid)
     token = emu.mint_token(raw_iid)
@@ -97,6 +97,7 @@ def test_a_removed_tenant_is_refused_on_the_async_factory_too(
         try:
             async with await factory.for_token(token):
                 pass
+            assert not factory.registry.needs(iid)  # registered once: later tokens write nothing
             removed = tenancy.WixEvent(event_type="AppRemoved", instance_id=iid, payload={})
             assert tenancy.apply_event(admin_engine, removed) == "removed"
             factory.registry.forget()

@@ -27,8 +27,8 @@ from sqlalchemy import Engine, MetaData, create_engine, text
 import tenancy.postgres.isolation  # noqa: F401  (registers the after_create isolation listener)
 from tenancy.models import NAMING_CONVENTION
 from tenancy.tenants.model import Tenant
+from tenancy.testing.postgres import Database, fresh_database
 from tests.conftest import migrate
-from tests.pgserver import Database, fresh_database
 
 pytestmark = pytest.mark.postgres
 

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, inspect, text
 
 from tenancy.errors import TenancyWarning
 from tenancy.migrations.environment import TENANCY_VERSIONS, library_config
+from tenancy.testing.postgres import Database
 from tests.conftest import alembic_config, migrate
-from tests.pgserver import Database
 
 
 def _rls_state(engine, table: str) -> tuple[bool, bool, int]:

@@ -12,8 +12,8 @@ import tenancy
 from tenancy.commands.main import main
 from tenancy.tenants.model import Tenant
 from tenancy.tenants.registration import upsert_seen_tenant
+from tenancy.testing.postgres import Database
 from tests.conftest import create_tenant_table, migrate
-from tests.pgserver import Database
 
 A = uuid.UUID("a0000000-0000-4000-8000-00000000000a")
 

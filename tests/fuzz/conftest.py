@@ -22,8 +22,8 @@ from sqlalchemy import Engine, create_engine, event
 
 import tenancy
 from tenancy.emulator import Emulator
+from tenancy.testing.postgres import fresh_database
 from tests.conftest import migrate
-from tests.pgserver import fresh_database
 from tests.wix_helpers import client_for
 
 _COMMON = {

@@ -16,8 +16,8 @@ import tenancy
 from tenancy.emulator import Emulator
 from tenancy.models import NAMING_CONVENTION
 from tenancy.testing import WebhookSigner
+from tenancy.testing.postgres import Database, fresh_database
 from tests.conftest import migrate
-from tests.pgserver import Database, fresh_database
 
 
 class WebBase(DeclarativeBase):

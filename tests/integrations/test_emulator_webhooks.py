@@ -23,7 +23,7 @@ import requests
 from sqlalchemy import Engine, select
 
 import tenancy
-from tests.pgserver import Database
+from tenancy.testing.postgres import Database
 
 pytestmark = pytest.mark.postgres
 

@@ -19,12 +19,12 @@ from sqlalchemy import Engine, create_engine, text
 
 from tenancy import TenancyWarning, TenantSessionFactory
 from tenancy.postgres.roles import grant_runtime_role
+from tenancy.testing.postgres import Database, fresh_database
 from tests.conftest import migrate
 from tests.isolation.models import FUNCTION_SQL, TENANT_TABLES, VIEW_SQL, IsoBase
 from tests.isolation.raw_sql import Runner, via_port
 from tests.isolation.support import Env, seed
 from tests.pgbouncer import pgbouncer
-from tests.pgserver import Database, fresh_database
 
 
 @pytest.fixture(scope="session")

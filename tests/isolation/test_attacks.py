@@ -25,10 +25,10 @@ from tenancy.postgres.binding import registration_proof
 from tenancy.postgres.psycopg_begin import arm_commands, install
 from tenancy.postgres.roles import grant_runtime_role
 from tenancy.tenants.registration import upsert_seen_tenant
+from tenancy.testing.postgres import Database, sqlalchemy_url
 from tests.isolation.models import Note
 from tests.isolation.raw_sql import Runner, via_port
 from tests.isolation.support import COUNTS, A, B, Env
-from tests.pgserver import Database, sqlalchemy_url
 
 pytestmark = pytest.mark.postgres
 

@@ -24,9 +24,9 @@ from tenancy import (
 )
 from tenancy.models import NAMING_CONVENTION, is_tenant_table
 from tenancy.tenants.registration import TenantRegistry
+from tenancy.testing.postgres import sqlalchemy_url
 from tests.isolation.models import TENANT_TABLES, Note
 from tests.isolation.support import COUNTS, A, B, Env, count_statements
-from tests.pgserver import sqlalchemy_url
 
 # What `tenancy check` will audit; the command is not in this tree yet, so the battery asks the
 # catalogs itself: every table with an instance_id column must have RLS enabled, forced and a policy.

@@ -23,10 +23,10 @@ from tenancy import CrossTenantAccess, CrossTenantWrite, TenantSessionFactory
 from tenancy.postgres.audit import audit
 from tenancy.postgres.binding import BIND_SQL
 from tenancy.postgres.roles import grant_runtime_role
+from tenancy.testing.postgres import Database
 from tests.isolation.models import Note
 from tests.isolation.raw_sql import Runner, scalar
 from tests.isolation.support import COUNTS, A, B, Env
-from tests.pgserver import Database
 
 pytestmark = pytest.mark.postgres
 

@@ -13,9 +13,9 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import Session
 
 from tenancy import CrossTenantAccess, TenantSessionFactory
+from tenancy.testing.postgres import Database
 from tests.isolation.raw_sql import Runner
 from tests.isolation.support import A, B, Env
-from tests.pgserver import Database
 
 pytestmark = pytest.mark.postgres
 
@@ -31,6 +31,7 @@ LEFTOVERS = {
         "SELECT current_setting('transaction_read_only') = 'off'",
     ),
     "search_path": ("SET search_path = pg_catalog", "SELECT current_setting('search_path') <> 'pg_catalog'"),
+    # Not '0': the runtime role has its own default (tenancy grant's timeouts); A's 1 ms must be gone.
     "statement_timeout": (
         "SET statement_timeout = 1",
         "SELECT current_setting('statement_timeout') <> '1ms'",

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from tenancy.testing.postgres import Database, fresh_database
 from tests.conftest import migrate
 from tests.lifecycle.schema import TABLES, create_schema
-from tests.pgserver import Database, fresh_database
 
 
 @pytest.fixture(scope="module")

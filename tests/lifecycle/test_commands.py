@@ -12,8 +12,8 @@ from sqlalchemy import Engine, text
 
 from tenancy.commands.main import main
 from tenancy.emulator import Emulator
+from tenancy.testing.postgres import Database
 from tests.lifecycle.schema import counts, fingerprint, populate
-from tests.pgserver import Database
 from tests.sync_helpers import env_for
 
 

@@ -15,9 +15,9 @@ import tenancy
 from tenancy.errors import LifecycleError
 from tenancy.lifecycle import copy_from_origin, copy_pending
 from tenancy.tenant_sync.events import apply_event
+from tenancy.testing.postgres import Database
 from tenancy.wix.webhooks import WixEvent
 from tests.lifecycle.schema import counts, fingerprint, populate
-from tests.pgserver import Database
 
 ORIGIN, COPY, OTHER = uuid.UUID(int=0x0A), uuid.UUID(int=0xC0), uuid.UUID(int=0x0B)
 

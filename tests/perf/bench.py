@@ -6,7 +6,7 @@ Run from the repository root::
     .venv/bin/python -m tests.perf.bench --quick --json bench.json --only orm,rls
     .venv/bin/python -m tests.perf.bench --pg-url postgresql://postgres@host:5432/postgres
 
-PostgreSQL is found or started the way the test suite does it (``tests/pgserver.py``):
+PostgreSQL is found or started the way the test suite does it (``tenancy.testing.postgres``):
 ``--pg-url`` (a superuser URL), else ``TENANCY_TEST_PG_URL``, else 127.0.0.1:5432, else a
 throwaway cluster. Each run creates its own databases and roles and drops them at the end.
 
@@ -58,9 +58,9 @@ from tenancy import TenantSessionFactory
 from tenancy.postgres.binding import BIND_SQL, BindingKey, seal
 from tenancy.postgres.isolation import SETTING_NAME, isolation_statements
 from tenancy.postgres.roles import grant_runtime_role
+from tenancy.testing.postgres import Database, fresh_database
 from tests.perf.harness import Row, machine, render, timed_row, write_json
 from tests.perf.models import BenchBase, Child, Item, LegacyItem, Parent
-from tests.pgserver import Database, fresh_database
 from tests.wire import RoundTripProxy
 
 # The baseline: the policy before the sealed binding, which trusted the setting alone.

@@ -36,8 +36,8 @@ from sqlalchemy import Engine, create_engine, text
 
 from tenancy.lifecycle import copy_from_origin, export_tenant, purge
 from tenancy.postgres.isolation import enable_isolation
+from tenancy.testing.postgres import fresh_database
 from tests.conftest import migrate
-from tests.pgserver import fresh_database
 
 TABLES = ("t1", "t2", "t3", "t4", "t5")
 DDL = """

@@ -30,9 +30,9 @@ from pathlib import Path
 from sqlalchemy import create_engine, insert
 
 from tenancy.tenants.model import Tenant
+from tenancy.testing.postgres import fresh_database
 from tests.conftest import migrate
 from tests.perf.emulator_process import EmulatorProcess
-from tests.pgserver import fresh_database
 
 ROOT = Path(__file__).resolve().parents[2]
 

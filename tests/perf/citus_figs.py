@@ -36,12 +36,12 @@ from tenancy.emulator import Emulator
 from tenancy.postgres.binding import newest_key
 from tenancy.postgres.citus import distribute_tenant_table
 from tenancy.tenant_sync.store import register_instances
+from tenancy.testing.postgres import fresh_database
 from tests.citus.cluster import citus_cluster, citus_missing
 from tests.citus.models import CitusBase, Folder, Note
 from tests.conftest import migrate
 from tests.perf.harness import Row, compare, machine, render, write_json
 from tests.perf.sync_figs import sync_vs_bare
-from tests.pgserver import fresh_database
 from tests.sync_helpers import start_sync
 
 TENANT = uuid.UUID("0c17a5a0-0000-4000-8000-0000000000c1")

@@ -33,10 +33,10 @@ from sqlalchemy import Engine, create_engine
 
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.job import SyncOptions, sync
+from tenancy.testing.postgres import Database, fresh_database
 from tenancy.wix.client import WixClient
 from tests.perf.emulator_process import EmulatorProcess
 from tests.perf.harness import Row
-from tests.pgserver import Database, fresh_database
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

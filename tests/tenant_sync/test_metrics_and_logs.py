@@ -18,8 +18,8 @@ import tenancy
 from tenancy.commands.main import main
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.job import SyncOptions, sync
+from tenancy.testing.postgres import fresh_database
 from tests.conftest import migrate
-from tests.pgserver import fresh_database
 from tests.sync_helpers import SyncDb, env_for, seed
 from tests.wix_helpers import client_for
 

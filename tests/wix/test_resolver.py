@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from tenancy.emulator import Emulator
-from tenancy.errors import InvalidToken, WixError, WixRateLimited, WixUnavailable
+from tenancy.errors import ConfigurationError, InvalidToken, WixError, WixRateLimited, WixUnavailable
 from tenancy.wix.client import WixClient
 from tenancy.wix.resolver import MAX_TOKEN_LENGTH, TokenResolver
 from tests.wix_helpers import Clock, at_once, client_for
@@ -440,9 +440,9 @@ def test_concurrent_refusal_reaches_every_caller(emu: Emulator, resolver: TokenR
 
 def test_settings_are_validated(client: WixClient) -> None:
     """A resolver with no room or no lifetime is a programming error."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         TokenResolver(client, max_entries=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         TokenResolver(client, max_ttl=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigurationError):
         TokenResolver(client, refusal_ttl=-1)

@@ -14,8 +14,8 @@ from sqlalchemy import create_engine, func, select
 
 import tenancy
 from tenancy.tenants.model import Tenant
+from tenancy.testing.postgres import Database
 from tests.conftest import migrate
-from tests.pgserver import Database
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "wix"
 PUBLIC_KEY = (FIXTURES / "webhook-public-key.pem").read_text()
@@ -180,8 +180,9 @@ def test_a_lone_surrogate_in_the_envelope_is_an_invalid_webhook(own_key) -> None
 
 
 def test_a_bad_public_key_is_a_clear_error() -> None:
-    """A key that is not an RSA public key PEM (or its base64) raises InvalidWebhook at construction."""
-    with pytest.raises(tenancy.InvalidWebhook, match="public key"):
+    """A key that is not an RSA public key PEM (or its base64) is the app's configuration, like a
+    missing one: ConfigurationError at construction, not InvalidWebhook (which blames a body)."""
+    with pytest.raises(tenancy.ConfigurationError, match="public key"):
         tenancy.WebhookVerifier("not a key")
 
 

@@ -1,4 +1,4 @@
-"""Attacks on the Citus binding from raw SQL in a tenant session (third review round).
+"""A stolen Citus seal replayed by SQL that claims the victim backend's gpid (a known limit).
 
 Kept next to the Citus fixtures (``citus_db``): ``tests/isolation`` has no Citus cluster.
 """
