@@ -55,7 +55,7 @@ _LAZY: dict[str, str] = {
     "InstanceIdFilter": "tenancy.log_context",
     "Settings": "tenancy.settings",
     "SyncReport": "tenancy.tenant_sync.report",
-    "Tenant": "tenancy.models",
+    "Tenant": "tenancy.tenants.model",
     "TenantScoped": "tenancy.models",
     "TenantSession": "tenancy.orm.sessions",
     "TenantSessionFactory": "tenancy.orm.sessions",
