@@ -17,12 +17,12 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, Self, TypeVar
 
 import psycopg
 from psycopg import pq
-from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Row, event, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
@@ -42,6 +42,7 @@ from tenancy.postgres.binding import (
     bind_parameters,
     newest_key,
     parse_binding_key,
+    planted_message,
 )
 from tenancy.postgres.isolation import has_citus, warn_without_rls
 from tenancy.tenants.registration import TenantRegistry
@@ -173,20 +174,14 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
         _apply_citus_binding(connection, keys, tenant, gpid)
         return
     seal = keys.seal(tenant)  # no key: ConfigurationError before anything runs
-    # On psycopg the binding rides with BEGIN (no round trip of its own); armed before the
-    # role check so that the check's query opens the transaction with it.
+    # On psycopg the binding rides with BEGIN (no round trip of its own).
     armed = psycopg_begin.arm(connection.connection.driver_connection, tenant, seal)
-    fresh = _not_begun(connection)  # before the role check, which may begin the transaction
-    _ensure_runtime_role(connection)
-    if not armed:
-        instance_id, tenant_seal = bind_parameters(tenant, seal)
-        with _binding_statements(connection):
-            if fresh:
-                _reset_session(connection)
-            row = connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal}).one()
-        if not row.clean:
-            connection.invalidate()  # SQL-made prepared statements: never reuse this connection
-            raise CrossTenantAccess(TAINTED)
+    instance_id, tenant_seal = bind_parameters(tenant, seal)
+    _bind(
+        connection,
+        armed,
+        lambda: connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal}).one(),
+    )
 
 
 def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.UUID, gpid: int) -> None:
@@ -194,19 +189,36 @@ def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.U
     # text is bound to this backend and a few minutes (tenancy/postgres/citus_binding.py).
     commands = citus_binding.binding_commands(tenant, citus_binding.seal(keys.key(), tenant, gpid))
     armed = psycopg_begin.arm_commands(connection.connection.driver_connection, commands)
-    fresh = _not_begun(connection)
-    _ensure_runtime_role(connection)
-    if not armed:
+
+    def statements() -> Row[Any]:
         *settings, check = commands
-        with _binding_statements(connection):
-            if fresh:
-                _reset_session(connection)
-            for command in settings:
-                connection.exec_driver_sql(command.decode("ascii"))
-            clean = connection.exec_driver_sql(check.decode("ascii")).one().clean
-        if not clean:
-            connection.invalidate()  # SQL-made prepared statements: never reuse this connection
-            raise CrossTenantAccess(TAINTED)
+        for command in settings:
+            connection.exec_driver_sql(command.decode("ascii"))
+        return connection.exec_driver_sql(check.decode("ascii")).one()
+
+    _bind(connection, armed, statements)
+
+
+def _bind(connection: Connection, armed: bool, statements: Callable[[], Row[Any]]) -> None:
+    """Check the runtime role, then (when the binding could not ride with ``BEGIN``) reset the
+    session and run the binding *statements*; refuse what their last row reports.
+
+    Armed, the role check's query (or the session's first statement) opens the transaction
+    with the binding, and the fast path refuses the same way (psycopg_begin._start_query).
+    """
+    fresh = _not_begun(connection)  # before the role check, which may begin the transaction
+    _ensure_runtime_role(connection)
+    if armed:
+        return
+    with _binding_statements(connection):
+        if fresh:
+            _reset_session(connection)
+        row = statements()
+    if row.planted is not None:
+        raise ConfigurationError(planted_message(row.planted))
+    if not row.clean:
+        connection.invalidate()  # SQL-made prepared statements or LISTEN: never reuse this connection
+        raise CrossTenantAccess(TAINTED)
 
 
 def _not_begun(connection: Connection) -> bool:

@@ -8,9 +8,9 @@ import sqlite3
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
 
-from tenancy.errors import CrossTenantAccess, CrossTenantWrite, DuplicateInTenant
+from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite, DuplicateInTenant
 from tenancy.postgres.binding import TAINTED
-from tenancy.postgres.psycopg_begin import TaintedConnection
+from tenancy.postgres.psycopg_begin import PlantedRoleSettings, TaintedConnection
 
 __all__ = ["install_error_translation"]
 
@@ -29,6 +29,8 @@ def _translate(context: ExceptionContext) -> BaseException | None:
         context.is_disconnect = True
         context.invalidate_pool_on_disconnect = False
         return CrossTenantAccess(TAINTED)
+    if isinstance(orig, PlantedRoleSettings):
+        return ConfigurationError(str(orig))
     if getattr(orig, "sqlstate", None) == "42501" and _RLS_VIOLATION in str(orig):
         match = _TABLE.search(str(orig))
         table = match.group(1) if match else "a tenant table"

@@ -8,16 +8,20 @@ RLS there then sees no tenant. ``SET`` takes no parameters, so on Citus the seal
 query text: other backends of the runtime role can read it in ``pg_stat_activity`` while the
 ``SET LOCAL tenancy.seal`` statement runs (the connection check that follows it in the same
 pipeline is then the backend's last statement), and ``pg_stat_statements`` keeps utility
-statements' text on PostgreSQL 15. Both rules hold because the Citus seal is
-bound to the backend that sends it and to a short time window::
+statements' text on PostgreSQL 15. The Citus seal is therefore bound to the backend that
+sends it and to a short time window::
 
     seal = <key_id>.<window>.<hex HMAC-SHA256(key, "<uuid>|<gpid>|<window>")>
 
 ``gpid`` is Citus's global process id of the coordinator backend (``citus_backend_gpid()``;
 each worker connection a backend opens reports the same value), ``window`` the number of
 :data:`WINDOW_SECONDS` periods since the epoch, accepted within :data:`WINDOW_SLACK` windows
-of the transaction's start. A seal read from another backend verifies only in that backend:
-replaying it needs the same gpid (the same node and a reused process id) within minutes.
+of the transaction's start. The gpid and the window make a copied seal expire within minutes
+and name one backend, but the gpid is no boundary: Citus takes a backend's gpid from
+``application_name``, which any role may ``SET``, so a backend that claims the sender's gpid
+verifies its seal (``tests/citus/test_attacks_r3.py``, expected to fail). On Citus the seal
+must therefore stay unreadable: ``track_activities`` off for the runtime role, which
+``tenancy check`` requires (README, Known limits).
 
 Everything else is :mod:`tenancy.postgres.binding`'s: the key table (made a reference table here,
 so every node holds it, still readable only by its owner), the function name, the settings.
@@ -36,7 +40,7 @@ import uuid
 
 from sqlalchemy import Connection, text
 
-from tenancy.postgres.binding import CLEAN_COLUMNS, FUNCTION, SCHEMA, SEAL_SETTING, BindingKey
+from tenancy.postgres.binding import CLEAN_SQL, FUNCTION, SCHEMA, SEAL_SETTING, BindingKey
 from tenancy.postgres.isolation import SETTING_NAME
 
 __all__ = [
@@ -51,7 +55,6 @@ __all__ = [
 
 WINDOW_SECONDS = 60
 WINDOW_SLACK = 2  # windows either side: client and server clocks may differ by about a minute
-CLEAN_SQL = f"SELECT {CLEAN_COLUMNS}".encode("ascii")
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
