@@ -36,11 +36,12 @@ from tenancy.settings import BINDING_KEY_PATTERN
 
 __all__ = [
     "BIND_SQL",
+    "CHECK_FUNCTION",
     "CLEAN_COLUMNS",
     "CLEAN_SQL",
     "ENV_VAR",
     "FUNCTION",
-    "PLANTED_COLUMN",
+    "PLANTED_SQL",
     "REGISTER_FUNCTION",
     "RESET_SQL",
     "SCHEMA",
@@ -79,51 +80,66 @@ RESET_SQL: tuple[str, ...] = ("RESET ALL", "RESET ROLE", "CLOSE ALL", "DISCARD S
 
 # Role-level settings (`ALTER ROLE ... SET`, for every database or this one) that the runtime
 # role may have: the timeouts `tenancy grant` sets (not zero: zero turns a bound off), and what
-# `tenancy grant`/`check` want on Citus. PLANTED_COLUMN names any other one (else NULL).
+# `tenancy grant`/`check` want on Citus. The session check names any other one (`planted`).
 # Any role may `ALTER ROLE CURRENT_USER SET TimeZone = ...` on itself: the setting then holds on
 # every NEW connection of the role (PgBouncer opens them behind the application's back) and
 # is the value RESET ALL restores. A tenant could so shift or round every other tenant's data
-# (or take their timeouts off). Checked in every binding statement, so the next tenant
-# transaction anywhere fails closed (binding.planted_message) until an administrator resets it.
-PLANTED_COLUMN = (
-    "(SELECT pg_catalog.string_agg(DISTINCT pg_catalog.split_part(c, '=', 1), ', ')"
-    " FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c"
-    " WHERE s.setrole OPERATOR(pg_catalog.=)"
-    " pg_catalog.to_regrole(pg_catalog.quote_ident(session_user::pg_catalog.text))::pg_catalog.oid"
-    " AND s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT d.oid"
-    " FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])"
-    " AND NOT ("
-    "(pg_catalog.split_part(c, '=', 1) OPERATOR(pg_catalog.=) ANY (ARRAY['lock_timeout',"
-    " 'statement_timeout', 'idle_in_transaction_session_timeout'])"
-    " AND pg_catalog.split_part(c, '=', 2) OPERATOR(pg_catalog.!~) '^[0.]*[a-z]*$')"
-    " OR c OPERATOR(pg_catalog.=) 'citus.propagate_set_commands=local'"
-    " OR c OPERATOR(pg_catalog.=) ANY (ARRAY['track_activities=off', 'pg_stat_statements.track_utility=off'])"
-    ")) AS planted"
-)
+# (or take their timeouts off). Checked in every tenant transaction, so the next one anywhere
+# fails closed (planted_message) until an administrator resets it.
+PLANTED_SQL = """
+  SELECT pg_catalog.string_agg(DISTINCT pg_catalog.split_part(c, '=', 1), ', ') INTO planted
+    FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c
+   WHERE s.setrole OPERATOR(pg_catalog.=)
+         pg_catalog.to_regrole(pg_catalog.quote_ident(session_user::pg_catalog.text))::pg_catalog.oid
+     AND s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT d.oid
+         FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])
+     AND NOT ((pg_catalog.split_part(c, '=', 1) OPERATOR(pg_catalog.=) ANY (ARRAY['lock_timeout',
+              'statement_timeout', 'idle_in_transaction_session_timeout'])
+              AND pg_catalog.split_part(c, '=', 2) OPERATOR(pg_catalog.!~) '^[0.]*[a-z]*$')
+          OR c OPERATOR(pg_catalog.=) 'citus.propagate_set_commands=local'
+          OR c OPERATOR(pg_catalog.=) ANY (ARRAY['track_activities=off',
+             'pg_stat_statements.track_utility=off']));"""
 
-# Ends every binding statement: releases session advisory locks (a function, so it costs no
-# statement of its own), names planted role-level settings (PLANTED_COLUMN), then says whether
-# the connection is clean. Not clean: a prepared
-# statement made by SQL (`PREPARE`, from_sql; psycopg prepares through the protocol, so such a
-# statement can only be an attempt to take over a name, `_pg3_N`, that the next checkout would
-# execute) or a LISTEN channel (UNLISTEN is refused on a standby and only acts at commit).
-# The transport then discards that one connection instead of using it. The last two columns
-# are always `planted`, `clean` (the fast path reads them by position).
-CLEAN_COLUMNS = (
-    "pg_catalog.pg_advisory_unlock_all() AS unlocked, "
-    + PLANTED_COLUMN
-    + ", NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) "
-    "AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) AS clean"
-)
+# The session check every binding statement calls (its `planted` and `clean` columns):
+# releases session advisory locks; names planted role-level settings (above); says whether the
+# connection is clean. Not clean: a prepared statement made by SQL (`PREPARE`, from_sql;
+# psycopg prepares through the protocol, so such a statement can only be an attempt to take
+# over a name, `_pg3_N`, that the next checkout would execute) or a LISTEN channel (UNLISTEN is
+# refused on a standby and only acts at commit). The transport then discards that one
+# connection instead of using it.
+#
+# A PL/pgSQL function, not columns of the binding statement itself: that statement is sent
+# unnamed on purpose (a prepared one could be replaced by SQL of the tenant's), so PostgreSQL
+# parses and plans it in every transaction, ~0.1-0.2 ms for these catalog subqueries; the
+# function's plans are cached per backend, and the statement that calls it plans in
+# microseconds. Nothing of it can be taken over: it is the owner's, in the `tenancy` schema
+# where the runtime role creates nothing, called schema-qualified, every name in it
+# schema-qualified (no search_path lookup), and with no SET clause (which would undo the
+# binding's set_config at its exit). SECURITY INVOKER: it needs no rights beyond the caller's.
+CHECK_FUNCTION = f"{SCHEMA}.session_check"
+_CHECK_SQL = f"""
+CREATE OR REPLACE FUNCTION {CHECK_FUNCTION}(OUT planted pg_catalog.text, OUT clean pg_catalog.bool)
+LANGUAGE plpgsql VOLATILE
+AS $tenancy$
+BEGIN
+  PERFORM pg_catalog.pg_advisory_unlock_all();
+{PLANTED_SQL}
+  clean := NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql)
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels());
+END
+$tenancy$
+"""
 
-# The check alone (Citus sends it after its two SET LOCAL statements).
-CLEAN_SQL = ("SELECT " + CLEAN_COLUMNS).encode("ascii")
+# The check alone (Citus sends it after its two SET LOCAL statements). The last two columns of
+# CLEAN_SQL and BIND_SQL are always `planted`, `clean` (the fast path reads them by position).
+CLEAN_COLUMNS = "c.planted, c.clean"
+CLEAN_SQL = f"SELECT {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}() c".encode("ascii")
 
 # Bound parameters, never text: other backends of the role read query text in pg_stat_activity.
-# The binding and the check in one statement; its last columns are `planted`, `clean`.
+# The binding and the check in one statement.
 BIND_SQL = (
     "SELECT pg_catalog.set_config('tenancy.instance_id', $1, true), "
-    "pg_catalog.set_config('tenancy.seal', $2, true), " + CLEAN_COLUMNS
+    f"pg_catalog.set_config('tenancy.seal', $2, true), {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}() c"
 )
 TAINTED = (
     "tenancy: SQL on this connection left state that a later checkout could use (prepared "
@@ -344,6 +360,8 @@ def binding_objects_sql(*, tenants_schema: str | None = None) -> list[str]:
         f"REVOKE ALL ON TABLE {SCHEMA}.binding_keys FROM PUBLIC",
         _VERIFY_SQL,
         f"REVOKE ALL ON FUNCTION {FUNCTION}() FROM PUBLIC",
+        _CHECK_SQL,
+        f"REVOKE ALL ON FUNCTION {CHECK_FUNCTION}() FROM PUBLIC",
     ]
     if tenants_schema is not None:
         statements += [
@@ -372,7 +390,10 @@ def ensure_binding_objects(connection: Connection) -> None:
     has_register = connection.execute(
         text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": f"{REGISTER_FUNCTION}(text, text)"}
     ).scalar_one()
-    if not exists or (tenants_schema is not None and not has_register):
+    has_check = connection.execute(
+        text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": f"{CHECK_FUNCTION}()"}
+    ).scalar_one()
+    if not exists or not has_check or (tenants_schema is not None and not has_register):
         for statement in binding_objects_sql(tenants_schema=tenants_schema):
             connection.execute(text(statement))
     has_key = connection.execute(

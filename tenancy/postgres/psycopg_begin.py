@@ -145,7 +145,7 @@ def _start_query(self: Any) -> Any:  # PQGen[None]
     ]
     if [r.status for r in results] != expected:
         raise e.InternalError("tenancy: unexpected results from BEGIN and the tenant binding")
-    # The binding's last statement ends with the `planted` and `clean` columns (binding.CLEAN_COLUMNS).
+    # The binding's last statement ends with the `planted` and `clean` columns (binding.CLEAN_SQL).
     last = results[-1]
     planted = last.get_value(0, last.nfields - 2)
     if planted is not None:
