@@ -34,6 +34,7 @@ from tenancy.orm import guard
 from tenancy.orm.translate import install_error_translation
 from tenancy.postgres import citus_binding, psycopg_begin
 from tenancy.postgres.binding import (
+    BIND_RESET_SQL,
     BIND_SQL,
     RESET_SQL,
     TAINTED,
@@ -65,6 +66,8 @@ _E = TypeVar("_E")  # an Engine or an AsyncEngine
 # is_local=true: the binding dies with the transaction (commit, rollback, connection reuse).
 # Used where the binding cannot ride with BEGIN (other drivers, savepoints, joined transactions).
 _BIND_TENANT = text(BIND_SQL.replace("$1", ":instance_id").replace("$2", ":seal"))
+# The same, resetting the session first (a transaction the session began: see _reset_session).
+_RESET_AND_BIND_TENANT = text(BIND_RESET_SQL.replace("$1", ":instance_id").replace("$2", ":seal"))
 
 
 class InstanceResolver(Protocol):
@@ -177,10 +180,11 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     # On psycopg the binding rides with BEGIN (no round trip of its own).
     armed = psycopg_begin.arm(connection.connection.driver_connection, tenant, seal)
     instance_id, tenant_seal = bind_parameters(tenant, seal)
+    params = {"instance_id": instance_id, "seal": tenant_seal}
     _bind(
         connection,
         armed,
-        lambda: connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal}).one(),
+        lambda fresh: connection.execute(_RESET_AND_BIND_TENANT if fresh else _BIND_TENANT, params).one(),
     )
 
 
@@ -190,7 +194,9 @@ def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.U
     commands = citus_binding.binding_commands(tenant, citus_binding.seal(keys.key(), tenant, gpid))
     armed = psycopg_begin.arm_commands(connection.connection.driver_connection, commands)
 
-    def statements() -> Row[Any]:
+    def statements(fresh: bool) -> Row[Any]:
+        if fresh:  # before the SET LOCALs, which RESET ALL would undo
+            _reset_session(connection)
         *settings, check = commands
         for command in settings:
             connection.exec_driver_sql(command.decode("ascii"))
@@ -199,9 +205,10 @@ def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.U
     _bind(connection, armed, statements)
 
 
-def _bind(connection: Connection, armed: bool, statements: Callable[[], Row[Any]]) -> None:
-    """Check the runtime role, then (when the binding could not ride with ``BEGIN``) reset the
-    session and run the binding *statements*; refuse what their last row reports.
+def _bind(connection: Connection, armed: bool, statements: Callable[[bool], Row[Any]]) -> None:
+    """Check the runtime role, then (when the binding could not ride with ``BEGIN``) run the
+    binding *statements* (``fresh``: the session began this transaction, reset it first); refuse
+    what their last row reports.
 
     Armed, the role check's query (or the session's first statement) opens the transaction
     with the binding, and the fast path refuses the same way (psycopg_begin._start_query).
@@ -211,9 +218,7 @@ def _bind(connection: Connection, armed: bool, statements: Callable[[], Row[Any]
     if armed:
         return
     with _binding_statements(connection):
-        if fresh:
-            _reset_session(connection)
-        row = statements()
+        row = statements(fresh)
     if row.planted is not None:
         raise ConfigurationError(planted_message(row.planted))
     if not row.clean:
@@ -229,8 +234,9 @@ def _not_begun(connection: Connection) -> bool:
 
 
 def _reset_session(connection: Connection) -> None:
-    """The fallback's reset (:data:`~tenancy.postgres.binding.RESET_SQL`), where the binding is a
-    statement of its own: inside the transaction, before the binding.
+    """The fallback's reset (:data:`~tenancy.postgres.binding.RESET_SQL`) on Citus, as statements
+    before the ``SET LOCAL`` binding; elsewhere the binding statement does it
+    (``tenancy.session_check(true)``, :data:`~tenancy.postgres.binding.BIND_RESET_SQL`).
 
     Only for a transaction the session begins: in a session joined to a transaction the
     application began (or a savepoint), ``RESET ALL`` would undo the application's own

@@ -35,8 +35,10 @@ from tenancy.errors import ConfigurationError
 from tenancy.settings import BINDING_KEY_PATTERN
 
 __all__ = [
+    "BIND_RESET_SQL",
     "BIND_SQL",
     "CHECK_FUNCTION",
+    "CHECK_SIGNATURE",
     "CLEAN_COLUMNS",
     "CLEAN_SQL",
     "ENV_VAR",
@@ -116,12 +118,23 @@ PLANTED_SQL = """
 # where the runtime role creates nothing, called schema-qualified, every name in it
 # schema-qualified (no search_path lookup), and with no SET clause (which would undo the
 # binding's set_config at its exit). SECURITY INVOKER: it needs no rights beyond the caller's.
+#
+# With `true` it first resets the session (RESET_SQL): the fallback, where the binding is a
+# statement of its own inside the transaction, so the reset costs no statement (no round trip
+# on drivers without a pipeline, such as asyncpg). The binding's set_config() calls are in the
+# calling statement's select list, evaluated after the function scan: after the reset.
 CHECK_FUNCTION = f"{SCHEMA}.session_check"
+CHECK_SIGNATURE = f"{CHECK_FUNCTION}(boolean)"
+_RESETS = "\n".join(f"    EXECUTE '{sql}';" for sql in RESET_SQL)
 _CHECK_SQL = f"""
-CREATE OR REPLACE FUNCTION {CHECK_FUNCTION}(OUT planted pg_catalog.text, OUT clean pg_catalog.bool)
+CREATE OR REPLACE FUNCTION {CHECK_SIGNATURE.replace("(boolean)", "")}(
+  p_reset pg_catalog.bool DEFAULT false, OUT planted pg_catalog.text, OUT clean pg_catalog.bool)
 LANGUAGE plpgsql VOLATILE
 AS $tenancy$
 BEGIN
+  IF p_reset THEN
+{_RESETS}
+  END IF;
   PERFORM pg_catalog.pg_advisory_unlock_all();
 {PLANTED_SQL}
   clean := NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql)
@@ -136,11 +149,13 @@ CLEAN_COLUMNS = "c.planted, c.clean"
 CLEAN_SQL = f"SELECT {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}() c".encode("ascii")
 
 # Bound parameters, never text: other backends of the role read query text in pg_stat_activity.
-# The binding and the check in one statement.
-BIND_SQL = (
+# The binding and the check in one statement (BIND_RESET_SQL: and the reset first, the fallback).
+_BIND = (
     "SELECT pg_catalog.set_config('tenancy.instance_id', $1, true), "
-    f"pg_catalog.set_config('tenancy.seal', $2, true), {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}() c"
+    f"pg_catalog.set_config('tenancy.seal', $2, true), {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}"
 )
+BIND_SQL = f"{_BIND}() c"
+BIND_RESET_SQL = f"{_BIND}(true) c"
 TAINTED = (
     "tenancy: SQL on this connection left state that a later checkout could use (prepared "
     "statements made by PREPARE, or LISTEN channels); the connection was discarded"
@@ -361,7 +376,7 @@ def binding_objects_sql(*, tenants_schema: str | None = None) -> list[str]:
         _VERIFY_SQL,
         f"REVOKE ALL ON FUNCTION {FUNCTION}() FROM PUBLIC",
         _CHECK_SQL,
-        f"REVOKE ALL ON FUNCTION {CHECK_FUNCTION}() FROM PUBLIC",
+        f"REVOKE ALL ON FUNCTION {CHECK_SIGNATURE} FROM PUBLIC",
     ]
     if tenants_schema is not None:
         statements += [
@@ -391,7 +406,7 @@ def ensure_binding_objects(connection: Connection) -> None:
         text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": f"{REGISTER_FUNCTION}(text, text)"}
     ).scalar_one()
     has_check = connection.execute(
-        text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": f"{CHECK_FUNCTION}()"}
+        text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": CHECK_SIGNATURE}
     ).scalar_one()
     if not exists or not has_check or (tenants_schema is not None and not has_register):
         for statement in binding_objects_sql(tenants_schema=tenants_schema):

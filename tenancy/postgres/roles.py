@@ -8,7 +8,7 @@ from sqlalchemy import Connection, text
 
 from tenancy.errors import ConfigurationError
 from tenancy.models import TENANT_COLUMN
-from tenancy.postgres.binding import CHECK_FUNCTION, FUNCTION, REGISTER_FUNCTION, SCHEMA
+from tenancy.postgres.binding import CHECK_SIGNATURE, FUNCTION, REGISTER_FUNCTION, SCHEMA
 from tenancy.postgres.citus import has_citus, set_propagation
 from tenancy.postgres.timeouts import set_role_timeouts
 
@@ -93,7 +93,7 @@ def runtime_role_statements(
             f"GRANT EXECUTE ON FUNCTION {FUNCTION}() TO {r}",
         ]
         if has_check:  # (before its migration, a database has only the verification function)
-            statements.append(f"GRANT EXECUTE ON FUNCTION {CHECK_FUNCTION}() TO {r}")
+            statements.append(f"GRANT EXECUTE ON FUNCTION {CHECK_SIGNATURE} TO {r}")
     statements += [
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {s}.{q(t)} TO {r}" for t in [*tables, *also]
     ]
@@ -191,7 +191,7 @@ def grant_runtime_role(
         has_binding=has_binding,
         has_check=bool(
             connection.execute(
-                text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": f"{CHECK_FUNCTION}()"}
+                text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": CHECK_SIGNATURE}
             ).scalar_one()
         ),
         also=also,

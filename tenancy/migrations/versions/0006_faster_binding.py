@@ -1,9 +1,9 @@
-"""Faster binding: the session check (planted role-level settings, SQL-made prepared statements,
-LISTEN channels, session advisory locks) as a function, ``tenancy.session_check()``, whose plans
-PostgreSQL caches per backend, instead of catalog subqueries planned again in every transaction's
-unnamed binding statement. Frozen SQL text (no tenancy imports): editing
-``tenancy/postgres/binding.py`` later does not rewrite this revision. Run ``tenancy grant``
-afterwards: the runtime role needs EXECUTE on it.
+"""Faster binding: the session check (planted role-level settings, SQL-made prepared
+statements, LISTEN channels, session advisory locks; with ``true``, the session reset first) as
+a function, ``tenancy.session_check(boolean)``, whose plans PostgreSQL caches per backend,
+instead of catalog subqueries planned again in every transaction's unnamed binding statement.
+Frozen SQL text (no tenancy imports): editing ``tenancy/postgres/binding.py`` later does not
+rewrite this revision. Run ``tenancy grant`` afterwards: the runtime role needs EXECUTE on it.
 
 Revision ID: 0006
 Revises: 0005
@@ -23,10 +23,17 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 SESSION_CHECK = r"""
-CREATE OR REPLACE FUNCTION tenancy.session_check(OUT planted pg_catalog.text, OUT clean pg_catalog.bool)
+CREATE OR REPLACE FUNCTION tenancy.session_check(
+  p_reset pg_catalog.bool DEFAULT false, OUT planted pg_catalog.text, OUT clean pg_catalog.bool)
 LANGUAGE plpgsql VOLATILE
 AS $tenancy$
 BEGIN
+  IF p_reset THEN
+    EXECUTE 'RESET ALL';
+    EXECUTE 'RESET ROLE';
+    EXECUTE 'CLOSE ALL';
+    EXECUTE 'DISCARD SEQUENCES';
+  END IF;
   PERFORM pg_catalog.pg_advisory_unlock_all();
 
   SELECT pg_catalog.string_agg(DISTINCT pg_catalog.split_part(c, '=', 1), ', ') INTO planted
@@ -53,10 +60,10 @@ def upgrade() -> None:
         return
     op.execute("CREATE SCHEMA IF NOT EXISTS tenancy")
     op.execute(SESSION_CHECK)
-    op.execute("REVOKE ALL ON FUNCTION tenancy.session_check() FROM PUBLIC")
+    op.execute("REVOKE ALL ON FUNCTION tenancy.session_check(boolean) FROM PUBLIC")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute("DROP FUNCTION IF EXISTS tenancy.session_check()")
+    op.execute("DROP FUNCTION IF EXISTS tenancy.session_check(boolean)")
