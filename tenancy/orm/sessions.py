@@ -17,12 +17,12 @@ import logging
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol, Self, TypeVar
 
 import psycopg
 from psycopg import pq
-from sqlalchemy import Connection, Engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Row, event, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
@@ -34,6 +34,7 @@ from tenancy.orm import guard
 from tenancy.orm.translate import install_error_translation
 from tenancy.postgres import citus_binding, psycopg_begin
 from tenancy.postgres.binding import (
+    BIND_RESET_SQL,
     BIND_SQL,
     RESET_SQL,
     TAINTED,
@@ -42,6 +43,7 @@ from tenancy.postgres.binding import (
     bind_parameters,
     newest_key,
     parse_binding_key,
+    planted_message,
 )
 from tenancy.postgres.isolation import has_citus, warn_without_rls
 from tenancy.settings import safe_url
@@ -65,6 +67,8 @@ _E = TypeVar("_E")  # an Engine or an AsyncEngine
 # is_local=true: the binding dies with the transaction (commit, rollback, connection reuse).
 # Used where the binding cannot ride with BEGIN (other drivers, savepoints, joined transactions).
 _BIND_TENANT = text(BIND_SQL.replace("$1", ":instance_id").replace("$2", ":seal"))
+# The same, resetting the session first (a transaction the session began: see _reset_session).
+_RESET_AND_BIND_TENANT = text(BIND_RESET_SQL.replace("$1", ":instance_id").replace("$2", ":seal"))
 
 
 class InstanceResolver(Protocol):
@@ -174,20 +178,15 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
         _apply_citus_binding(connection, keys, tenant, gpid)
         return
     seal = keys.seal(tenant)  # no key: ConfigurationError before anything runs
-    # On psycopg the binding rides with BEGIN (no round trip of its own); armed before the
-    # role check so that the check's query opens the transaction with it.
+    # On psycopg the binding rides with BEGIN (no round trip of its own).
     armed = psycopg_begin.arm(connection.connection.driver_connection, tenant, seal)
-    fresh = _not_begun(connection)  # before the role check, which may begin the transaction
-    _ensure_runtime_role(connection)
-    if not armed:
-        instance_id, tenant_seal = bind_parameters(tenant, seal)
-        with _binding_statements(connection):
-            if fresh:
-                _reset_session(connection)
-            row = connection.execute(_BIND_TENANT, {"instance_id": instance_id, "seal": tenant_seal}).one()
-        if not row.clean:
-            connection.invalidate()  # SQL-made prepared statements: never reuse this connection
-            raise CrossTenantAccess(TAINTED)
+    instance_id, tenant_seal = bind_parameters(tenant, seal)
+    params = {"instance_id": instance_id, "seal": tenant_seal}
+    _bind(
+        connection,
+        armed,
+        lambda fresh: connection.execute(_RESET_AND_BIND_TENANT if fresh else _BIND_TENANT, params).one(),
+    )
 
 
 def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.UUID, gpid: int) -> None:
@@ -195,19 +194,37 @@ def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.U
     # text is bound to this backend and a few minutes (tenancy/postgres/citus_binding.py).
     commands = citus_binding.binding_commands(tenant, citus_binding.seal(keys.key(), tenant, gpid))
     armed = psycopg_begin.arm_commands(connection.connection.driver_connection, commands)
-    fresh = _not_begun(connection)
-    _ensure_runtime_role(connection)
-    if not armed:
+
+    def statements(fresh: bool) -> Row[Any]:
+        if fresh:  # before the SET LOCALs, which RESET ALL would undo
+            _reset_session(connection)
         *settings, check = commands
-        with _binding_statements(connection):
-            if fresh:
-                _reset_session(connection)
-            for command in settings:
-                connection.exec_driver_sql(command.decode("ascii"))
-            clean = connection.exec_driver_sql(check.decode("ascii")).one().clean
-        if not clean:
-            connection.invalidate()  # SQL-made prepared statements: never reuse this connection
-            raise CrossTenantAccess(TAINTED)
+        for command in settings:
+            connection.exec_driver_sql(command.decode("ascii"))
+        return connection.exec_driver_sql(check.decode("ascii")).one()
+
+    _bind(connection, armed, statements)
+
+
+def _bind(connection: Connection, armed: bool, statements: Callable[[bool], Row[Any]]) -> None:
+    """Check the runtime role, then (when the binding could not ride with ``BEGIN``) run the
+    binding *statements* (``fresh``: the session began this transaction, reset it first); refuse
+    what their last row reports.
+
+    Armed, the role check's query (or the session's first statement) opens the transaction
+    with the binding, and the fast path refuses the same way (psycopg_begin._start_query).
+    """
+    fresh = _not_begun(connection)  # before the role check, which may begin the transaction
+    _ensure_runtime_role(connection)
+    if armed:
+        return
+    with _binding_statements(connection):
+        row = statements(fresh)
+    if row.planted is not None:
+        raise ConfigurationError(planted_message(row.planted))
+    if not row.clean:
+        connection.invalidate()  # SQL-made prepared statements or LISTEN: never reuse this connection
+        raise CrossTenantAccess(TAINTED)
 
 
 def _not_begun(connection: Connection) -> bool:
@@ -218,8 +235,9 @@ def _not_begun(connection: Connection) -> bool:
 
 
 def _reset_session(connection: Connection) -> None:
-    """The fallback's reset (:data:`~tenancy.postgres.binding.RESET_SQL`), where the binding is a
-    statement of its own: inside the transaction, before the binding.
+    """The fallback's reset (:data:`~tenancy.postgres.binding.RESET_SQL`) on Citus, as statements
+    before the ``SET LOCAL`` binding; elsewhere the binding statement does it
+    (``tenancy.session_check(true)``, :data:`~tenancy.postgres.binding.BIND_RESET_SQL`).
 
     Only for a transaction the session begins: in a session joined to a transaction the
     application began (or a savepoint), ``RESET ALL`` would undo the application's own

@@ -8,9 +8,9 @@ import sqlite3
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import ExceptionContext
 
-from tenancy.errors import CrossTenantAccess, CrossTenantWrite, DuplicateInTenant
-from tenancy.postgres.binding import TAINTED
-from tenancy.postgres.psycopg_begin import TaintedConnection
+from tenancy.errors import ConfigurationError, CrossTenantAccess, CrossTenantWrite, DuplicateInTenant
+from tenancy.postgres.binding import CHECK_FUNCTION, TAINTED
+from tenancy.postgres.psycopg_begin import PlantedRoleSettings, TaintedConnection
 
 __all__ = ["install_error_translation"]
 
@@ -18,6 +18,7 @@ __all__ = ["install_error_translation"]
 # WITH CHECK: a write that would leave a row outside the session's tenant.
 _RLS_VIOLATION = "violates row-level security policy"
 _TABLE = re.compile(r'policy for table "([^"]+)"')
+_CHECK_NAME = CHECK_FUNCTION.rsplit(".", 1)[1]
 
 
 def _translate(context: ExceptionContext) -> BaseException | None:
@@ -29,6 +30,14 @@ def _translate(context: ExceptionContext) -> BaseException | None:
         context.is_disconnect = True
         context.invalidate_pool_on_disconnect = False
         return CrossTenantAccess(TAINTED)
+    if isinstance(orig, PlantedRoleSettings):
+        return ConfigurationError(str(orig))
+    if getattr(orig, "sqlstate", None) in ("42883", "42501") and _CHECK_NAME in str(orig):
+        # A database not migrated to the session check, or a runtime role not granted it.
+        return ConfigurationError(
+            f"tenancy: tenant transactions need {CHECK_FUNCTION}() ({_CHECK_NAME} is missing or the "
+            "runtime role may not execute it): run `alembic upgrade heads`, then `tenancy grant`"
+        )
     if getattr(orig, "sqlstate", None) == "42501" and _RLS_VIOLATION in str(orig):
         match = _TABLE.search(str(orig))
         table = match.group(1) if match else "a tenant table"

@@ -24,19 +24,26 @@ import hmac
 import secrets
 import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, text
 
+from tenancy import lru
 from tenancy.errors import ConfigurationError
 from tenancy.settings import BINDING_KEY_PATTERN
 
 __all__ = [
+    "BIND_RESET_SQL",
     "BIND_SQL",
+    "CHECK_FUNCTION",
+    "CHECK_SIGNATURE",
     "CLEAN_COLUMNS",
+    "CLEAN_SQL",
     "ENV_VAR",
     "FUNCTION",
+    "PLANTED_SQL",
     "REGISTER_FUNCTION",
     "RESET_SQL",
     "SCHEMA",
@@ -51,6 +58,7 @@ __all__ = [
     "new_key",
     "newest_key",
     "parse_binding_key",
+    "planted_message",
     "registration_proof",
     "seal",
 ]
@@ -61,6 +69,7 @@ REGISTER_FUNCTION = f"{SCHEMA}.register_tenant"
 SEAL_SETTING = "tenancy.seal"
 ENV_VAR = "TENANCY_BINDING_KEY"
 _REGISTER_PREFIX = "tenancy.register:"
+SEAL_CACHE_SIZE = 10_000  # tenants whose seal a KeySource keeps (least recently used dropped)
 
 # Session state a transaction can leave on a pooled connection, reset before every tenant
 # transaction (tenancy/postgres/psycopg_begin.py sends it in the BEGIN pipeline, in a transaction of
@@ -71,28 +80,98 @@ _REGISTER_PREFIX = "tenancy.register:"
 # SEQUENCES forgets lastval()/currval(). None of them is refused on a hot standby.
 RESET_SQL: tuple[str, ...] = ("RESET ALL", "RESET ROLE", "CLOSE ALL", "DISCARD SEQUENCES")
 
-# Ends every binding statement: releases session advisory locks (a function, so it costs no
-# statement of its own), then says whether the connection is clean. Not clean: a prepared
-# statement made by SQL (`PREPARE`, from_sql; psycopg prepares through the protocol, so such a
-# statement can only be an attempt to take over a name, `_pg3_N`, that the next checkout would
-# execute) or a LISTEN channel (UNLISTEN is refused on a standby and only acts at commit).
-# The transport then discards that one connection instead of using it.
-CLEAN_COLUMNS = (
-    "pg_catalog.pg_advisory_unlock_all() AS unlocked, "
-    "NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements WHERE from_sql) "
-    "AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) AS clean"
-)
+# Role-level settings (`ALTER ROLE ... SET`, for every database or this one) that the runtime
+# role may have: the timeouts `tenancy grant` sets (not zero: zero turns a bound off), and what
+# `tenancy grant`/`check` want on Citus. The session check names any other one (`planted`).
+# Any role may `ALTER ROLE CURRENT_USER SET TimeZone = ...` on itself: the setting then holds on
+# every NEW connection of the role (PgBouncer opens them behind the application's back) and
+# is the value RESET ALL restores. A tenant could so shift or round every other tenant's data
+# (or take their timeouts off). Checked in every tenant transaction, so the next one anywhere
+# fails closed (planted_message) until an administrator resets it.
+PLANTED_SQL = """
+  SELECT pg_catalog.string_agg(DISTINCT pg_catalog.split_part(c, '=', 1), ', ') INTO planted
+    FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c
+   WHERE s.setrole OPERATOR(pg_catalog.=)
+         pg_catalog.to_regrole(pg_catalog.quote_ident(session_user::pg_catalog.text))::pg_catalog.oid
+     AND s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT d.oid
+         FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])
+     AND NOT ((pg_catalog.split_part(c, '=', 1) OPERATOR(pg_catalog.=) ANY (ARRAY['lock_timeout',
+              'statement_timeout', 'idle_in_transaction_session_timeout'])
+              AND pg_catalog.split_part(c, '=', 2) OPERATOR(pg_catalog.!~) '^[0.]*[a-z]*$')
+          OR c OPERATOR(pg_catalog.=) 'citus.propagate_set_commands=local'
+          OR c OPERATOR(pg_catalog.=) ANY (ARRAY['track_activities=off',
+             'pg_stat_statements.track_utility=off']));"""
+
+# The session check every binding statement calls (its `planted` and `clean` columns):
+# releases session advisory locks; names planted role-level settings (above); says whether the
+# connection is clean. Not clean: a prepared statement made by SQL (`PREPARE`, from_sql;
+# psycopg prepares through the protocol, so such a statement can only be an attempt to take
+# over a name, `_pg3_N`, that the next checkout would execute) or a LISTEN channel (UNLISTEN is
+# refused on a standby and only acts at commit). The transport then discards that one
+# connection instead of using it.
+#
+# A PL/pgSQL function, not columns of the binding statement itself: that statement is sent
+# unnamed on purpose (a prepared one could be replaced by SQL of the tenant's), so PostgreSQL
+# parses and plans it in every transaction, ~0.1-0.2 ms for these catalog subqueries; the
+# function's plans are cached per backend, and the statement that calls it plans in
+# microseconds. Nothing of it can be taken over: it is the owner's, in the `tenancy` schema
+# where the runtime role creates nothing, called schema-qualified, every name in it
+# schema-qualified (no search_path lookup), and with no SET clause (which would undo the
+# binding's set_config at its exit). SECURITY INVOKER: it needs no rights beyond the caller's.
+#
+# With `true` it first resets the session (RESET_SQL): the fallback, where the binding is a
+# statement of its own inside the transaction, so the reset costs no statement (no round trip
+# on drivers without a pipeline, such as asyncpg). The binding's set_config() calls are in the
+# calling statement's select list, evaluated after the function scan: after the reset.
+CHECK_FUNCTION = f"{SCHEMA}.session_check"
+CHECK_SIGNATURE = f"{CHECK_FUNCTION}(boolean)"
+_RESETS = "\n".join(f"    EXECUTE '{sql}';" for sql in RESET_SQL)
+_CHECK_SQL = f"""
+CREATE OR REPLACE FUNCTION {CHECK_SIGNATURE.replace("(boolean)", "")}(
+  p_reset pg_catalog.bool DEFAULT false, OUT planted pg_catalog.text, OUT clean pg_catalog.bool)
+LANGUAGE plpgsql VOLATILE
+AS $tenancy$
+BEGIN
+  IF p_reset THEN
+{_RESETS}
+  END IF;
+  PERFORM pg_catalog.pg_advisory_unlock_all();
+{PLANTED_SQL}
+  clean := NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql)
+           AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels());
+END
+$tenancy$
+"""
+
+# The check alone (Citus sends it after its two SET LOCAL statements). The last two columns of
+# CLEAN_SQL and BIND_SQL are always `planted`, `clean` (the fast path reads them by position).
+CLEAN_COLUMNS = "c.planted, c.clean"
+CLEAN_SQL = f"SELECT {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}() c".encode("ascii")
 
 # Bound parameters, never text: other backends of the role read query text in pg_stat_activity.
-# The last column is `clean` (CLEAN_COLUMNS).
-BIND_SQL = (
+# The binding and the check in one statement (BIND_RESET_SQL: and the reset first, the fallback).
+_BIND = (
     "SELECT pg_catalog.set_config('tenancy.instance_id', $1, true), "
-    "pg_catalog.set_config('tenancy.seal', $2, true), " + CLEAN_COLUMNS
+    f"pg_catalog.set_config('tenancy.seal', $2, true), {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}"
 )
+BIND_SQL = f"{_BIND}() c"
+BIND_RESET_SQL = f"{_BIND}(true) c"
 TAINTED = (
     "tenancy: SQL on this connection left state that a later checkout could use (prepared "
     "statements made by PREPARE, or LISTEN channels); the connection was discarded"
 )
+
+
+def planted_message(names: str) -> str:
+    """The refusal of a tenant transaction whose role has planted role-level settings *names*."""
+    first = names.split(", ")[0]
+    return (
+        f"tenancy: the runtime role has role-level settings ({names}) that every new connection "
+        "starts with and RESET ALL restores; SQL run as the role can plant them (ALTER ROLE "
+        "CURRENT_USER SET ...) to alter other tenants' transactions, so tenant transactions are "
+        f"refused until an administrator removes them: ALTER ROLE <runtime role> RESET {first} "
+        "(and IN DATABASE <db> RESET ..., for each one; `tenancy check` lists them)"
+    )
 
 
 @dataclass(frozen=True)
@@ -170,7 +249,7 @@ class KeySource:
         self._key = key
         self._load = load
         self._lock = threading.Lock()
-        self._seals: dict[uuid.UUID, str] = {}
+        self._seals: OrderedDict[uuid.UUID, str] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"<KeySource {'configured' if self._key is not None else 'admin engine'}>"
@@ -193,13 +272,14 @@ class KeySource:
 
     def seal(self, tenant: uuid.UUID) -> str:
         """*tenant*'s seal under the key (memoized, bounded)."""
-        found = self._seals.get(tenant)
-        if found is None:
-            found = seal(self.key(), tenant)
-            with self._lock:
-                if len(self._seals) >= 10_000:
-                    self._seals.clear()
-                self._seals[tenant] = found
+        with self._lock:
+            found = self._seals.get(tenant)
+            if found is not None:
+                self._seals.move_to_end(tenant)
+                return found
+        found = seal(self.key(), tenant)
+        with self._lock:
+            lru.put(self._seals, tenant, found, SEAL_CACHE_SIZE)
         return found
 
 
@@ -305,6 +385,8 @@ def binding_objects_sql(*, tenants_schema: str | None = None) -> list[str]:
         f"REVOKE ALL ON TABLE {SCHEMA}.binding_keys FROM PUBLIC",
         _VERIFY_SQL,
         f"REVOKE ALL ON FUNCTION {FUNCTION}() FROM PUBLIC",
+        _CHECK_SQL,
+        f"REVOKE ALL ON FUNCTION {CHECK_SIGNATURE} FROM PUBLIC",
     ]
     if tenants_schema is not None:
         statements += [
@@ -328,7 +410,10 @@ def ensure_binding_objects(connection: Connection) -> None:
     has_register = connection.execute(
         text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": f"{REGISTER_FUNCTION}(text, text)"}
     ).scalar_one()
-    if not exists or (tenants_schema is not None and not has_register):
+    has_check = connection.execute(
+        text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": CHECK_SIGNATURE}
+    ).scalar_one()
+    if not exists or not has_check or (tenants_schema is not None and not has_register):
         for statement in binding_objects_sql(tenants_schema=tenants_schema):
             connection.execute(text(statement))
     has_key = connection.execute(

@@ -40,7 +40,7 @@ import uuid
 
 from sqlalchemy import Connection, text
 
-from tenancy.postgres.binding import CLEAN_COLUMNS, FUNCTION, SCHEMA, SEAL_SETTING, BindingKey
+from tenancy.postgres.binding import CLEAN_SQL, FUNCTION, SCHEMA, SEAL_SETTING, BindingKey
 from tenancy.postgres.isolation import SETTING_NAME
 
 __all__ = [
@@ -55,7 +55,6 @@ __all__ = [
 
 WINDOW_SECONDS = 60
 WINDOW_SLACK = 2  # windows either side: client and server clocks may differ by about a minute
-CLEAN_SQL = f"SELECT {CLEAN_COLUMNS}".encode("ascii")
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 

@@ -57,16 +57,19 @@ from psycopg import generators, pq
 
 try:
     from psycopg._connection_base import BaseConnection
+
+    _HAS_BASE = True
 except ImportError:  # a psycopg that moved it: no fast path (SUPPORTED is False), never an error
     BaseConnection = psycopg.Connection  # type: ignore[misc]
+    _HAS_BASE = False
 from sqlalchemy import Engine, event
-from sqlalchemy.pool import Pool
 
-from tenancy.postgres.binding import BIND_SQL, RESET_SQL, TAINTED, bind_parameters
+from tenancy.postgres.binding import BIND_SQL, RESET_SQL, TAINTED, bind_parameters, planted_message
 
 __all__ = [
     "SUPPORTED",
     "AsyncTenantBeginConnection",
+    "PlantedRoleSettings",
     "TaintedConnection",
     "TenantBeginConnection",
     "arm",
@@ -87,7 +90,8 @@ _Binding = tuple[tuple[bytes, list[bytes] | None], ...]
 
 _NEEDED = ("_start_query", "_get_tx_start_command", "_check_connection_ok")
 SUPPORTED: bool = (
-    all(hasattr(psycopg.Connection, name) for name in _NEEDED)
+    _HAS_BASE
+    and all(hasattr(BaseConnection, name) for name in _NEEDED)
     and hasattr(generators, "send")
     and hasattr(generators, "fetch_many")
 )
@@ -99,6 +103,15 @@ class TaintedConnection(e.OperationalError):
 
     Never reaches the application: :mod:`tenancy.orm.translate` discards that one connection
     (not the pool, as a plain disconnect would) and raises :class:`~tenancy.CrossTenantAccess`.
+    """
+
+
+class PlantedRoleSettings(e.ProgrammingError):
+    """The runtime role has role-level settings SQL could have planted; the transaction is refused.
+
+    :mod:`tenancy.orm.translate` turns it into :class:`~tenancy.ConfigurationError` (the message
+    names the settings and the fix). The connection is kept: every connection of the role
+    starts with the same settings, so replacing it would change nothing.
     """
 
 
@@ -132,8 +145,12 @@ def _start_query(self: Any) -> Any:  # PQGen[None]
     ]
     if [r.status for r in results] != expected:
         raise e.InternalError("tenancy: unexpected results from BEGIN and the tenant binding")
-    # The binding's last statement ends with the `clean` column (see binding.BIND_SQL).
-    if results[-1].get_value(0, results[-1].nfields - 1) != b"t":
+    # The binding's last statement ends with the `planted` and `clean` columns (binding.CLEAN_SQL).
+    last = results[-1]
+    planted = last.get_value(0, last.nfields - 2)
+    if planted is not None:
+        raise PlantedRoleSettings(planted_message(planted.decode("utf-8", "replace")))
+    if last.get_value(0, last.nfields - 1) != b"t":
         # Never run anything on it: close it; translate.py discards this connection only.
         self.pgconn.finish()
         raise TaintedConnection(TAINTED)
@@ -287,12 +304,14 @@ def install(engine: Engine) -> bool:
     """
     if not SUPPORTED or engine.dialect.name != "postgresql" or engine.dialect.driver != "psycopg":
         return False
+    # Listeners on this engine's pool only: engines tenancy was not given are never touched.
     if not event.contains(engine, "connect", _adopt):
         event.listen(engine, "connect", _adopt)
+    if not event.contains(engine, "checkin", _disarm_on_checkin):
+        event.listen(engine, "checkin", _disarm_on_checkin)
     return True
 
 
-@event.listens_for(Pool, "checkin")
 def _disarm_on_checkin(dbapi_connection: Any, connection_record: Any) -> None:
     # Belt and braces: commit()/rollback() already disarm, and the pool's reset-on-return
     # calls rollback(); this also covers pools built with reset_on_return=None.

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, text
 
 from tenancy.errors import ConfigurationError
 from tenancy.models import TENANT_COLUMN
-from tenancy.postgres.binding import FUNCTION, REGISTER_FUNCTION, SCHEMA
+from tenancy.postgres.binding import CHECK_SIGNATURE, FUNCTION, REGISTER_FUNCTION, SCHEMA
 from tenancy.postgres.citus import has_citus, set_propagation
 from tenancy.postgres.timeouts import set_role_timeouts
 
@@ -67,6 +67,7 @@ def runtime_role_statements(
     sequences: Sequence[str] = (),
     has_tenants: bool = True,
     has_binding: bool = True,
+    has_check: bool = True,
     also: Sequence[str] = (),
 ) -> list[str]:
     """The SQL that gives *role* what tenant sessions need in *schema*, and takes the rest.
@@ -91,6 +92,8 @@ def runtime_role_statements(
             f"GRANT USAGE ON SCHEMA {SCHEMA} TO {r}",
             f"GRANT EXECUTE ON FUNCTION {FUNCTION}() TO {r}",
         ]
+        if has_check:  # (before its migration, a database has only the verification function)
+            statements.append(f"GRANT EXECUTE ON FUNCTION {CHECK_SIGNATURE} TO {r}")
     statements += [
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLE {s}.{q(t)} TO {r}" for t in [*tables, *also]
     ]
@@ -186,6 +189,11 @@ def grant_runtime_role(
         sequences=_serial_sequences(connection, schema, tables),
         has_tenants=has_tenants,
         has_binding=has_binding,
+        has_check=bool(
+            connection.execute(
+                text("SELECT to_regprocedure(:f) IS NOT NULL"), {"f": CHECK_SIGNATURE}
+            ).scalar_one()
+        ),
         also=also,
     )
     for statement in statements:

@@ -56,7 +56,7 @@ def _via(url: str, proxy: RoundTripProxy) -> str:
     return f"{head}@127.0.0.1:{proxy.port}/{rest.split('/', 1)[1]}"
 
 
-def test_psycopg_still_has_the_private_hooks_we_use() -> None:
+def test_psycopg_still_has_the_private_hooks_we_use(pg_database: Database) -> None:
     """Fails loudly when a psycopg upgrade moves the private API postgres/psycopg_begin.py uses."""
     assert SUPPORTED
     assert inspect.isgeneratorfunction(psycopg.Connection._start_query)
@@ -65,6 +65,37 @@ def test_psycopg_still_has_the_private_hooks_we_use() -> None:
 
     assert "self._conn._start_query()" in inspect.getsource(BaseCursor._start_query)
     assert "self._get_tx_start_command()" in inspect.getsource(psycopg.Connection._start_query)
+    # The rest of what psycopg_begin.py's docstring lists.
+    from psycopg import generators
+    from psycopg._connection_base import BaseConnection
+
+    for name in ("_start_query", "_get_tx_start_command", "_check_connection_ok"):
+        assert callable(getattr(BaseConnection, name)), name
+    assert inspect.isgeneratorfunction(generators.send)
+    assert inspect.isgeneratorfunction(generators.fetch_many)
+    with psycopg.Connection.connect(_libpq(pg_database.runtime_url)) as conn:
+        assert conn._autocommit is False and conn._pipeline is None
+        assert conn.pgconn._encoding
+
+
+def test_listeners_only_on_engines_tenancy_was_given(pg_database: Database, binding_key: BindingKey) -> None:
+    """The fast path's pool hooks go on the factory's engine, never on every pool in the process."""
+    from sqlalchemy.pool import Pool
+
+    from tenancy.postgres import psycopg_begin
+
+    mine, other = create_engine(pg_database.runtime_url), create_engine(pg_database.runtime_url)
+    try:
+        TenantSessionFactory(mine, binding_key=binding_key)
+        for hook, fn in (("connect", psycopg_begin._adopt), ("checkin", psycopg_begin._disarm_on_checkin)):
+            assert event.contains(mine, hook, fn)
+            assert not event.contains(other, hook, fn)
+            assert not event.contains(Pool, hook, fn)
+        with other.connect() as conn:
+            assert type(conn.connection.driver_connection) is psycopg.Connection
+    finally:
+        mine.dispose()
+        other.dispose()
 
 
 def test_a_tenant_session_uses_the_fast_path_and_sees_its_setting(factory: TenantSessionFactory) -> None:
@@ -191,8 +222,8 @@ def test_a_tenant_transaction_costs_no_extra_round_trip(
 
         plain = _round_trips(proxy, plain_txn)
         assert _round_trips(proxy, tenant_txn(fast_factory)) == plain == 3
-        # The fallback: the binding and the session reset each cost a statement of their own.
-        assert _round_trips(proxy, tenant_txn(slow_factory)) == plain + 2
+        # The fallback: the binding (which resets the session first) is a statement of its own.
+        assert _round_trips(proxy, tenant_txn(slow_factory)) == plain + 1
     finally:
         fast.dispose()
         slow.dispose()

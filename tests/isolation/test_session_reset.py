@@ -11,8 +11,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
-from tenancy import CrossTenantAccess, TenantSessionFactory
+from tenancy import ConfigurationError, CrossTenantAccess, TenantSessionFactory
+from tenancy.postgres.timeouts import DEFAULT_TIMEOUTS
 from tenancy.testing.postgres import Database
 from tests.isolation.raw_sql import Runner
 from tests.isolation.support import A, B, Env
@@ -194,3 +196,72 @@ def test_a_tainted_connection_is_discarded_alone(pg: Env, iso_database: Database
         assert set(pids) - {tainted} <= after and tainted not in after
     finally:
         engine.dispose()
+
+
+# (what A plants on the role, how an administrator puts it back)
+PLANTED = {
+    "timezone": ("ALTER ROLE CURRENT_USER SET TimeZone = 'Pacific/Kiritimati'", "RESET TimeZone", "TimeZone"),
+    "read_only": (
+        "ALTER ROLE CURRENT_USER SET default_transaction_read_only = on",
+        "RESET default_transaction_read_only",
+        "default_transaction_read_only",
+    ),
+    "no_statement_timeout": (
+        "ALTER ROLE CURRENT_USER SET statement_timeout = 0",
+        f"SET statement_timeout = '{DEFAULT_TIMEOUTS['statement_timeout']}'",
+        "statement_timeout",
+    ),
+}
+
+
+@pytest.mark.parametrize("planted", list(PLANTED))
+def test_a_planted_role_setting_refuses_tenant_transactions(
+    pg: Env, tenants: Runner, iso_database: Database, planted: str
+) -> None:
+    """`ALTER ROLE CURRENT_USER SET ...` is allowed for any role on itself: every NEW connection
+    of the role (PgBouncer opens them behind the application's back) starts with it, and RESET
+    ALL restores it. The next tenant transaction, on this connection or a new one, is refused
+    with the setting and the fix named, never run shifted; once an administrator resets it,
+    tenant transactions run again."""
+    plant, undo, name = PLANTED[planted]
+    fresh = create_engine(iso_database.runtime_url, poolclass=NullPool)  # a new connection each time
+    try:
+        tenants.run(A, lambda s: s.execute(text(plant)))
+        with pytest.raises(ConfigurationError, match=rf"role-level settings \({name}\).*RESET {name}"):
+            tenants.run(B, lambda s: s.execute(text("SELECT current_setting('TimeZone')")).scalar_one())
+        session = TenantSessionFactory(fresh, binding_key=pg.key).for_instance(B)
+        with session, pytest.raises(ConfigurationError, match=name):
+            session.execute(text("SELECT 1"))
+    finally:
+        with fresh.begin() as conn:  # as the role itself (the runtime role may reset its own)
+            conn.execute(text("SET TRANSACTION READ WRITE"))  # (the planted default may be read-only)
+            conn.execute(text(f"ALTER ROLE CURRENT_USER {undo}"))
+        fresh.dispose()
+    assert tenants.run(B, lambda s: s.execute(text("SELECT 1")).scalar_one()) == 1
+
+
+def test_fallback_path_refuses_a_planted_role_setting(pg: Env, iso_database: Database) -> None:
+    """Where the binding is a statement of its own (a psycopg class of the user's), the same refusal."""
+    import psycopg
+
+    class UserConnection(psycopg.Connection):  # type: ignore[type-arg]
+        """The user's own class: the fast path leaves it alone."""
+
+    dsn = iso_database.runtime_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    engine = create_engine(
+        "postgresql+psycopg://", creator=lambda: UserConnection.connect(dsn), poolclass=NullPool
+    )
+    factory = TenantSessionFactory(engine, binding_key=pg.key)
+    try:
+        with factory.for_instance(A) as s:
+            s.execute(text("ALTER ROLE CURRENT_USER SET extra_float_digits = -15"))
+            s.commit()
+        session = factory.for_instance(B)
+        with session, pytest.raises(ConfigurationError, match=r"\(extra_float_digits\)"):
+            session.execute(text("SELECT 1"))
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text("ALTER ROLE CURRENT_USER RESET extra_float_digits"))
+        engine.dispose()
+    with factory.for_instance(B) as s:
+        assert s.execute(text("SELECT 0.1::float8 + 0.2::float8 <> 0.3::float8")).scalar_one()
