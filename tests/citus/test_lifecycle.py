@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 
 import tenancy
 from tenancy.lifecycle import copy_from_origin, discover, export_tenant, purge
@@ -34,18 +34,17 @@ CITUS_DDL = DDL.replace("id serial", "id bigserial").replace("reply_to int", "re
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC)
 
 
-def _worker(conn: object, iid: uuid.UUID) -> tuple[int, int]:
+def _worker(conn: Connection, iid: uuid.UUID) -> tuple[int, int]:
     """(shard id, worker port) of the tenant's ``tenants`` shard (its tables are co-located)."""
-    return tuple(  # type: ignore[return-value]
-        conn.execute(  # type: ignore[attr-defined]
-            text(
-                "SELECT s.shardid, n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)"
-                " JOIN (SELECT get_shard_id_for_distribution_column('tenants', CAST(:i AS uuid)) shardid) s"
-                " USING (shardid)"
-            ),
-            {"i": iid},
-        ).one()
-    )
+    shard, port = conn.execute(
+        text(
+            "SELECT s.shardid, n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)"
+            " JOIN (SELECT get_shard_id_for_distribution_column('tenants', CAST(:i AS uuid)) shardid) s"
+            " USING (shardid)"
+        ),
+        {"i": iid},
+    ).one()
+    return int(shard), int(port)
 
 
 class Tenants:
