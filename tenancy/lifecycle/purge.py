@@ -10,6 +10,11 @@ its locks is retried, then the tenant is reported failed), then the next batch i
 order, ``DELETE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... WHERE instance_id = :iid AND key >
 :last ORDER BY key LIMIT n))`` (a TID scan of rows the primary key's index found: no long lock,
 no sort, no rescan of rows already deleted), and the count added to the tenant's row.
+The ``DELETE`` names the tenant too (``instance_id = :iid``): on Citus that makes the whole
+batch one router-executed statement on the tenant's shard, where ctids mean something (Citus
+refuses them in a statement it plans across shards). There ``SET LOCAL
+citus.propagate_set_commands = 'local'`` comes first, so the batch's ``lock_timeout`` reaches
+the worker where the row locks are taken.
 The state lives in the data: a killed purge leaves fewer rows and exact counts; a rerun picks
 the tenant up again (``purge_started_at`` is set) and finishes. The tombstone is written last,
 after every table is empty.
@@ -42,6 +47,7 @@ from tenancy.lifecycle.tombstone import (
     removed_guard,
     write_tombstone,
 )
+from tenancy.postgres.citus import PROPAGATE_SETTING, has_citus
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -166,6 +172,7 @@ def purge(
     with engine.connect() as conn:
         tables = discover(conn, schema=schema)
         due = due_for_purge(conn, cutoff=now - retention)
+        citus = has_citus(conn)
     if immediately:
         targets = list(dict.fromkeys(instances))
     else:
@@ -184,7 +191,7 @@ def purge(
                     iid,
                     now,
                     immediately,
-                    _Batches(engine, iid, batch_size, lock_timeout, pause),
+                    _Batches(engine, iid, batch_size, lock_timeout, pause, citus=citus),
                     on_batch,
                 )
             )
@@ -251,7 +258,8 @@ def _keyset(table: TenantTable, where: str, action: str) -> _Statement:
         return (
             f"WITH batch AS MATERIALIZED (SELECT ctid AS tid, {cols} FROM {table.qualified}"
             f" WHERE instance_id = :iid{where}{extra} ORDER BY {cols} LIMIT :n),"
-            f" done AS ({action} WHERE ctid = ANY(ARRAY(SELECT tid FROM batch)){{guard}} RETURNING 1)"
+            f" done AS ({action} WHERE instance_id = :iid"
+            f" AND ctid = ANY(ARRAY(SELECT tid FROM batch)){{guard}} RETURNING 1)"
             f" SELECT (SELECT count(*) FROM done), last.* FROM"
             f" (SELECT {cols} FROM batch ORDER BY {', '.join(f'{_q(k)} DESC' for k in keys)} LIMIT 1) last"
         )
@@ -278,7 +286,8 @@ def _unlink_statements(table: TenantTable, guard: str) -> list[_Statement]:
         else:
             statements.append(
                 _Statement(
-                    f"{action} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table.qualified}"
+                    f"{action} WHERE instance_id = :iid"
+                    f" AND ctid = ANY(ARRAY(SELECT ctid FROM {table.qualified}"
                     f" WHERE instance_id = :iid AND ({some}) LIMIT :n)){guard}"
                 )
             )
@@ -308,7 +317,8 @@ def _delete_statement(table: TenantTable, guard: str) -> _Statement:
         return _Statement(statement.sql.format(guard=guard), (statement.next_sql or "").format(guard=guard))
     # Leaves first (they change as rows go, so no keyset), or a table without a primary key.
     return _Statement(
-        f"DELETE FROM {table.qualified} WHERE ctid = ANY(ARRAY(SELECT x.ctid FROM {table.qualified} x"
+        f"DELETE FROM {table.qualified} WHERE instance_id = :iid AND ctid = ANY(ARRAY(SELECT x.ctid"
+        f" FROM {table.qualified} x"
         f" WHERE x.instance_id = :iid{''.join(leaves)} LIMIT :n)){guard}"
     )
 
@@ -317,9 +327,20 @@ class _Batches:
     """Runs batch statements, each in its own short transaction, and times the longest."""
 
     def __init__(
-        self, engine: Engine, iid: uuid.UUID, batch_size: int, lock_timeout: dt.timedelta, pause: dt.timedelta
+        self,
+        engine: Engine,
+        iid: uuid.UUID,
+        batch_size: int,
+        lock_timeout: dt.timedelta,
+        pause: dt.timedelta,
+        *,
+        citus: bool = False,
     ) -> None:
         self.engine, self.iid, self.lock_timeout = engine, iid, lock_timeout
+        # On Citus the row locks are taken on the worker that holds the tenant's shard: the
+        # lock_timeout must go there too, which SET LOCAL does only with this setting (the
+        # owner's sessions may not have it: `tenancy grant` may set it for the runtime role only).
+        self.setup = f"SET LOCAL {PROPAGATE_SETTING} = 'local'" if citus else ""
         self.pause = pause.total_seconds()
         self.params: dict[str, Any] = {"iid": iid, "n": batch_size}
         self.longest = 0.0
@@ -363,6 +384,8 @@ class _Batches:
             try:
                 started = time.monotonic()
                 with self.engine.begin() as conn:
+                    if self.setup:
+                        conn.execute(text(self.setup))
                     conn.execute(text(f"SET LOCAL lock_timeout = {timeout_ms}"))
                     result = conn.execute(text(sql), params)
                     if keyset:

@@ -16,6 +16,15 @@ Figures (each a ratio of two variants measured in the same run, on the same data
 * copy: ``copy_from_origin`` of a tenant with M rows vs one ``INSERT ... SELECT`` per table
   (same ids, no remapping). Speed ratio = plain time / copy time (target >= 0.5).
 * export: ``tracemalloc`` peak of ``export_tenant`` for a large vs a small tenant (target <= 1.2).
+
+``--citus`` runs the same figures on a Citus cluster this script starts (one coordinator, two
+workers, as ``tests/citus`` does; needs Citus for the local PostgreSQL), the 5 tables
+distributed by ``instance_id`` and co-located with ``tenants``. There every copy's target
+tenant is picked on the other worker than its origin: the copy crosses shards and nodes, and
+so does the plain ``INSERT ... SELECT`` it is measured against::
+
+    .venv/bin/python -m tests.perf.bench_lifecycle --citus --only purge --only copy \
+        --purge-rows 200000 --copy-rows 100000
 """
 
 from __future__ import annotations
@@ -30,11 +39,14 @@ import threading
 import time
 import tracemalloc
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
 
 from tenancy.lifecycle import copy_from_origin, export_tenant, purge
+from tenancy.postgres.citus import distribute_tenant_table
 from tenancy.postgres.isolation import enable_isolation
 from tenancy.testing.postgres import fresh_database
 from tests.conftest import migrate
@@ -100,7 +112,30 @@ def _populate(engine: Engine, iid: uuid.UUID, rows: int) -> None:
             p,
         )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE"))
+        # The tables by name: Citus propagates a VACUUM of named distributed tables to their shards.
+        conn.execute(text(f"VACUUM ANALYZE tenants, {', '.join(TABLES)}"))
+
+
+def _worker(engine: Engine, iid: uuid.UUID) -> int:
+    """The Citus node (group id) that holds the tenant's shard."""
+    with engine.connect() as conn:
+        return int(
+            conn.execute(
+                text(
+                    "SELECT groupid FROM pg_dist_placement"
+                    " WHERE shardid = get_shard_id_for_distribution_column('tenants', CAST(:i AS uuid))"
+                ),
+                {"i": iid},
+            ).scalar_one()
+        )
+
+
+def _new_tenant(engine: Engine, origin: uuid.UUID, *, citus: bool) -> uuid.UUID:
+    """A fresh instance id; on Citus one whose shard is on another worker than *origin*'s."""
+    while True:
+        iid = uuid.uuid4()
+        if not citus or _worker(engine, iid) != _worker(engine, origin):
+            return iid
 
 
 def _plain_delete(engine: Engine, iid: uuid.UUID) -> tuple[float, float]:
@@ -209,12 +244,12 @@ def bench_purge(engine: Engine, rows: int, batch_size: int, others: int, pause: 
     }
 
 
-def bench_copy(engine: Engine, rows: int, reps: int) -> dict[str, Any]:
+def bench_copy(engine: Engine, rows: int, reps: int, *, citus: bool = False) -> dict[str, Any]:
     origin = uuid.uuid4()
     _populate(engine, origin, rows)
     plain_times, copy_times = [], []
     for _ in range(reps):
-        target = uuid.uuid4()
+        target = _new_tenant(engine, origin, citus=citus)
         t0 = time.perf_counter()
         with engine.begin() as conn:
             for table in TABLES:
@@ -239,7 +274,7 @@ def bench_copy(engine: Engine, rows: int, reps: int) -> dict[str, Any]:
                 )
         plain_times.append(time.perf_counter() - t0)
         purge(engine, instances=[target], immediately=True, batch_size=20000)
-        target = uuid.uuid4()
+        target = _new_tenant(engine, origin, citus=citus)
         with engine.begin() as conn:
             conn.execute(
                 text("INSERT INTO tenants (instance_id, status, first_seen_at) VALUES (:t, 'active', now())"),
@@ -276,6 +311,19 @@ def bench_export(engine: Engine, large: int, small: int) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _database(*, citus: bool) -> Iterator[tuple[str, str]]:
+    """(admin URL, runtime role) of a fresh database, or of a Citus cluster's coordinator."""
+    if citus:
+        from tests.citus.cluster import citus_cluster  # only with --citus
+
+        with citus_cluster() as cluster:
+            yield cluster.admin_url, cluster.runtime
+    else:
+        with fresh_database("tenancy_bench") as db:
+            yield db.admin_url, db.runtime
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -290,24 +338,29 @@ def main() -> None:
     parser.add_argument("--export-small", type=int, default=10_000)
     parser.add_argument("--only", choices=("purge", "copy", "export"), action="append")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--citus", action="store_true", help="on a Citus cluster (see above)")
     args = parser.parse_args()
     only = set(args.only or ("purge", "copy", "export"))
-    figures: dict[str, Any] = {}
-    with fresh_database("tenancy_bench") as db:
-        engine = create_engine(db.admin_url, pool_size=4)
-        migrate(engine, runtime_role=db.runtime)
+    figures: dict[str, Any] = {"citus": args.citus}
+    with _database(citus=args.citus) as (admin_url, runtime_role):
+        engine = create_engine(admin_url, pool_size=4)
+        migrate(engine, runtime_role=runtime_role)
         with engine.begin() as conn:
             for statement in DDL.split(";"):
                 if statement.strip():
                     conn.execute(text(statement))
             for table in TABLES:
                 enable_isolation(conn, table)
+        if args.citus:
+            with engine.begin() as conn:
+                for table in TABLES:  # parents first
+                    distribute_tenant_table(conn, table)
         if "purge" in only:
             figures["purge"] = bench_purge(
                 engine, args.purge_rows, args.batch_size, args.other_tenants, args.pause
             )
         if "copy" in only:
-            figures["copy"] = bench_copy(engine, args.copy_rows, args.copy_reps)
+            figures["copy"] = bench_copy(engine, args.copy_rows, args.copy_reps, citus=args.citus)
         if "export" in only:
             figures["export"] = bench_export(engine, args.export_rows, args.export_small)
         engine.dispose()
@@ -355,6 +408,8 @@ def main() -> None:
             )
         )
     width = max(len(r[0]) for r in rows)
+    if args.citus:
+        print("on Citus: a coordinator and two workers; copies cross workers")
     print(f"{'figure':<{width}}  {'value':>8}  {'target':>8}  detail")
     for name, value, target, detail in rows:
         print(f"{name:<{width}}  {value:>8}  {target:>8}  {detail}")
