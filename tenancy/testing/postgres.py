@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -161,7 +162,21 @@ def fresh_database(prefix: str = "tenancy_test", *, server: str | None = None) -
             runtime_url=sqlalchemy_url(_with(root, user=runtime, dbname=name)),
         )
     finally:
-        with psycopg.connect(root, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-            for role in (runtime, owner):
-                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+        _drop(root, name, (runtime, owner))
+
+
+def _drop(root: str, name: str, roles: tuple[str, ...]) -> None:
+    """Drop the database and its roles; a connection lost on the way is opened again, twice at
+    most (``WITH (FORCE)`` ends the database's own backends, and a loaded machine has been seen
+    to lose the connection that asked for it too)."""
+    for attempt in range(3):
+        try:
+            with psycopg.connect(root, autocommit=True) as conn:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+                for role in roles:
+                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+            return
+        except psycopg.OperationalError:
+            if attempt == 2:
+                raise
+            time.sleep(0.5)

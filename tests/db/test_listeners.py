@@ -82,10 +82,6 @@ def test_an_engine_not_given_to_tenancy_gets_no_listener() -> None:
     other.dispose()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="postgres/psycopg_begin.py listens on the Pool class (checkin) until its rewrite scopes it",
-)
 def test_the_pool_of_an_engine_not_given_to_tenancy_gets_no_listener() -> None:
     """No pool-wide listener of tenancy reaches another engine's pool."""
     other = create_engine("sqlite://")
