@@ -104,7 +104,11 @@ def test_the_migrated_schema_equals_what_the_library_creates(
         migrated.dispose()
     for name in CATALOG:
         assert found[name] == expected[name], f"{name}: the frozen migration and the library differ"
-    assert [row[0] for row in found["functions"]] == ["current_instance_id", "register_tenant", "session_check"]
+    assert [row[0] for row in found["functions"]] == [
+        "current_instance_id",
+        "register_tenant",
+        "session_check",
+    ]
     assert found["keys"] == [(1, 32, 64, 64, True)]
 
 
