@@ -59,8 +59,8 @@ from tenancy import TenantScoped, TenantSessionFactory
 from tenancy.models import NAMING_CONVENTION
 from tenancy.postgres.binding import BindingKey
 from tenancy.postgres.roles import grant_runtime_role
+from tenancy.testing.postgres import Database, fresh_database
 from tests.perf.harness import machine
-from tests.pgserver import Database, fresh_database
 from tests.wire import RoundTripProxy
 
 FIGURES = ("sync", "async", "trips")
