@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 
-from tenancy.commands.database import database_errors, make_engine, require_rls_bypass
+from tenancy.commands.database import owner_engine
 from tenancy.errors import ConfigurationError, InvalidInstanceId, LifecycleError
 from tenancy.instance_ids import parse_instance_id
 from tenancy.lifecycle.duplicate import CopyReport, copy_from_origin, copy_pending
-from tenancy.settings import Settings
 
 NAME = "copy"
 HELP = (
@@ -62,22 +61,15 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--instance/--origin: {exc}") from None
     if origin is not None and iid is None:
         raise ConfigurationError("--origin needs --instance ID (the tenant to copy into)")
-    url = Settings.from_env().require_admin_database_url("tenancy copy")
-    engine = make_engine(url)
-    try:
-        with database_errors(url):
-            with engine.connect() as connection:
-                require_rls_bypass(connection, "tenancy copy")
-            try:
-                if iid is None:
-                    report = copy_pending(engine, skip_tables=args.skip_table)
-                else:
-                    report = CopyReport(
-                        [copy_from_origin(engine, iid, origin=origin, skip_tables=args.skip_table)]
-                    )
-            except LifecycleError as exc:
-                raise ConfigurationError(str(exc)) from None
-    finally:
-        engine.dispose()
+    with owner_engine("tenancy copy") as engine:
+        try:
+            if iid is None:
+                report = copy_pending(engine, skip_tables=args.skip_table)
+            else:
+                report = CopyReport(
+                    [copy_from_origin(engine, iid, origin=origin, skip_tables=args.skip_table)]
+                )
+        except LifecycleError as exc:
+            raise ConfigurationError(str(exc)) from None
     print(report.to_json() if args.json else report.summary(), flush=True)
     return 0 if report.ok else 1

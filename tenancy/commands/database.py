@@ -15,13 +15,14 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from tenancy.errors import ConfigurationError
-from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, admin_url_variable, safe_url
+from tenancy.settings import ADMIN_URL_VARIABLE, URL_VARIABLE, Settings, admin_url_variable, safe_url
 
 __all__ = [
     "MIGRATE_HINT",
     "database_errors",
     "first_line",
     "make_engine",
+    "owner_engine",
     "require_rls_bypass",
 ]
 
@@ -85,3 +86,19 @@ def require_rls_bypass(connection: Connection, job: str) -> None:
             f"tenants): set {ADMIN_URL_VARIABLE} to the owner role's URL (BYPASSRLS); "
             f"{URL_VARIABLE} is the runtime role's"
         )
+
+
+@contextmanager
+def owner_engine(job: str) -> Iterator[Engine]:
+    """The owner role's engine for *job* (purge, export, copy): the configured admin URL, checked
+    to bypass row-level security before the job starts; database errors inside the block as one
+    line; disposed afterwards."""
+    url = Settings.from_env().require_admin_database_url(job)
+    engine = make_engine(url)
+    try:
+        with database_errors(url):
+            with engine.connect() as connection:
+                require_rls_bypass(connection, job)
+            yield engine
+    finally:
+        engine.dispose()

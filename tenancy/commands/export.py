@@ -8,11 +8,10 @@ from __future__ import annotations
 import argparse
 import logging
 
-from tenancy.commands.database import database_errors, make_engine, require_rls_bypass
+from tenancy.commands.database import owner_engine
 from tenancy.errors import ConfigurationError, InvalidInstanceId, LifecycleError
 from tenancy.instance_ids import parse_instance_id
 from tenancy.lifecycle.export import MANIFEST, export_tenant
-from tenancy.settings import Settings
 
 NAME = "export"
 HELP = (
@@ -49,19 +48,12 @@ def run(args: argparse.Namespace) -> int:
     except InvalidInstanceId as exc:
         raise ConfigurationError(f"--instance: {exc}") from None
     output = args.output or f"tenancy-export-{iid}"
-    url = Settings.from_env().require_admin_database_url("tenancy export")
-    engine = make_engine(url)
-    try:
-        with database_errors(url):
-            with engine.connect() as connection:
-                require_rls_bypass(connection, "tenancy export")
-            try:
-                manifest = export_tenant(
-                    engine, iid, output, on_table=lambda t, n: log.info("export: %s: %d row(s)", t, n)
-                )
-            except LifecycleError as exc:
-                raise ConfigurationError(str(exc)) from None
-    finally:
-        engine.dispose()
+    with owner_engine("tenancy export") as engine:
+        try:
+            manifest = export_tenant(
+                engine, iid, output, on_table=lambda t, n: log.info("export: %s: %d row(s)", t, n)
+            )
+        except LifecycleError as exc:
+            raise ConfigurationError(str(exc)) from None
     print(f"export: {manifest.rows} row(s) of {len(manifest.tables)} table(s) in {output}/", flush=True)
     return 0

@@ -12,12 +12,11 @@ import logging
 import time
 import uuid
 
-from tenancy.commands.database import database_errors, make_engine, require_rls_bypass
+from tenancy.commands.database import owner_engine
 from tenancy.commands.sync import parse_duration
 from tenancy.errors import ConfigurationError, InvalidInstanceId, LifecycleError
 from tenancy.instance_ids import parse_instance_id
 from tenancy.lifecycle.purge import DEFAULT_BATCH_SIZE, DEFAULT_RETENTION, purge
-from tenancy.settings import Settings
 
 NAME = "purge"
 HELP = (
@@ -103,8 +102,6 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigurationError("--now erases the tenants named by --instance ID: name at least one")
     if args.batch_size < 1:
         raise ConfigurationError(f"--batch-size must be >= 1, got {args.batch_size}")
-    url = Settings.from_env().require_admin_database_url("tenancy purge")
-    engine = make_engine(url)
     last = [0.0]
 
     def on_batch(iid: uuid.UUID, table: str, deleted: int) -> None:
@@ -112,25 +109,20 @@ def run(args: argparse.Namespace) -> int:
             last[0] = time.monotonic()
             log.info("purge: %s: %s: %d row(s) deleted", iid, table, deleted)
 
-    try:
-        with database_errors(url):
-            with engine.connect() as connection:
-                require_rls_bypass(connection, "tenancy purge")
-            try:
-                report = purge(
-                    engine,
-                    retention=args.retention,
-                    instances=instances,
-                    immediately=args.now,
-                    dry_run=args.dry_run,
-                    batch_size=args.batch_size,
-                    lock_timeout=args.lock_timeout,
-                    pause=args.pause,
-                    on_batch=on_batch,
-                )
-            except LifecycleError as exc:
-                raise ConfigurationError(str(exc)) from None
-    finally:
-        engine.dispose()
+    with owner_engine("tenancy purge") as engine:
+        try:
+            report = purge(
+                engine,
+                retention=args.retention,
+                instances=instances,
+                immediately=args.now,
+                dry_run=args.dry_run,
+                batch_size=args.batch_size,
+                lock_timeout=args.lock_timeout,
+                pause=args.pause,
+                on_batch=on_batch,
+            )
+        except LifecycleError as exc:
+            raise ConfigurationError(str(exc)) from None
     print(report.to_json() if args.json else report.summary(), flush=True)
     return EXIT_OK if report.ok else EXIT_FAILURES
