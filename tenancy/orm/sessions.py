@@ -66,9 +66,11 @@ _E = TypeVar("_E")  # an Engine or an AsyncEngine
 
 # is_local=true: the binding dies with the transaction (commit, rollback, connection reuse).
 # Used where the binding cannot ride with BEGIN (other drivers, savepoints, joined transactions).
-_BIND_TENANT = text(BIND_SQL.replace("$1", ":instance_id").replace("$2", ":seal"))
+_BIND_TENANT = text(BIND_SQL.replace("$1", ":instance_id").replace("$2", ":seal").replace("$3", ":backend"))
 # The same, resetting the session first (a transaction the session began: see _reset_session).
-_RESET_AND_BIND_TENANT = text(BIND_RESET_SQL.replace("$1", ":instance_id").replace("$2", ":seal"))
+_RESET_AND_BIND_TENANT = text(
+    BIND_RESET_SQL.replace("$1", ":instance_id").replace("$2", ":seal").replace("$3", ":backend")
+)
 
 
 class InstanceResolver(Protocol):
@@ -169,7 +171,8 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
         )
     if connection.dialect.name != "postgresql":
         return
-    if getattr(connection.connection.driver_connection, "autocommit", False):
+    driver = connection.connection.driver_connection
+    if getattr(driver, "autocommit", False):
         # SET LOCAL would last one statement: statements would run unscoped.
         raise ConfigurationError("tenant sessions need transactions; the connection is in AUTOCOMMIT mode")
     keys: KeySource = session._tenancy_keys  # type: ignore[attr-defined]
@@ -179,21 +182,23 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
         return
     seal = keys.seal(tenant)  # no key: ConfigurationError before anything runs
     # On psycopg the binding rides with BEGIN (no round trip of its own).
-    armed = psycopg_begin.arm(connection.connection.driver_connection, tenant, seal)
-    instance_id, tenant_seal = bind_parameters(tenant, seal)
-    params = {"instance_id": instance_id, "seal": tenant_seal}
-    _bind(
-        connection,
-        armed,
-        lambda fresh: connection.execute(_RESET_AND_BIND_TENANT if fresh else _BIND_TENANT, params).one(),
-    )
+    armed = psycopg_begin.arm(driver, tenant, seal)
+
+    def statements(fresh: bool) -> Row[Any]:
+        instance_id, tenant_seal = bind_parameters(tenant, seal)
+        params = {"instance_id": instance_id, "seal": tenant_seal, "backend": _checked_backend(connection)}
+        return connection.execute(_RESET_AND_BIND_TENANT if fresh else _BIND_TENANT, params).one()
+
+    _bind(connection, armed, statements)
 
 
 def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.UUID, gpid: int) -> None:
     # Citus forwards SET LOCAL to the shards and set_config() not at all; the seal in the SET
     # text is bound to this backend and a few minutes (tenancy/postgres/citus_binding.py).
-    commands = citus_binding.binding_commands(tenant, citus_binding.seal(keys.key(), tenant, gpid))
-    armed = psycopg_begin.arm_commands(connection.connection.driver_connection, commands)
+    driver = connection.connection.driver_connection
+    backend = psycopg_begin.checked_backend(driver) or _checked_backend(connection)
+    commands = citus_binding.binding_commands(tenant, citus_binding.seal(keys.key(), tenant, gpid), backend)
+    armed = psycopg_begin.arm_commands(driver, commands)
 
     def statements(fresh: bool) -> Row[Any]:
         if fresh:  # before the SET LOCALs, which RESET ALL would undo
@@ -221,10 +226,16 @@ def _bind(connection: Connection, armed: bool, statements: Callable[[bool], Row[
     with _binding_statements(connection):
         row = statements(fresh)
     if row.planted is not None:
+        connection.invalidate()  # its backend may carry the settings: never reuse it
         raise ConfigurationError(planted_message(row.planted))
     if not row.clean:
         connection.invalidate()  # SQL-made prepared statements or LISTEN: never reuse this connection
         raise CrossTenantAccess(TAINTED)
+    if fresh:
+        # The check ran right after the reset: this backend's role settings are vouched for
+        # (binding.CHECK_FUNCTION). In a joined transaction the application's own SETs could
+        # hide one, so nothing is kept there.
+        connection.connection.info[_BACKEND] = row.backend
 
 
 def _not_begun(connection: Connection) -> bool:
@@ -289,6 +300,16 @@ def _unprepared(connection: Connection) -> Iterator[None]:
         driver.prepare_threshold = threshold
 
 
+_BACKEND = "tenancy.checked_backend"
+
+
+def _checked_backend(connection: Connection) -> str | None:
+    """The backend this DBAPI connection's last fresh tenant transaction found clean of role
+    settings (``session_check``'s ``backend``), or None: the check then runs in full."""
+    backend = connection.connection.info.get(_BACKEND)
+    return backend if isinstance(backend, str) else None
+
+
 # Pools on a database with Citus (True) or without (False), found once per pool.
 _citus_pools: weakref.WeakKeyDictionary[Pool, bool] = weakref.WeakKeyDictionary()
 _GPID = "tenancy.citus_gpid"
@@ -325,6 +346,10 @@ def _check_engine(engine: Engine) -> None:
     # Eager check before a sync session is handed out: refuse before anything is opened.
     if engine.dialect.name != "postgresql":
         return
+    # Pools are only ever added, so a pool already in the set needs no lock (a membership
+    # test of a WeakSet is atomic under the GIL); one not in it is checked under the lock.
+    if engine.pool in _checked_pools:
+        return
     with _checked_lock:
         if engine.pool in _checked_pools:
             return
@@ -335,6 +360,8 @@ def _check_engine(engine: Engine) -> None:
 
 def _ensure_runtime_role(connection: Connection) -> None:
     pool = connection.engine.pool
+    if pool in _checked_pools:  # the common case, without the lock (see _check_engine)
+        return
     with _checked_lock:
         if pool in _checked_pools:
             return

@@ -31,6 +31,9 @@ def _translate(context: ExceptionContext) -> BaseException | None:
         context.invalidate_pool_on_disconnect = False
         return CrossTenantAccess(TAINTED)
     if isinstance(orig, PlantedRoleSettings):
+        # Closed by the fast path (its backend may carry the settings): discard it alone.
+        context.is_disconnect = True
+        context.invalidate_pool_on_disconnect = False
         return ConfigurationError(str(orig))
     if getattr(orig, "sqlstate", None) in ("42883", "42501") and _CHECK_NAME in str(orig):
         # A database not migrated to the session check, or a runtime role not granted it.

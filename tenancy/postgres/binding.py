@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import uuid
@@ -43,17 +44,20 @@ __all__ = [
     "CLEAN_SQL",
     "ENV_VAR",
     "FUNCTION",
+    "OLD_CHECK_SIGNATURE",
     "PLANTED_SQL",
     "REGISTER_FUNCTION",
     "RESET_SQL",
     "SCHEMA",
     "SEAL_SETTING",
+    "STARTED_SQL",
     "TAINTED",
     "TENANT_REMOVED_SQLSTATE",
     "BindingKey",
     "KeySource",
     "bind_parameters",
     "binding_objects_sql",
+    "clean_sql",
     "ensure_binding_objects",
     "new_key",
     "newest_key",
@@ -102,13 +106,38 @@ PLANTED_SQL = """
           OR c OPERATOR(pg_catalog.=) ANY (ARRAY['track_activities=off',
              'pg_stat_statements.track_utility=off']));"""
 
-# The session check every binding statement calls (its `planted` and `clean` columns):
-# releases session advisory locks; names planted role-level settings (above); says whether the
-# connection is clean. Not clean: a prepared statement made by SQL (`PREPARE`, from_sql;
-# psycopg prepares through the protocol, so such a statement can only be an attempt to take
-# over a name, `_pg3_N`, that the next checkout would execute) or a LISTEN channel (UNLISTEN is
-# refused on a standby and only acts at commit). The transport then discards that one
-# connection instead of using it.
+# Role-level settings that THIS backend started with (a role setting is read when a backend
+# starts, never again): after the reset, a setting whose source is the role's is one RESET ALL
+# restores. This catches what PLANTED_SQL cannot: a setting planted, then removed again once a
+# new backend had started with it. pg_settings costs ~0.5 ms: run once per backend (below).
+# (GUC_NO_SHOW_ALL settings, such as `role`, are not in pg_settings: PLANTED_SQL names them
+# while they are planted.)
+STARTED_SQL = """
+    SELECT pg_catalog.string_agg(s.name, ', ' ORDER BY s.name) INTO planted
+      FROM pg_catalog.pg_settings s
+     WHERE s.source OPERATOR(pg_catalog.=) ANY (ARRAY['user', 'database user'])
+       AND NOT ((s.name OPERATOR(pg_catalog.=) ANY (ARRAY['lock_timeout', 'statement_timeout',
+                 'idle_in_transaction_session_timeout']) AND s.setting OPERATOR(pg_catalog.<>) '0')
+            OR (s.name OPERATOR(pg_catalog.=) 'citus.propagate_set_commands'
+                AND s.setting OPERATOR(pg_catalog.=) 'local')
+            OR (s.name OPERATOR(pg_catalog.=) ANY (ARRAY['track_activities',
+                'pg_stat_statements.track_utility']) AND s.setting OPERATOR(pg_catalog.=) 'off'));"""
+
+# The session check every binding statement calls (its `backend`, `planted` and `clean`
+# columns): releases session advisory locks; names planted role-level settings (above); says
+# whether the connection is clean. Not clean: a prepared statement made by SQL (`PREPARE`,
+# from_sql; psycopg prepares through the protocol, so such a statement can only be an attempt
+# to take over a name, `_pg3_N`, that the next checkout would execute) or a LISTEN channel
+# (UNLISTEN is refused on a standby and only acts at commit). The transport then discards that
+# one connection instead of using it.
+#
+# Planted settings are checked once per backend, not in every transaction (they cost ~40 us
+# of a ~1 ms transaction): `backend` names this backend (pid and start time: a pid is reused,
+# the pair never is), the caller keeps it once the backend passed, and passes it back as
+# `p_backend`; while it matches, the backend is known clean of role settings (they are read at
+# backend start only, so one planted later cannot reach it). Any other backend (a new
+# connection, another one behind PgBouncer) is checked. A caller that cannot vouch for the
+# reset (a transaction joined to the application's) passes NULL and keeps nothing.
 #
 # A PL/pgSQL function, not columns of the binding statement itself: that statement is sent
 # unnamed on purpose (a prepared one could be replaced by SQL of the tenant's), so PostgreSQL
@@ -124,11 +153,13 @@ PLANTED_SQL = """
 # on drivers without a pipeline, such as asyncpg). The binding's set_config() calls are in the
 # calling statement's select list, evaluated after the function scan: after the reset.
 CHECK_FUNCTION = f"{SCHEMA}.session_check"
-CHECK_SIGNATURE = f"{CHECK_FUNCTION}(boolean)"
+CHECK_SIGNATURE = f"{CHECK_FUNCTION}(boolean, text)"
+OLD_CHECK_SIGNATURE = f"{CHECK_FUNCTION}(boolean)"  # before revision 0005 (dropped: ambiguous)
 _RESETS = "\n".join(f"    EXECUTE '{sql}';" for sql in RESET_SQL)
 _CHECK_SQL = f"""
-CREATE OR REPLACE FUNCTION {CHECK_SIGNATURE.replace("(boolean)", "")}(
-  p_reset pg_catalog.bool DEFAULT false, OUT planted pg_catalog.text, OUT clean pg_catalog.bool)
+CREATE OR REPLACE FUNCTION {CHECK_FUNCTION}(
+  p_reset pg_catalog.bool DEFAULT false, p_backend pg_catalog.text DEFAULT NULL,
+  OUT backend pg_catalog.text, OUT planted pg_catalog.text, OUT clean pg_catalog.bool)
 LANGUAGE plpgsql VOLATILE
 AS $tenancy$
 BEGIN
@@ -136,17 +167,39 @@ BEGIN
 {_RESETS}
   END IF;
   PERFORM pg_catalog.pg_advisory_unlock_all();
+  SELECT pg_catalog.pg_backend_pid()::pg_catalog.text OPERATOR(pg_catalog.||) '@'
+         OPERATOR(pg_catalog.||)
+         pg_catalog.date_part('epoch', a.backend_start)::pg_catalog.numeric::pg_catalog.text
+    INTO backend FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a;
+  IF backend IS NULL OR p_backend IS NULL OR p_backend OPERATOR(pg_catalog.<>) backend THEN
 {PLANTED_SQL}
+    IF planted IS NULL THEN
+{STARTED_SQL}
+    END IF;
+  END IF;
   clean := NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql)
            AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels());
 END
 $tenancy$
 """
 
-# The check alone (Citus sends it after its two SET LOCAL statements). The last two columns of
-# CLEAN_SQL and BIND_SQL are always `planted`, `clean` (the fast path reads them by position).
-CLEAN_COLUMNS = "c.planted, c.clean"
-CLEAN_SQL = f"SELECT {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}() c".encode("ascii")
+# The last three columns of every check statement are `backend`, `planted`, `clean` (the fast
+# path reads them by position). $3 (or the literal in clean_sql) is the backend the caller
+# already checked, or NULL.
+CLEAN_COLUMNS = "c.backend, c.planted, c.clean"
+_BACKEND = re.compile(r"[0-9]{1,10}@[0-9]{1,12}(\.[0-9]{1,6})?")
+
+
+def clean_sql(backend: str | None) -> bytes:
+    """The check alone, for a transport whose statements take no parameters (Citus sends it
+    after its two ``SET LOCAL``): *backend* (a ``backend`` value the check returned) inlined."""
+    if backend is not None and not _BACKEND.fullmatch(backend):
+        backend = None  # never inline anything else; NULL only means a full check
+    argument = "NULL" if backend is None else f"'{backend}'"
+    return f"SELECT {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}(false, {argument}) c".encode("ascii")
+
+
+CLEAN_SQL = clean_sql(None)
 
 # Bound parameters, never text: other backends of the role read query text in pg_stat_activity.
 # The binding and the check in one statement (BIND_RESET_SQL: and the reset first, the fallback).
@@ -154,8 +207,8 @@ _BIND = (
     "SELECT pg_catalog.set_config('tenancy.instance_id', $1, true), "
     f"pg_catalog.set_config('tenancy.seal', $2, true), {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}"
 )
-BIND_SQL = f"{_BIND}() c"
-BIND_RESET_SQL = f"{_BIND}(true) c"
+BIND_SQL = f"{_BIND}(false, $3) c"
+BIND_RESET_SQL = f"{_BIND}(true, $3) c"
 TAINTED = (
     "tenancy: SQL on this connection left state that a later checkout could use (prepared "
     "statements made by PREPARE, or LISTEN channels); the connection was discarded"
@@ -272,11 +325,16 @@ class KeySource:
 
     def seal(self, tenant: uuid.UUID) -> str:
         """*tenant*'s seal under the key (memoized, bounded)."""
-        with self._lock:
-            found = self._seals.get(tenant)
-            if found is not None:
+        # A hit takes no lock: dict.get is atomic under the GIL, and the recency update is
+        # only a hint for eviction (a concurrent insert may evict first; the seal is then
+        # computed again, never wrong).
+        found = self._seals.get(tenant)
+        if found is not None:
+            try:
                 self._seals.move_to_end(tenant)
+            except KeyError:  # evicted by another thread meanwhile: still this tenant's seal
                 return found
+            return found
         found = seal(self.key(), tenant)
         with self._lock:
             lru.put(self._seals, tenant, found, SEAL_CACHE_SIZE)
@@ -385,6 +443,9 @@ def binding_objects_sql(*, tenants_schema: str | None = None) -> list[str]:
         f"REVOKE ALL ON TABLE {SCHEMA}.binding_keys FROM PUBLIC",
         _VERIFY_SQL,
         f"REVOKE ALL ON FUNCTION {FUNCTION}() FROM PUBLIC",
+        # Before revision 0005 the check took one argument; both would make session_check(true)
+        # ambiguous.
+        f"DROP FUNCTION IF EXISTS {OLD_CHECK_SIGNATURE}",
         _CHECK_SQL,
         f"REVOKE ALL ON FUNCTION {CHECK_SIGNATURE} FROM PUBLIC",
     ]

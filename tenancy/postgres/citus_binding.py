@@ -40,7 +40,7 @@ import uuid
 
 from sqlalchemy import Connection, text
 
-from tenancy.postgres.binding import CLEAN_SQL, FUNCTION, SCHEMA, SEAL_SETTING, BindingKey
+from tenancy.postgres.binding import CLEAN_SQL, FUNCTION, SCHEMA, SEAL_SETTING, BindingKey, clean_sql
 from tenancy.postgres.isolation import SETTING_NAME
 
 __all__ = [
@@ -65,10 +65,13 @@ def seal(key: BindingKey, tenant: uuid.UUID, gpid: int, *, now: float | None = N
     return f"{key.key_id}.{window}.{hmac.new(key.secret, message, hashlib.sha256).hexdigest()}"
 
 
-def binding_commands(tenant: uuid.UUID, tenant_seal: str) -> tuple[bytes, bytes, bytes]:
+def binding_commands(
+    tenant: uuid.UUID, tenant_seal: str, backend: str | None = None
+) -> tuple[bytes, bytes, bytes]:
     """The two ``SET LOCAL`` statements that carry the binding to the shards, then the check
     that the connection is clean (last column ``True`` when SQL left no prepared statement or
-    LISTEN channel; it also releases session advisory locks: :data:`~tenancy.postgres.binding.CLEAN_COLUMNS`).
+    LISTEN channel; it also releases session advisory locks: :data:`~tenancy.postgres.binding.CLEAN_COLUMNS`);
+    *backend*: the one already found clean of role settings (:func:`~tenancy.postgres.binding.clean_sql`).
 
     Both values are checked against their exact shape before they are put into SQL text.
     """
@@ -80,7 +83,7 @@ def binding_commands(tenant: uuid.UUID, tenant_seal: str) -> tuple[bytes, bytes,
     return (
         f"SET LOCAL {SETTING_NAME} = '{text_id}'".encode("ascii"),
         f"SET LOCAL {SEAL_SETTING} = '{tenant_seal}'".encode("ascii"),
-        CLEAN_SQL,
+        clean_sql(backend),
     )
 
 

@@ -10,7 +10,8 @@ whatever the connection's previous transactions left at session level::
     BEGIN; RESET ALL; RESET ROLE; CLOSE ALL; DISCARD SEQUENCES; COMMIT   -- binding.RESET_SQL
     BEGIN                                             -- psycopg's own, with its clauses
     SELECT set_config('tenancy.instance_id', $1, true), set_config('tenancy.seal', $2, true),
-           pg_advisory_unlock_all(), <clean>          -- one Sync: one round trip for all
+           c.backend, c.planted, c.clean FROM tenancy.session_check(false, $3) c
+                                                      -- one Sync: one round trip for all
 
 The reset commits in a transaction of its own before psycopg's ``BEGIN``: the tenant's
 transaction then starts from the reset ``default_transaction_*`` values, and its ``ROLLBACK``
@@ -18,7 +19,9 @@ cannot undo the reset. No Sync in between, so PgBouncer (transaction mode) sees 
 transaction and keeps the server connection for all of it.
 
 The values are bound parameters: they never appear in query text, which other backends of
-the role can read in ``pg_stat_activity`` (and ``pg_stat_statements`` keeps). The same
+the role can read in ``pg_stat_activity`` (and ``pg_stat_statements`` keeps). ``$3`` names the
+backend whose role settings this connection already checked (``_tenancy_backend``, from the
+last binding's ``backend`` column; see :data:`~tenancy.postgres.binding.CHECK_FUNCTION`). The same
 statement reports whether SQL left state that cannot be reset cheaply: a prepared statement
 made by SQL (``PREPARE``; psycopg prepares through the protocol, so such a statement can only
 be an attempt to take over a ``_pg3_N`` name that this checkout would execute) or a ``LISTEN``
@@ -74,6 +77,7 @@ __all__ = [
     "TenantBeginConnection",
     "arm",
     "arm_commands",
+    "checked_backend",
     "install",
 ]
 
@@ -82,11 +86,29 @@ _ACTIVE = pq.TransactionStatus.ACTIVE
 _COMMAND_OK = pq.ExecStatus.COMMAND_OK
 _TUPLES_OK = pq.ExecStatus.TUPLES_OK
 _FATAL_ERROR = pq.ExecStatus.FATAL_ERROR
+_PIPELINE_SYNC = pq.ExecStatus.PIPELINE_SYNC
 _BIND = BIND_SQL.encode("ascii")
 # Sent before psycopg's BEGIN, committed on their own (see the module doc).
 _RESET = (b"BEGIN", *(sql.encode("ascii") for sql in RESET_SQL), b"COMMIT")
 # The statements armed on a connection: (SQL, bound parameters or None), sent after BEGIN.
-_Binding = tuple[tuple[bytes, list[bytes] | None], ...]
+_Binding = tuple[tuple[bytes, list[bytes | None] | None], ...]
+# What the server must answer to the reset, psycopg's BEGIN and a binding's statements, in order;
+# computed when the binding is armed (once per shape), not in every transaction.
+_Expected = tuple[pq.ExecStatus, ...]
+_EXPECTED: dict[tuple[bool, ...], _Expected] = {}
+
+
+def _expected(binding: _Binding) -> _Expected:
+    shape = tuple(sql.startswith(b"SELECT") for sql, _ in binding)
+    found = _EXPECTED.get(shape)
+    if found is None:
+        found = _EXPECTED[shape] = (
+            *(_COMMAND_OK for _ in _RESET),
+            _COMMAND_OK,
+            *(_TUPLES_OK if select else _COMMAND_OK for select in shape),
+        )
+    return found
+
 
 _NEEDED = ("_start_query", "_get_tx_start_command", "_check_connection_ok")
 SUPPORTED: bool = (
@@ -110,8 +132,8 @@ class PlantedRoleSettings(e.ProgrammingError):
     """The runtime role has role-level settings SQL could have planted; the transaction is refused.
 
     :mod:`tenancy.orm.translate` turns it into :class:`~tenancy.ConfigurationError` (the message
-    names the settings and the fix). The connection is kept: every connection of the role
-    starts with the same settings, so replacing it would change nothing.
+    names the settings and the fix). The connection was closed (its backend may have started
+    with the settings, which RESET ALL restores); the translation discards that one connection.
     """
 
 
@@ -121,9 +143,10 @@ class PlantedRoleSettings(e.ProgrammingError):
 
 
 def _start_query(self: Any) -> Any:  # PQGen[None]
-    binding: _Binding | None = self._tenancy_binding
-    if binding is None:
+    armed: tuple[_Binding, _Expected] | None = self._tenancy_binding
+    if armed is None:
         return (yield from BaseConnection._start_query(self))
+    binding, expected = armed
     if self._autocommit:
         raise e.ProgrammingError(
             "tenancy: the connection was switched to autocommit inside a tenant transaction; "
@@ -135,25 +158,27 @@ def _start_query(self: Any) -> Any:  # PQGen[None]
         raise e.ProgrammingError("tenancy: a tenant transaction cannot begin in psycopg pipeline mode")
     self._check_connection_ok()
     results = yield from _begin_bound(self.pgconn, BaseConnection._get_tx_start_command(self), binding)
-    for result in results:
-        if result.status == _FATAL_ERROR:
-            raise e.error_from_result(result, encoding=self.pgconn._encoding)
-    expected = [
-        *(_COMMAND_OK for _ in _RESET),
-        _COMMAND_OK,
-        *(_TUPLES_OK if sql.startswith(b"SELECT") else _COMMAND_OK for sql, _ in binding),
-    ]
-    if [r.status for r in results] != expected:
+    statuses = tuple(r.status for r in results)
+    if statuses != expected:
+        for result in results:
+            if result.status == _FATAL_ERROR:
+                raise e.error_from_result(result, encoding=self.pgconn._encoding)
         raise e.InternalError("tenancy: unexpected results from BEGIN and the tenant binding")
-    # The binding's last statement ends with the `planted` and `clean` columns (binding.CLEAN_SQL).
+    # The binding's last statement ends with the `backend`, `planted` and `clean` columns
+    # (binding.CLEAN_COLUMNS).
     last = results[-1]
     planted = last.get_value(0, last.nfields - 2)
     if planted is not None:
+        # This backend may have started with the settings: never use it again (as below).
+        self.pgconn.finish()
         raise PlantedRoleSettings(planted_message(planted.decode("utf-8", "replace")))
     if last.get_value(0, last.nfields - 1) != b"t":
         # Never run anything on it: close it; translate.py discards this connection only.
         self.pgconn.finish()
         raise TaintedConnection(TAINTED)
+    # This backend passed the role-settings check right after the reset: the next binding names
+    # it, and the check skips that part while the same backend answers (binding.CHECK_FUNCTION).
+    self._tenancy_backend = last.get_value(0, last.nfields - 3)
     return None
 
 
@@ -162,11 +187,13 @@ def _begin_bound(pgconn: Any, begin: bytes, binding: _Binding) -> Any:  # PQGen[
     # trip. (A Sync after the reset would flush it on its own, and end PgBouncer's transaction.)
     pgconn.enter_pipeline_mode()
     results: list[Any] = []
+    send = pgconn.send_query_params
     try:
-        for statement in (*_RESET, begin):
-            pgconn.send_query_params(statement, None)
+        for statement in _RESET:
+            send(statement, None)
+        send(begin, None)
         for statement, params in binding:
-            pgconn.send_query_params(statement, params)
+            send(statement, params)
         pgconn.pipeline_sync()
         yield from generators.send(pgconn)
         for _ in range(len(_RESET) + len(binding) + 2):  # each statement's results, then the Sync
@@ -180,7 +207,7 @@ def _begin_bound(pgconn: Any, begin: bytes, binding: _Binding) -> Any:  # PQGen[
             # PgBouncer's "server conn crashed?") says more than libpq's pipeline complaint.
             raise e.error_from_result(failed[0], encoding=pgconn._encoding) from None
         raise
-    return [r for r in results if r.status != pq.ExecStatus.PIPELINE_SYNC]
+    return [r for r in results if r.status != _PIPELINE_SYNC]
 
 
 def _abandon_pipeline(pgconn: Any) -> None:
@@ -198,7 +225,8 @@ def _abandon_pipeline(pgconn: Any) -> None:
 class TenantBeginConnection(psycopg.Connection[Any]):
     """A psycopg connection whose ``BEGIN`` can carry the tenant binding (see the module doc)."""
 
-    _tenancy_binding: _Binding | None = None
+    _tenancy_binding: tuple[_Binding, _Expected] | None = None
+    _tenancy_backend: bytes | None = None  # the backend that passed the role-settings check
     _start_query = _start_query
 
     def commit(self) -> None:
@@ -220,7 +248,8 @@ class TenantBeginConnection(psycopg.Connection[Any]):
 class AsyncTenantBeginConnection(psycopg.AsyncConnection[Any]):
     """The :class:`TenantBeginConnection` of ``AsyncSession`` s (psycopg's async connection)."""
 
-    _tenancy_binding: _Binding | None = None
+    _tenancy_binding: tuple[_Binding, _Expected] | None = None
+    _tenancy_backend: bytes | None = None  # the backend that passed the role-settings check
     _start_query = _start_query
 
     async def commit(self) -> None:
@@ -259,7 +288,17 @@ def arm(driver_connection: object, tenant: uuid.UUID, seal: str) -> bool:
     autocommit. The caller then sends the setting as a statement of its own.
     """
     instance_id, tenant_seal = bind_parameters(tenant, seal)
-    return _arm(driver_connection, ((_BIND, [instance_id.encode("ascii"), tenant_seal.encode("ascii")]),))
+    backend = getattr(driver_connection, "_tenancy_backend", None)
+    params = [instance_id.encode("ascii"), tenant_seal.encode("ascii"), backend]
+    return _arm(driver_connection, ((_BIND, params),))
+
+
+def checked_backend(driver_connection: object) -> str | None:
+    """The backend *driver_connection*'s last tenant transaction found clean of role settings
+    (for :func:`~tenancy.postgres.binding.clean_sql`), or None."""
+    if not isinstance(driver_connection, _OURS) or driver_connection._tenancy_backend is None:
+        return None
+    return driver_connection._tenancy_backend.decode("ascii", "replace")
 
 
 def arm_commands(driver_connection: object, commands: tuple[bytes, ...]) -> bool:
@@ -275,7 +314,7 @@ def _arm(driver_connection: object, binding: _Binding) -> bool:
         return False
     if driver_connection.pgconn.transaction_status != _IDLE:
         return False
-    driver_connection._tenancy_binding = binding
+    driver_connection._tenancy_binding = (binding, _expected(binding))
     return True
 
 

@@ -214,23 +214,32 @@ PLANTED = {
 }
 
 
+# What each planted setting would do to a transaction if RESET ALL restored it.
+SHIFTED = {
+    "timezone": "SELECT current_setting('TimeZone') = 'Pacific/Kiritimati'",
+    "read_only": "SELECT current_setting('transaction_read_only') = 'on'",
+    "no_statement_timeout": "SELECT current_setting('statement_timeout') = '0'",
+}
+
+
 @pytest.mark.parametrize("planted", list(PLANTED))
 def test_a_planted_role_setting_refuses_tenant_transactions(
     pg: Env, tenants: Runner, iso_database: Database, planted: str
 ) -> None:
     """`ALTER ROLE CURRENT_USER SET ...` is allowed for any role on itself: every NEW connection
     of the role (PgBouncer opens them behind the application's back) starts with it, and RESET
-    ALL restores it. The next tenant transaction, on this connection or a new one, is refused
-    with the setting and the fix named, never run shifted; once an administrator resets it,
-    tenant transactions run again."""
+    ALL restores it. A backend that started before it never carries it: B's next transaction
+    there runs unshifted. A new connection is refused with the setting and the fix named, never
+    run shifted; once an administrator resets it, tenant transactions run again."""
     plant, undo, name = PLANTED[planted]
     fresh = create_engine(iso_database.runtime_url, poolclass=NullPool)  # a new connection each time
     try:
+        tenants.run(B, lambda s: s.execute(text("SELECT 1")))  # the backend passes its check
         tenants.run(A, lambda s: s.execute(text(plant)))
-        with pytest.raises(ConfigurationError, match=rf"role-level settings \({name}\).*RESET {name}"):
-            tenants.run(B, lambda s: s.execute(text("SELECT current_setting('TimeZone')")).scalar_one())
+        assert not tenants.run(B, lambda s: s.execute(text(SHIFTED[planted])).scalar_one())
         session = TenantSessionFactory(fresh, binding_key=pg.key).for_instance(B)
-        with session, pytest.raises(ConfigurationError, match=name):
+        refused = rf"role-level settings \({name}\).*RESET {name}"
+        with session, pytest.raises(ConfigurationError, match=refused):
             session.execute(text("SELECT 1"))
     finally:
         with fresh.begin() as conn:  # as the role itself (the runtime role may reset its own)
@@ -238,6 +247,40 @@ def test_a_planted_role_setting_refuses_tenant_transactions(
             conn.execute(text(f"ALTER ROLE CURRENT_USER {undo}"))
         fresh.dispose()
     assert tenants.run(B, lambda s: s.execute(text("SELECT 1")).scalar_one()) == 1
+
+
+@pytest.mark.parametrize("planted", ["timezone", "read_only"])
+def test_a_backend_started_with_a_since_removed_setting_is_refused_and_discarded(
+    pg: Env, iso_database: Database, planted: str
+) -> None:
+    """Plant, let a new backend start with it, remove it again: the catalog is clean, but RESET
+    ALL on that backend still restores the setting. Its first tenant transaction is refused
+    (the backend's own settings are checked, once per backend), and that connection is
+    discarded: the next transaction runs on a new, clean one."""
+    plant, undo, name = PLANTED[planted]
+    engine = create_engine(iso_database.runtime_url, pool_size=1, max_overflow=0)
+    admin = create_engine(iso_database.runtime_url, poolclass=NullPool)
+
+    def as_role(sql: str) -> None:
+        with admin.begin() as conn:
+            conn.execute(text("SET TRANSACTION READ WRITE"))
+            conn.execute(text(sql))
+
+    try:
+        as_role(plant)
+        with engine.connect() as conn:  # the pool's one backend starts with the setting
+            started = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        as_role(f"ALTER ROLE CURRENT_USER {undo}")
+        factory = TenantSessionFactory(engine, binding_key=pg.key)
+        with factory.for_instance(B) as session, pytest.raises(ConfigurationError, match=name):
+            session.execute(text("SELECT 1"))
+        with factory.for_instance(B) as session:
+            assert not session.execute(text(SHIFTED[planted])).scalar_one()
+            assert session.execute(text("SELECT pg_backend_pid()")).scalar_one() != started
+    finally:
+        as_role(f"ALTER ROLE CURRENT_USER {undo}")
+        engine.dispose()
+        admin.dispose()
 
 
 def test_fallback_path_refuses_a_planted_role_setting(pg: Env, iso_database: Database) -> None:
