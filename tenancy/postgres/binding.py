@@ -50,7 +50,6 @@ __all__ = [
     "RESET_SQL",
     "SCHEMA",
     "SEAL_SETTING",
-    "STARTED_SQL",
     "TAINTED",
     "TENANT_REMOVED_SQLSTATE",
     "BindingKey",
@@ -106,23 +105,6 @@ PLANTED_SQL = """
           OR c OPERATOR(pg_catalog.=) ANY (ARRAY['track_activities=off',
              'pg_stat_statements.track_utility=off']));"""
 
-# Role-level settings that THIS backend started with (a role setting is read when a backend
-# starts, never again): after the reset, a setting whose source is the role's is one RESET ALL
-# restores. This catches what PLANTED_SQL cannot: a setting planted, then removed again once a
-# new backend had started with it. pg_settings costs ~0.5 ms: run once per backend (below).
-# (GUC_NO_SHOW_ALL settings, such as `role`, are not in pg_settings: PLANTED_SQL names them
-# while they are planted.)
-STARTED_SQL = """
-    SELECT pg_catalog.string_agg(s.name, ', ' ORDER BY s.name) INTO planted
-      FROM pg_catalog.pg_settings s
-     WHERE s.source OPERATOR(pg_catalog.=) ANY (ARRAY['user', 'database user'])
-       AND NOT ((s.name OPERATOR(pg_catalog.=) ANY (ARRAY['lock_timeout', 'statement_timeout',
-                 'idle_in_transaction_session_timeout']) AND s.setting OPERATOR(pg_catalog.<>) '0')
-            OR (s.name OPERATOR(pg_catalog.=) 'citus.propagate_set_commands'
-                AND s.setting OPERATOR(pg_catalog.=) 'local')
-            OR (s.name OPERATOR(pg_catalog.=) ANY (ARRAY['track_activities',
-                'pg_stat_statements.track_utility']) AND s.setting OPERATOR(pg_catalog.=) 'off'));"""
-
 # The session check every binding statement calls (its `backend`, `planted` and `clean`
 # columns): releases session advisory locks; names planted role-level settings (above); says
 # whether the connection is clean. Not clean: a prepared statement made by SQL (`PREPARE`,
@@ -134,10 +116,14 @@ STARTED_SQL = """
 # Planted settings are checked once per backend, not in every transaction (they cost ~40 us
 # of a ~1 ms transaction): `backend` names this backend (pid and start time: a pid is reused,
 # the pair never is), the caller keeps it once the backend passed, and passes it back as
-# `p_backend`; while it matches, the backend is known clean of role settings (they are read at
-# backend start only, so one planted later cannot reach it). Any other backend (a new
-# connection, another one behind PgBouncer) is checked. A caller that cannot vouch for the
-# reset (a transaction joined to the application's) passes NULL and keeps nothing.
+# `p_backend`; while it matches, the backend is known to have started without planted role
+# settings (they are read at backend start only, so one planted later cannot reach it). Any
+# other backend (a new connection, another one behind PgBouncer) is checked. A caller that
+# cannot vouch for the reset (a transaction joined to the application's) keeps nothing.
+# (The check reads the catalog as it is now: a setting planted, picked up by a new backend and
+# removed again before that backend's first tenant transaction goes unseen, as it did when the
+# check ran in every transaction; reading the backend's own settings, pg_settings, costs
+# ~0.5 ms, too much for every backend behind a transaction-mode PgBouncer. README: Known limits.)
 #
 # A PL/pgSQL function, not columns of the binding statement itself: that statement is sent
 # unnamed on purpose (a prepared one could be replaced by SQL of the tenant's), so PostgreSQL
@@ -173,9 +159,6 @@ BEGIN
     INTO backend FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a;
   IF backend IS NULL OR p_backend IS NULL OR p_backend OPERATOR(pg_catalog.<>) backend THEN
 {PLANTED_SQL}
-    IF planted IS NULL THEN
-{STARTED_SQL}
-    END IF;
   END IF;
   clean := NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql)
            AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels());

@@ -3,13 +3,11 @@
 The session check (0004) looked for planted role-level settings in every tenant transaction
 (~40 us of a ~1 ms transaction). A role setting is read only when a backend starts, so the
 check now also returns the backend it ran on (pid and start time) and skips that part while
-the caller names the same backend again. It also checks the backend's own settings
-(``pg_settings`` sources ``user`` / ``database user``): a setting planted and then removed
-again once a new backend had started with it is caught too. The one-argument function is
-dropped (both would make ``session_check(true)`` ambiguous); the new one takes the same call
-forms (``session_check()``, ``session_check(true)``) and returns the same ``planted`` and
-``clean`` columns, after a new ``backend`` column. Roles that could execute the old function
-are granted the new one. Frozen SQL text (no tenancy imports).
+the caller names the same backend again. The one-argument function is dropped (both would make
+``session_check(true)`` ambiguous); the new one takes the same call forms (``session_check()``,
+``session_check(true)``) and returns the same ``planted`` and ``clean`` columns, after a new
+``backend`` column. Roles that could execute the old function are granted the new one. Frozen
+SQL text (no tenancy imports).
 
 Revision ID: 0005
 Revises: 0004
@@ -69,18 +67,6 @@ BEGIN
           OR c OPERATOR(pg_catalog.=) 'citus.propagate_set_commands=local'
           OR c OPERATOR(pg_catalog.=) ANY (ARRAY['track_activities=off',
              'pg_stat_statements.track_utility=off']));
-    IF planted IS NULL THEN
-
-    SELECT pg_catalog.string_agg(s.name, ', ' ORDER BY s.name) INTO planted
-      FROM pg_catalog.pg_settings s
-     WHERE s.source OPERATOR(pg_catalog.=) ANY (ARRAY['user', 'database user'])
-       AND NOT ((s.name OPERATOR(pg_catalog.=) ANY (ARRAY['lock_timeout', 'statement_timeout',
-                 'idle_in_transaction_session_timeout']) AND s.setting OPERATOR(pg_catalog.<>) '0')
-            OR (s.name OPERATOR(pg_catalog.=) 'citus.propagate_set_commands'
-                AND s.setting OPERATOR(pg_catalog.=) 'local')
-            OR (s.name OPERATOR(pg_catalog.=) ANY (ARRAY['track_activities',
-                'pg_stat_statements.track_utility']) AND s.setting OPERATOR(pg_catalog.=) 'off'));
-    END IF;
   END IF;
   clean := NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql)
            AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels());
