@@ -20,9 +20,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection, Row
-
-from tenancy.tenant_sync.store import Selection, claim_by_key, list_candidates
+from tenancy.tenant_sync.store import Selection
+from tenancy.tenant_sync.worker_db import WorkerDb
 
 __all__ = ["ClaimQueue"]
 
@@ -40,16 +39,16 @@ class ClaimQueue:
         self._skipped: set[uuid.UUID] = set()
         self._in_flight: set[uuid.UUID] = set()
 
-    def claim(self, conn: Connection) -> Row[Any] | None:
-        """Lock and return the next tenant on *conn* (in its transaction); ``None``: none left.
+    def claim(self, db: WorkerDb) -> dict[str, Any] | None:
+        """Lock and return the next tenant on *db* (in its transaction); ``None``: none left.
 
         Call :meth:`done` with its id once the transaction is over.
         """
         while True:
-            instance_id = self._next(conn)
+            instance_id = self._next(db)
             if instance_id is None:
                 return None
-            row = claim_by_key(conn, self.selection(), instance_id)
+            row = db.claim(self.selection(), instance_id)
             if row is not None:
                 return row
             with self._lock:
@@ -61,14 +60,14 @@ class ClaimQueue:
         with self._lock:
             self._in_flight.discard(instance_id)
 
-    def _next(self, conn: Connection) -> uuid.UUID | None:
+    def _next(self, db: WorkerDb) -> uuid.UUID | None:
         with self._lock:
             while not self._queue:
                 if self._phase >= self._phases:
                     return None
                 # Room for the ids left out below, so a full batch can still come back.
                 limit = self.batch + len(self._skipped) + len(self._in_flight)
-                listed = list_candidates(conn, self.selection(), self._phase, limit=limit)
+                listed = db.list_candidates(self.selection(), self._phase, limit=limit)
                 # A skipped id no longer listed was done by its holder: forget it.
                 self._skipped &= set(listed)
                 fresh = [i for i in listed if i not in self._skipped and i not in self._in_flight]
