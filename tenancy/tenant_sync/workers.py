@@ -105,8 +105,14 @@ def run_workers(
     report: SyncReport,
     stop: threading.Event,
     on_progress: Callable[[SyncReport], None] | None,
+    *,
+    share: tuple[int, int] = (0, 1),
 ) -> RunOutcome:
-    """``options.concurrency`` worker threads in this process, until done or ``stop``."""
+    """``options.concurrency`` worker threads in this process, until done or ``stop``.
+
+    ``share``: this process's number and how many the run has (their claims prefer different
+    tenants, see :mod:`~tenancy.tenant_sync.claims`).
+    """
     job = _Job(
         engine=engine,
         client=client,
@@ -122,6 +128,7 @@ def run_workers(
         clock=options.clock,
         rng=options.rng or random.Random(),
         on_progress=on_progress,
+        share=share,
     )
     threads = [
         threading.Thread(target=job.work, name=f"tenancy-sync-{n}", daemon=True)
@@ -154,6 +161,7 @@ class _Job:
         clock: Callable[[], dt.datetime],
         rng: random.Random,
         on_progress: Callable[[SyncReport], None] | None,
+        share: tuple[int, int],
     ) -> None:
         self.engine = engine
         self.client = client
@@ -173,7 +181,7 @@ class _Job:
         self.on_progress = on_progress
         self.fatal: WixAuthError | None = None
         self.crash: Exception | None = None
-        self.claims = ClaimQueue(selection, batch=_CLAIM_BATCH)
+        self.claims = ClaimQueue(selection, batch=_CLAIM_BATCH, share=share)
         self._fatal_lock = threading.Lock()
 
     def work(self) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, event, update
@@ -74,6 +76,60 @@ def test_a_tenant_held_by_another_process_is_skipped_not_waited_for(db: SyncDb, 
             worker.rollback()
     assert {row["instance_id"] for row in claimed if row is not None} == set(ids[1:])
     assert claimed[-1] is None  # the held one was skipped, not waited for, and not retried
+
+
+class _Counting(WorkerDb):
+    """A worker's connection that counts its claims, and those that came back empty."""
+
+    def __init__(self, db: WorkerDb) -> None:
+        self.db = db
+        self.claims = self.empty = 0
+
+    def list_candidates(self, selection: Selection, phase: int, *, limit: int) -> list[uuid.UUID]:
+        return self.db.list_candidates(selection, phase, limit=limit)
+
+    def claim(self, selection: Selection, instance_id: uuid.UUID) -> dict[str, Any] | None:
+        row = self.db.claim(selection, instance_id)
+        self.claims += 1
+        self.empty += row is None
+        return row
+
+
+def test_the_processes_of_a_run_claim_their_own_share_first(db: SyncDb) -> None:
+    """Two processes listing the same tenants claim different ones: no claim comes back empty
+    (each would otherwise try every tenant, and find half of them taken)."""
+    ids = [uuid.uuid5(uuid.NAMESPACE_OID, str(n)) for n in range(40)]  # fixed: a fixed split
+    seed(db.engine, ids)
+    selection = _selection()
+    queues = [ClaimQueue(lambda: selection, batch=4, share=(n, 2)) for n in range(2)]
+    with worker_db(db.engine) as first, worker_db(db.engine) as second:
+        workers = [_Counting(first), _Counting(second)]
+        claimed: list[set[uuid.UUID]] = [set(), set()]
+        for _ in range(12):  # in turn, each transaction holding what it claimed (in flight)
+            for n in range(2):
+                row = queues[n].claim(workers[n])
+                assert row is not None
+                claimed[n].add(row["instance_id"])
+        assert [w.empty for w in workers] == [0, 0] and [w.claims for w in workers] == [12, 12]
+        assert not claimed[0] & claimed[1]
+        first.rollback()
+        second.rollback()
+
+
+def test_a_process_alone_takes_the_other_shares_too(db: SyncDb) -> None:
+    """Process 1 of 2 with the other gone (or done): every tenant is claimed, its own share first."""
+    ids = [uuid.uuid5(uuid.NAMESPACE_OID, str(n)) for n in range(20)]
+    seed(db.engine, ids)
+    selection = _selection()
+    queue = ClaimQueue(lambda: selection, batch=4, share=(1, 2))
+    with worker_db(db.engine) as worker:
+        order = []
+        while (row := queue.claim(worker)) is not None:
+            order.append(row["instance_id"])
+        worker.rollback()
+    assert sorted(order) == sorted(ids)
+    own = [zlib.crc32(i.bytes) % 2 == 1 for i in order]
+    assert own == sorted(own, reverse=True)  # its share, then the others'
 
 
 def test_a_tenant_done_meanwhile_is_not_claimed_again(db: SyncDb) -> None:
