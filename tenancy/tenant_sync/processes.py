@@ -98,7 +98,9 @@ def run_processes(
     bridge = threading.Thread(target=_bridge, args=(stop, shared_stop, finished), daemon=True)
     bridge.start()
     try:
-        outcome = run_workers(engine, client, mine, since, report, stop, on_progress)
+        outcome = run_workers(
+            engine, client, mine, since, report, stop, on_progress, share=(0, options.processes)
+        )
         if outcome != RunOutcome():
             shared_stop.set()
         for child, reader in zip(children, readers, strict=True):
@@ -130,7 +132,7 @@ def _fork(
         child_options = _share(options, share, random.Random(rng.random()))
         process = context.Process(
             target=_child_main,
-            args=(engine, client, child_options, since, sender, shared_stop),
+            args=(engine, client, child_options, since, sender, shared_stop, (number, len(shares))),
             name=f"tenancy-sync-process-{number}",
             daemon=True,
         )
@@ -265,6 +267,7 @@ def _child_main(
     since: dt.datetime,
     sender: Connection,
     shared_stop: ProcessEvent,
+    share: tuple[int, int],
 ) -> None:
     """A forked worker process: its share of the workers, outcomes and end sent to the parent."""
     engine.dispose(close=False)  # the parent's pooled connections stay the parent's
@@ -280,7 +283,8 @@ def _child_main(
     end: tuple[Any, ...]
     try:
         client.after_fork()
-        outcome = run_workers(engine, client, options, since, _ForwardingReport(since, sender), stop, None)
+        report = _ForwardingReport(since, sender)
+        outcome = run_workers(engine, client, options, since, report, stop, None, share=share)
         fatal = outcome.fatal
         crash = f"{type(outcome.crash).__name__}: {outcome.crash}" if outcome.crash is not None else None
         end = (outcome.outage, (str(fatal), fatal.status, fatal.request_id) if fatal else None, crash)

@@ -39,13 +39,17 @@ __all__ = [
     "claim_by_key",
     "count_claimable",
     "event_is_stale",
+    "failure_values",
     "list_candidates",
+    "listing_statement",
     "origin_instance_id",
     "record_failure",
     "record_origin",
     "record_removal",
     "register_instances",
+    "success_values",
     "tenant_values",
+    "update_statement",
     "update_tenant",
     "update_tenant_for_event",
     "write_success",
@@ -161,8 +165,12 @@ def list_candidates(conn: Connection, selection: Selection, phase: int, *, limit
 
     Other workers may claim any of them meanwhile: :func:`claim_by_key` checks again.
     """
-    query = selection.phases()[phase].with_only_columns(c.instance_id).limit(limit)
-    return list(conn.execute(query).scalars())
+    return list(conn.execute(listing_statement(selection, phase, limit=limit)).scalars())
+
+
+def listing_statement(selection: Selection, phase: int, *, limit: int) -> Select[Any]:
+    """The query of :func:`list_candidates` (the selection's values bound in it)."""
+    return selection.phases()[phase].with_only_columns(c.instance_id).limit(limit)
 
 
 def claim_by_key(conn: Connection, selection: Selection, instance_id: uuid.UUID) -> Row[Any] | None:
@@ -274,7 +282,15 @@ def _same(old: Any, new: Any) -> bool:
 def write_success(conn: Connection, row: Row[Any], values: Mapping[str, Any], *, now: dt.datetime) -> Outcome:
     """Store a successful fetch: ``"unchanged"`` moves only the sync bookkeeping columns,
     ``"changed"`` also writes the data columns that differ (and reactivates a removed row)."""
-    current = row._mapping
+    outcome, written = success_values(cast(Mapping[str, Any], row._mapping), values, now=now)
+    update_tenant(conn, row._mapping["instance_id"], written)
+    return outcome
+
+
+def success_values(
+    current: Mapping[str, Any], values: Mapping[str, Any], *, now: dt.datetime
+) -> tuple[Outcome, dict[str, Any]]:
+    """What :func:`write_success` writes over the claimed row *current*, and its outcome."""
     changed = {name: value for name, value in values.items() if not _same(current[name], value)}
     bookkeeping = {
         "status": "active",
@@ -286,15 +302,22 @@ def write_success(conn: Connection, row: Row[Any], values: Mapping[str, Any], *,
         "consecutive_failures": 0,
         "consecutive_refusals": 0,
     }
-    update_tenant(conn, current["instance_id"], {**changed, **bookkeeping})
-    return "changed" if changed or current["status"] != "active" else "unchanged"
+    outcome: Outcome = "changed" if changed or current["status"] != "active" else "unchanged"
+    return outcome, {**changed, **bookkeeping}
 
 
 def update_tenant(conn: Connection, instance_id: uuid.UUID, values: Mapping[str, Any]) -> None:
     """``UPDATE tenants SET <values> WHERE instance_id = ...`` (the sync's and webhooks' write)."""
+    stmt, params = update_statement(instance_id, values)
+    conn.execute(stmt, params)
+
+
+def update_statement(instance_id: uuid.UUID, values: Mapping[str, Any]) -> tuple[Update, dict[str, Any]]:
+    """The statement of :func:`update_tenant` and its parameters (one statement object per set
+    of columns)."""
     params = {_PARAM + name: value for name, value in values.items()}
     params[_PARAM + "key"] = instance_id
-    conn.execute(_update_statement(tuple(values)), params)
+    return _update_statement(tuple(values)), params
 
 
 _PARAM = "p_"  # bound parameter names: a column's own name is reserved in UPDATE ... SET
@@ -384,7 +407,32 @@ def record_failure(
     (``"removed"``) and retried only every ``recheck_removed_after``. Otherwise
     ``"failed"``, retried after ``backoff``.
     """
-    current = row._mapping
+    outcome, values = failure_values(
+        cast(Mapping[str, Any], row._mapping),
+        reason,
+        refused=refused,
+        now=now,
+        remove_after=remove_after,
+        backoff=backoff,
+        recheck_removed_after=recheck_removed_after,
+        rng=rng,
+    )
+    update_tenant(conn, row._mapping["instance_id"], values)
+    return outcome
+
+
+def failure_values(
+    current: Mapping[str, Any],
+    reason: str,
+    *,
+    refused: bool,
+    now: dt.datetime,
+    remove_after: int,
+    backoff: Backoff,
+    recheck_removed_after: dt.timedelta,
+    rng: random.Random,
+) -> tuple[Outcome, dict[str, Any]]:
+    """What :func:`record_failure` writes over the claimed row *current*, and its outcome."""
     failures = int(current["consecutive_failures"]) + 1
     # Only a success resets the refusal count: a timeout between two refusals says nothing.
     refusals = int(current["consecutive_refusals"]) + (1 if refused else 0)
@@ -403,5 +451,4 @@ def record_failure(
         values["status"] = "removed"
         if current["status"] != "removed":
             values["removed_at"] = now  # the retention starts
-    update_tenant(conn, current["instance_id"], values)
-    return "removed" if removed else "failed"
+    return ("removed" if removed else "failed"), values

@@ -11,16 +11,17 @@ tenants in flight, and memory does not grow with the number of tenants.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import random
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from tenancy import log_context
@@ -38,11 +39,11 @@ from tenancy.tenant_sync.report import Outcome, SyncReport
 from tenancy.tenant_sync.store import (
     Backoff,
     Selection,
-    claim_by_key,
-    record_failure,
+    failure_values,
+    success_values,
     tenant_values,
-    write_success,
 )
+from tenancy.tenant_sync.worker_db import WorkerDb, worker_db
 from tenancy.wix.client import WixClient
 from tenancy.wix.types import AppInstance
 
@@ -104,8 +105,14 @@ def run_workers(
     report: SyncReport,
     stop: threading.Event,
     on_progress: Callable[[SyncReport], None] | None,
+    *,
+    share: tuple[int, int] = (0, 1),
 ) -> RunOutcome:
-    """``options.concurrency`` worker threads in this process, until done or ``stop``."""
+    """``options.concurrency`` worker threads in this process, until done or ``stop``.
+
+    ``share``: this process's number and how many the run has (their claims prefer different
+    tenants, see :mod:`~tenancy.tenant_sync.claims`).
+    """
     job = _Job(
         engine=engine,
         client=client,
@@ -121,6 +128,7 @@ def run_workers(
         clock=options.clock,
         rng=options.rng or random.Random(),
         on_progress=on_progress,
+        share=share,
     )
     threads = [
         threading.Thread(target=job.work, name=f"tenancy-sync-{n}", daemon=True)
@@ -153,6 +161,7 @@ class _Job:
         clock: Callable[[], dt.datetime],
         rng: random.Random,
         on_progress: Callable[[SyncReport], None] | None,
+        share: tuple[int, int],
     ) -> None:
         self.engine = engine
         self.client = client
@@ -172,15 +181,15 @@ class _Job:
         self.on_progress = on_progress
         self.fatal: WixAuthError | None = None
         self.crash: Exception | None = None
-        self.claims = ClaimQueue(selection, batch=_CLAIM_BATCH)
+        self.claims = ClaimQueue(selection, batch=_CLAIM_BATCH, share=share)
         self._fatal_lock = threading.Lock()
 
     def work(self) -> None:
         """One worker: claim, fetch, write, commit, until nothing is left or ``stop``."""
         try:
-            with self.engine.connect() as conn, log_context.scope():
+            with worker_db(self.engine) as db, log_context.scope():
                 while not self.stop.is_set():
-                    if not self._one(conn):
+                    if not self._one(db):
                         return
         except Exception as exc:
             # A worker must not die silently (the database went away, a bug): stop the
@@ -190,59 +199,67 @@ class _Job:
                 self.crash = self.crash or exc
             self.stop.set()
 
-    def _one(self, conn: Connection) -> bool:
+    def _one(self, db: WorkerDb) -> bool:
         """Sync the next tenant in its own transaction; ``False`` when none is left."""
+        try:
+            return self._sync_next(db)
+        except BaseException:
+            # The error ends the worker; what the transaction held is released (if the
+            # connection is still there to say so).
+            with contextlib.suppress(Exception):
+                db.rollback()
+            raise
+
+    def _sync_next(self, db: WorkerDb) -> bool:
+        # The claim opens the transaction, writing the outcome commits it (WorkerDb.write), any
+        # other way out rolls it back.
         error: WixError | None = None
         reason: str | None
-        refused: _WriteRefused | None = None
-        with conn.begin() as transaction:
-            row = self.claims.claim(conn)
-            if row is None:
-                return False
-            if self.stop.is_set():  # claimed just as the run stopped: release it, uncharged
-                transaction.rollback()
-                self.claims.done(row.instance_id)
-                return False
-            iid: uuid.UUID = row.instance_id
-            log_context.bind(iid)  # this tenant's log lines carry its instance_id
-            try:
-                app = self._fetch(iid)
-            except WixAuthError as exc:  # the app's credentials: fatal, nothing charged
-                transaction.rollback()
+        row = self.claims.claim(db)
+        if row is None:
+            db.rollback()
+            return False
+        iid: uuid.UUID = row["instance_id"]
+        if self.stop.is_set():  # claimed just as the run stopped: release it, uncharged
+            db.rollback()
+            self.claims.done(iid)
+            return False
+        log_context.bind(iid)  # this tenant's log lines carry its instance_id
+        try:
+            app = self._fetch(iid)
+        except WixAuthError as exc:  # the app's credentials: fatal, nothing charged
+            db.rollback()
+            self.claims.done(iid)
+            self._abort(exc)
+            return False
+        except _Refused as exc:
+            self.breaker.answered()
+            error, reason = exc.error, _reason(exc.error)
+            outcome = self._failure(db, row, reason, refused=exc.gone)
+        except WixUnavailable as exc:
+            charge, tripped = self.breaker.unavailable(str(exc))
+            if tripped:
+                self._outage(exc)
+            if not charge:  # Wix is down: not this tenant's fault, it keeps its schedule
+                db.rollback()
                 self.claims.done(iid)
-                self._abort(exc)
                 return False
-            except _Refused as exc:
-                self.breaker.answered()
-                error, reason = exc.error, _reason(exc.error)
-                outcome = self._failure(conn, row, reason, refused=exc.gone)
-            except WixUnavailable as exc:
-                charge, tripped = self.breaker.unavailable(str(exc))
-                if tripped:
-                    self._outage(exc)
-                if not charge:  # Wix is down: not this tenant's fault, it keeps its schedule
-                    transaction.rollback()
-                    self.claims.done(iid)
-                    return False
-                error, reason = exc, _reason(exc)
-                outcome = self._failure(conn, row, reason, refused=False)
-            except WixError as exc:  # 429 after retries, a garbled answer: Wix did answer
-                self.breaker.answered()
-                error, reason = exc, _reason(exc)
-                outcome = self._failure(conn, row, reason, refused=False)
-            except Exception as exc:  # a bug or an unforeseen answer: recorded, run goes on
-                log.exception("sync of instance %s failed unexpectedly", iid)
-                reason = f"unexpected {type(exc).__name__}"
-                outcome = self._failure(conn, row, reason, refused=False)
-            else:
-                self.breaker.answered()
-                try:
-                    outcome, reason = self._store(conn, row, app), None
-                except _WriteRefused as exc:
-                    transaction.rollback()
-                    refused = exc
-        if refused is not None:
-            outcome, reason = self._record_refused_write(conn, iid, refused.reason)
+            error, reason = exc, _reason(exc)
+            outcome = self._failure(db, row, reason, refused=False)
+        except WixError as exc:  # 429 after retries, a garbled answer: Wix did answer
+            self.breaker.answered()
+            error, reason = exc, _reason(exc)
+            outcome = self._failure(db, row, reason, refused=False)
+        except Exception as exc:  # a bug or an unforeseen answer: recorded, run goes on
+            log.exception("sync of instance %s failed unexpectedly", iid)
+            reason = f"unexpected {type(exc).__name__}"
+            outcome = self._failure(db, row, reason, refused=False)
+        else:
+            self.breaker.answered()
+            try:
+                outcome, reason = self._store(db, row, app), None
+            except _WriteRefused as exc:  # rolled back: the failure goes in a new transaction
+                outcome, reason = self._record_refused_write(db, iid, exc.reason)
         self.claims.done(iid)
         status, request_id = (error.status, error.request_id) if error is not None else (None, None)
         self.report.record(outcome, iid, reason, status=status, request_id=request_id)
@@ -283,27 +300,28 @@ class _Job:
         if self.instance_limit is not None:
             self.instance_limit.acquire(iid)
 
-    def _store(self, conn: Connection, row: Row[Any], app: AppInstance) -> Outcome:
+    def _store(self, db: WorkerDb, row: Mapping[str, Any], app: AppInstance) -> Outcome:
         # No savepoint (two round trips per tenant): a value the column refuses (say an
         # overlong locale) aborts the transaction, and the failure is recorded in a new one.
+        outcome, values = success_values(row, tenant_values(app), now=self.clock())
         try:
-            return write_success(conn, row, tenant_values(app), now=self.clock())
+            db.write(row["instance_id"], values)
         except DBAPIError as exc:
             raise _WriteRefused(f"database refused the answer ({type(exc.orig).__name__})") from None
+        return outcome
 
-    def _record_refused_write(self, conn: Connection, iid: uuid.UUID, reason: str) -> tuple[Outcome, str]:
-        with conn.begin():
-            # Locked again by key; if another worker took it in between, it is theirs now.
-            row = claim_by_key(conn, self.selection(), iid)
-            if row is not None:
-                return self._failure(conn, row, reason, refused=False), reason
-        return "failed", reason
+    def _record_refused_write(self, db: WorkerDb, iid: uuid.UUID, reason: str) -> tuple[Outcome, str]:
+        # Locked again by key; if another worker took it in between, it is theirs now.
+        row = db.claim(self.selection(), iid)
+        if row is None:
+            db.rollback()
+            return "failed", reason
+        return self._failure(db, row, reason, refused=False), reason
 
-    def _failure(self, conn: Connection, row: Row[Any], reason: str, *, refused: bool) -> Outcome:
+    def _failure(self, db: WorkerDb, row: Mapping[str, Any], reason: str, *, refused: bool) -> Outcome:
         with self.rng_lock:
             rng = random.Random(self.rng.random())
-        return record_failure(
-            conn,
+        outcome, values = failure_values(
             row,
             reason,
             refused=refused,
@@ -313,6 +331,8 @@ class _Job:
             recheck_removed_after=self.recheck_removed_after,
             rng=rng,
         )
+        db.write(row["instance_id"], values)
+        return outcome
 
     def _outage(self, exc: WixUnavailable) -> None:
         """The one line a Wix outage gets, then stop the run (in-flight claims are released)."""
