@@ -64,7 +64,7 @@ _EXECUTION_EVENTS = (
 
 class WorkerDb:
     """One worker's connection. A transaction starts with the first statement after the
-    last commit or rollback; :meth:`write` ends it."""
+    last commit or rollback. Errors are SQLAlchemy's (:class:`~sqlalchemy.exc.DBAPIError`)."""
 
     def list_candidates(self, selection: Selection, phase: int, *, limit: int) -> list[uuid.UUID]:
         """:func:`~tenancy.tenant_sync.store.list_candidates` (no lock)."""
@@ -74,9 +74,12 @@ class WorkerDb:
         """:func:`~tenancy.tenant_sync.store.claim_by_key`: the locked row's claimed columns."""
         raise NotImplementedError
 
-    def write(self, instance_id: uuid.UUID, values: Mapping[str, Any]) -> None:
-        """``UPDATE tenants SET <values>`` for the tenant, then commit. If the database refuses
-        (a :class:`~sqlalchemy.exc.DBAPIError`), the transaction is rolled back first."""
+    def update(self, instance_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+        """``UPDATE tenants SET <values>`` for the tenant (in the transaction of its claim)."""
+        raise NotImplementedError
+
+    def commit(self) -> None:
+        """End the transaction, keeping what it wrote."""
         raise NotImplementedError
 
     def rollback(self) -> None:
@@ -116,12 +119,10 @@ class SqlAlchemyDb(WorkerDb):
         row = claim_by_key(self.conn, selection, instance_id)
         return None if row is None else dict(row._mapping)
 
-    def write(self, instance_id: uuid.UUID, values: Mapping[str, Any]) -> None:
-        try:
-            update_tenant(self.conn, instance_id, values)
-        except BaseException:
-            self.conn.rollback()
-            raise
+    def update(self, instance_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+        update_tenant(self.conn, instance_id, values)
+
+    def commit(self) -> None:
         self.conn.commit()
 
     def rollback(self) -> None:
@@ -182,18 +183,23 @@ def _compiled(stmt: ClauseElement, dialect: Dialect) -> _Compiled:
 class PsycopgDb(WorkerDb):
     """The statements on the psycopg connection under a SQLAlchemy connection, which it never
     executes on (so SQLAlchemy holds no transaction of its own; the pool's reset on return
-    rolls back whatever a failure left open)."""
+    rolls back whatever a failure left open). A connection lost to a disconnect is invalidated
+    and the next statement runs on a new one, as through SQLAlchemy."""
 
     def __init__(self, conn: Connection) -> None:
         import psycopg
         from psycopg.rows import dict_row
 
         self._error: type[psycopg.Error] = psycopg.Error
+        self._dict_row = dict_row
         self.conn = conn
         self._dialect = conn.dialect
         self._hide_parameters = conn.engine.hide_parameters
-        self._pg = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
-        self._cursor = self._pg.cursor(row_factory=dict_row)
+        self._connect()
+
+    def _connect(self) -> None:
+        self._pg = cast("psycopg.Connection[Any]", self.conn.connection.dbapi_connection)
+        self._cursor = self._pg.cursor(row_factory=self._dict_row)
 
     def list_candidates(self, selection: Selection, phase: int, *, limit: int) -> list[uuid.UUID]:
         # The selection's values are literals of the statement: compiled anew (once a batch).
@@ -206,20 +212,26 @@ class PsycopgDb(WorkerDb):
         self._execute(_compiled(stmt, self._dialect), {**params, "instance_id": instance_id})
         return self._cursor.fetchone()
 
-    def write(self, instance_id: uuid.UUID, values: Mapping[str, Any]) -> None:
+    def update(self, instance_id: uuid.UUID, values: Mapping[str, Any]) -> None:
         stmt, params = update_statement(instance_id, values)
-        compiled = _compiled(stmt, self._dialect)
-        self._execute(compiled, params)
+        self._execute(_compiled(stmt, self._dialect), params)
+
+    def commit(self) -> None:
         try:
             self._pg.commit()
         except self._error as exc:
             raise self._wrapped(exc, "COMMIT", {}) from exc
 
     def rollback(self) -> None:
-        self._pg.rollback()
+        if not self._pg.closed:
+            self._pg.rollback()
 
     def _execute(self, compiled: _Compiled, values: Mapping[str, Any]) -> None:
         params = compiled.parameters(values)
+        if self._pg.closed:
+            # Invalidated after its server went away (see _wrapped): the SQLAlchemy connection
+            # checks out a new one, as it does for a statement of its own.
+            self._connect()
         try:
             self._cursor.execute(compiled.sql, params)
         except self._error as exc:

@@ -211,8 +211,8 @@ class _Job:
             raise
 
     def _sync_next(self, db: WorkerDb) -> bool:
-        # The claim opens the transaction, writing the outcome commits it (WorkerDb.write), any
-        # other way out rolls it back.
+        # The claim opens the transaction; it is committed once the outcome is written, rolled
+        # back on any other way out.
         error: WixError | None = None
         reason: str | None
         row = self.claims.claim(db)
@@ -260,6 +260,7 @@ class _Job:
                 outcome, reason = self._store(db, row, app), None
             except _WriteRefused as exc:  # rolled back: the failure goes in a new transaction
                 outcome, reason = self._record_refused_write(db, iid, exc.reason)
+        db.commit()
         self.claims.done(iid)
         status, request_id = (error.status, error.request_id) if error is not None else (None, None)
         self.report.record(outcome, iid, reason, status=status, request_id=request_id)
@@ -305,8 +306,9 @@ class _Job:
         # overlong locale) aborts the transaction, and the failure is recorded in a new one.
         outcome, values = success_values(row, tenant_values(app), now=self.clock())
         try:
-            db.write(row["instance_id"], values)
+            db.update(row["instance_id"], values)
         except DBAPIError as exc:
+            db.rollback()
             raise _WriteRefused(f"database refused the answer ({type(exc.orig).__name__})") from None
         return outcome
 
@@ -314,7 +316,6 @@ class _Job:
         # Locked again by key; if another worker took it in between, it is theirs now.
         row = db.claim(self.selection(), iid)
         if row is None:
-            db.rollback()
             return "failed", reason
         return self._failure(db, row, reason, refused=False), reason
 
@@ -331,7 +332,7 @@ class _Job:
             recheck_removed_after=self.recheck_removed_after,
             rng=rng,
         )
-        db.write(row["instance_id"], values)
+        db.update(row["instance_id"], values)
         return outcome
 
     def _outage(self, exc: WixUnavailable) -> None:

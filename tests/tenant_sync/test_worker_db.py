@@ -12,13 +12,14 @@ import datetime as dt
 import logging
 import random
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, delete, event, text
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 
 from tenancy.emulator import Emulator
 from tenancy.tenant_sync.job import SyncOptions, sync
@@ -72,7 +73,9 @@ def _snapshot(engine: Engine) -> dict[uuid.UUID, dict[str, Any]]:
 
 def _run(engine: Engine, emu: Emulator, now: dt.datetime) -> tuple[int, int, int, int]:
     with client_for(emu) as client:
-        report = sync(engine, client, SyncOptions(mode="all", clock=lambda: now, rng=random.Random(4)))
+        # One worker: the failures draw their backoff jitter from the seeded rng in a fixed order.
+        options = SyncOptions(mode="all", concurrency=1, clock=lambda: now, rng=random.Random(4))
+        report = sync(engine, client, options)
     return report.changed, report.unchanged, report.removed, report.failed
 
 
@@ -128,23 +131,23 @@ def test_the_psycopg_path_only_where_nothing_watches_the_engine(db: SyncDb, capl
     assert kind(create_engine("sqlite://")) is SqlAlchemyDb
 
 
-def test_a_refused_write_is_rolled_back_and_the_connection_stays_usable(db: SyncDb) -> None:
+def test_a_refused_update_is_rolled_back_and_the_connection_stays_usable(db: SyncDb) -> None:
     iid = uuid.uuid4()
     seed(db.engine, [iid])
     now = dt.datetime.now(dt.UTC)
-
     selection = Selection(mode="all", since=now, now=now)
     with worker_db(db.engine) as worker:
         assert isinstance(worker, PsycopgDb)
         row = worker.claim(selection, iid)
         assert row is not None and row["instance_id"] == iid
         with pytest.raises(DataError) as refused:
-            worker.write(iid, {"locale": "x" * 100, "last_attempt_at": now})
+            worker.update(iid, {"locale": "x" * 100, "last_attempt_at": now})
         assert "StringDataRightTruncation" in type(refused.value.orig).__name__
         # Rolled back: the row is claimable again on this very connection, and writable.
         row = worker.claim(selection, iid)
         assert row is not None
-        worker.write(iid, {"locale": "en", "last_attempt_at": now})
+        worker.update(iid, {"locale": "en", "last_attempt_at": now})
+        worker.commit()
     with db.engine.connect() as conn:
         locale = conn.execute(text("SELECT locale FROM tenants WHERE instance_id = :i"), {"i": iid}).scalar()
     assert locale == "en"
@@ -162,9 +165,10 @@ def test_both_paths_write_none_into_a_json_column_alike(db: SyncDb) -> None:
             with worker_db(engine) as worker:
                 assert isinstance(worker, expected)
                 assert worker.claim(selection, iid) is not None
-                worker.write(
+                worker.update(
                     iid, {"installed_wix_apps": None, "raw": {"a": [1, None]}, "last_attempt_at": now}
                 )
+                worker.commit()
     finally:
         watched.dispose()
     rows = _snapshot(db.engine)
@@ -174,3 +178,45 @@ def test_both_paths_write_none_into_a_json_column_alike(db: SyncDb) -> None:
         second["raw"],
     )
     assert first["installed_wix_apps_kind"] == "null"
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["psycopg", "sqlalchemy"])
+def test_a_worker_whose_connection_dies_stops_the_run_and_nothing_is_lost(
+    db: SyncDb, emu: Emulator, direct: bool
+) -> None:
+    """The server ends the sync's sessions mid-run: sync() raises SQLAlchemy's OperationalError
+    on both paths, no row is left half-written, and the next run syncs every tenant. (A worker
+    that was writing a fetched answer records it as refused, on a new connection, on both.)"""
+    seed(db.engine, emu.instance_ids)
+    engine = create_engine(db.url, connect_args={"application_name": "tenancy-sync-under-test"})
+    if not direct:
+        _watched(engine)
+    killed = threading.Event()
+
+    def kill_sessions(report: object) -> None:
+        if not killed.is_set():
+            killed.set()
+            with db.engine.connect() as conn:
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                        " WHERE application_name = 'tenancy-sync-under-test'"
+                    )
+                )
+
+    try:
+        with client_for(emu) as client, pytest.raises(OperationalError):
+            sync(engine, client, SyncOptions(mode="all", concurrency=2), on_progress=kill_sessions)
+    finally:
+        engine.dispose()
+    after = _snapshot(db.engine).values()
+    # Each row untouched, synced, or (written as the session died) charged with the refusal.
+    assert all(
+        row["last_attempt_at"] is None or row["last_synced_at"] or row["last_sync_error"] for row in after
+    )
+    assert all(row["last_sync_error"] is None or "AdminShutdown" in row["last_sync_error"] for row in after)
+    assert any(row["last_attempt_at"] is None for row in after)  # the run did stop early
+    with client_for(emu) as client:
+        rest = sync(db.engine, client, SyncOptions(mode="all", since=dt.datetime.now(dt.UTC)))
+    rows = _snapshot(db.engine)
+    assert rest.failed == 0 and all(row["last_synced_at"] is not None for row in rows.values())
