@@ -516,6 +516,8 @@ class WixClient:
             return None
         # Redacted whole, then cut: cutting first could leave half a secret unmasked.
         value = self._redact(value, secrets)[:_MAX_REQUEST_ID]
+        if value.isprintable():  # as Wix's always are: no character to replace
+            return value
         return "".join(ch if ch.isprintable() else "?" for ch in value)
 
     def _error(

@@ -37,9 +37,14 @@ def loads(content: bytes | str) -> Any:
     if isinstance(content, str):
         # Already text: a surrogate may be in it raw, not only as an escape.
         check_strings = not content.isascii() or _SURROGATE_ESCAPE.search(content.encode()) is not None
+        brackets = content.count("{") + content.count("[")
     else:
         check_strings = _SURROGATE_ESCAPE.search(content) is not None
-    _check(value, check_strings=check_strings)
+        brackets = content.count(b"{") + content.count(b"[")
+    # Nesting never goes deeper than the number of opening brackets (inside strings too): with
+    # no more than MAX_DEPTH of them and no string to check, the walk would find nothing.
+    if check_strings or brackets > MAX_DEPTH:
+        _check(value, check_strings=check_strings)
     return value
 
 

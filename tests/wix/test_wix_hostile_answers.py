@@ -16,6 +16,7 @@ import pytest
 
 from tenancy.emulator import Emulator
 from tenancy.errors import TenancyError, WixError
+from tenancy.wix import jsonsafe
 from tenancy.wix.client import WixClient
 from tests.wix_helpers import client_for, sample
 
@@ -82,6 +83,24 @@ def test_json_nested_past_the_recursion_limit_is_a_wix_error(
                 client.app_access_token(iid)
             else:
                 client.get_app_instance(iid)
+
+
+@pytest.mark.parametrize("in_strings", [0, 2 * jsonsafe.MAX_DEPTH], ids=["no-padding", "brackets-in-strings"])
+@pytest.mark.parametrize("as_text", [False, True], ids=["bytes", "str"])
+def test_the_depth_bound_is_exact(in_strings: int, as_text: bool) -> None:
+    """MAX_DEPTH levels load and one more is refused, with few brackets (no walk needed to know)
+    or many (inside strings too: the walk decides); a lone surrogate is refused at any depth."""
+    padding = json.dumps("[{" * in_strings)
+    for depth, ok in ((jsonsafe.MAX_DEPTH, True), (jsonsafe.MAX_DEPTH + 1, False), (1, True)):
+        text = "[" * depth + padding + "]" * depth
+        content = text if as_text else text.encode()
+        if ok:
+            assert jsonsafe.loads(content) is not None
+        else:
+            with pytest.raises(jsonsafe.UnsafeJSON, match="nested deeper"):
+                jsonsafe.loads(content)
+    with pytest.raises(jsonsafe.UnsafeJSON, match="surrogate"):
+        jsonsafe.loads('["\\ud800"]' if as_text else b'["\\ud800"]')
 
 
 def test_json_nested_past_the_recursion_limit_in_an_error_body_is_ignored(
