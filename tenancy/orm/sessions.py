@@ -22,7 +22,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 import psycopg
 from psycopg import pq
-from sqlalchemy import Connection, Engine, Row, event, inspect, text
+from sqlalchemy import Connection, Engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Mapper, Session, SessionTransaction
 from sqlalchemy.pool import Pool
@@ -44,6 +44,7 @@ from tenancy.postgres.binding import (
     newest_key,
     parse_binding_key,
     planted_message,
+    session_state,
 )
 from tenancy.postgres.isolation import has_citus, warn_without_rls
 from tenancy.settings import safe_url
@@ -184,10 +185,10 @@ def _apply_tenant_setting(session: Session, transaction: SessionTransaction, con
     # On psycopg the binding rides with BEGIN (no round trip of its own).
     armed = psycopg_begin.arm(driver, tenant, seal)
 
-    def statements(fresh: bool) -> Row[Any]:
+    def statements(fresh: bool) -> object:
         instance_id, tenant_seal = bind_parameters(tenant, seal)
         params = {"instance_id": instance_id, "seal": tenant_seal, "backend": _checked_backend(connection)}
-        return connection.execute(_RESET_AND_BIND_TENANT if fresh else _BIND_TENANT, params).one()
+        return connection.execute(_RESET_AND_BIND_TENANT if fresh else _BIND_TENANT, params).one()[-1]
 
     _bind(connection, armed, statements)
 
@@ -200,21 +201,21 @@ def _apply_citus_binding(connection: Connection, keys: KeySource, tenant: uuid.U
     commands = citus_binding.binding_commands(tenant, citus_binding.seal(keys.key(), tenant, gpid), backend)
     armed = psycopg_begin.arm_commands(driver, commands)
 
-    def statements(fresh: bool) -> Row[Any]:
+    def statements(fresh: bool) -> object:
         if fresh:  # before the SET LOCALs, which RESET ALL would undo
             _reset_session(connection)
         *settings, check = commands
         for command in settings:
             connection.exec_driver_sql(command.decode("ascii"))
-        return connection.exec_driver_sql(check.decode("ascii")).one()
+        return connection.exec_driver_sql(check.decode("ascii")).scalar_one()
 
     _bind(connection, armed, statements)
 
 
-def _bind(connection: Connection, armed: bool, statements: Callable[[bool], Row[Any]]) -> None:
+def _bind(connection: Connection, armed: bool, statements: Callable[[bool], object]) -> None:
     """Check the runtime role, then (when the binding could not ride with ``BEGIN``) run the
     binding *statements* (``fresh``: the session began this transaction, reset it first); refuse
-    what their last row reports.
+    what the session check answers (their last value, :func:`~tenancy.postgres.binding.session_state`).
 
     Armed, the role check's query (or the session's first statement) opens the transaction
     with the binding, and the fast path refuses the same way (psycopg_begin._start_query).
@@ -224,18 +225,19 @@ def _bind(connection: Connection, armed: bool, statements: Callable[[bool], Row[
     if armed:
         return
     with _binding_statements(connection):
-        row = statements(fresh)
-    if row.planted is not None:
+        answer = statements(fresh)
+    state = session_state(answer if isinstance(answer, str | bytes) else None, _client_pid(connection))
+    if state.planted is not None:
         connection.invalidate()  # its backend may carry the settings: never reuse it
-        raise ConfigurationError(planted_message(row.planted))
-    if not row.clean:
+        raise ConfigurationError(planted_message(state.planted))
+    if state.tainted:
         connection.invalidate()  # SQL-made prepared statements or LISTEN: never reuse this connection
         raise CrossTenantAccess(TAINTED)
     if fresh:
         # The check ran right after the reset: this backend's role settings are vouched for
         # (binding.CHECK_FUNCTION). In a joined transaction the application's own SETs could
         # hide one, so nothing is kept there.
-        connection.connection.info[_BACKEND] = row.backend
+        connection.connection.info[_BACKEND] = state.backend
 
 
 def _not_begun(connection: Connection) -> bool:
@@ -248,7 +250,7 @@ def _not_begun(connection: Connection) -> bool:
 def _reset_session(connection: Connection) -> None:
     """The fallback's reset (:data:`~tenancy.postgres.binding.RESET_SQL`) on Citus, as statements
     before the ``SET LOCAL`` binding; elsewhere the binding statement does it
-    (``tenancy.session_check(true)``, :data:`~tenancy.postgres.binding.BIND_RESET_SQL`).
+    (``tenancy.session_state(true)``, :data:`~tenancy.postgres.binding.BIND_RESET_SQL`).
 
     Only for a transaction the session begins: in a session joined to a transaction the
     application began (or a savepoint), ``RESET ALL`` would undo the application's own
@@ -303,9 +305,23 @@ def _unprepared(connection: Connection) -> Iterator[None]:
 _BACKEND = "tenancy.checked_backend"
 
 
+def _client_pid(connection: Connection) -> int | None:
+    """The backend pid the driver's connection got when it connected (libpq's or asyncpg's
+    BackendKeyData): behind a pooler it is the pooler's, not the backend's."""
+    driver = connection.connection.driver_connection
+    pgconn = getattr(driver, "pgconn", None)
+    if pgconn is not None:
+        pid = pgconn.backend_pid
+    else:
+        get_pid = getattr(driver, "get_server_pid", None)  # asyncpg
+        pid = get_pid() if callable(get_pid) else None
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
 def _checked_backend(connection: Connection) -> str | None:
     """The backend this DBAPI connection's last fresh tenant transaction found clean of role
-    settings (``session_check``'s ``backend``), or None: the check then runs in full."""
+    settings (:class:`~tenancy.postgres.binding.SessionState` ``backend``), or None: the check
+    then runs in full."""
     backend = connection.connection.info.get(_BACKEND)
     return backend if isinstance(backend, str) else None
 

@@ -40,11 +40,10 @@ __all__ = [
     "BIND_SQL",
     "CHECK_FUNCTION",
     "CHECK_SIGNATURE",
-    "CLEAN_COLUMNS",
     "CLEAN_SQL",
     "ENV_VAR",
     "FUNCTION",
-    "OLD_CHECK_SIGNATURE",
+    "OLD_CHECK_SIGNATURES",
     "PLANTED_SQL",
     "REGISTER_FUNCTION",
     "RESET_SQL",
@@ -54,6 +53,7 @@ __all__ = [
     "TENANT_REMOVED_SQLSTATE",
     "BindingKey",
     "KeySource",
+    "SessionState",
     "bind_parameters",
     "binding_objects_sql",
     "clean_sql",
@@ -64,6 +64,7 @@ __all__ = [
     "planted_message",
     "registration_proof",
     "seal",
+    "session_state",
 ]
 
 SCHEMA = "tenancy"
@@ -105,27 +106,37 @@ PLANTED_SQL = """
           OR c OPERATOR(pg_catalog.=) ANY (ARRAY['track_activities=off',
              'pg_stat_statements.track_utility=off']));"""
 
-# The session check every binding statement calls (its `backend`, `planted` and `clean`
-# columns): releases session advisory locks; names planted role-level settings (above); says
+# The session check every binding statement calls, one text column (session_state() below
+# reads it): releases session advisory locks; names planted role-level settings (above); says
 # whether the connection is clean. Not clean: a prepared statement made by SQL (`PREPARE`,
 # from_sql; psycopg prepares through the protocol, so such a statement can only be an attempt
 # to take over a name, `_pg3_N`, that the next checkout would execute) or a LISTEN channel
 # (UNLISTEN is refused on a standby and only acts at commit). The transport then discards that
 # one connection instead of using it.
 #
-# Planted settings are checked once per backend, not in every transaction (they cost ~40 us
-# of a ~1 ms transaction): `backend` names this backend (pid and start time: a pid is reused,
-# the pair never is), the caller keeps it once the backend passed, and passes it back as
-# `p_backend`; while it matches, the backend is known to have started without planted role
-# settings (they are read at backend start only, so one planted later cannot reach it). Any
-# other backend (a new connection, another one behind PgBouncer) is checked. A caller that
-# cannot vouch for the reset (a transaction joined to the application's) keeps nothing.
-# (The check reads the catalog as it is now: a setting planted, picked up by a new backend and
-# removed again before that backend's first tenant transaction goes unseen, as it did when the
-# check ran in every transaction; reading the backend's own settings, pg_settings, costs
-# ~0.5 ms, too much for every backend behind a transaction-mode PgBouncer. README: Known limits.)
+# Planted settings are checked once per backend, not in every transaction: a role setting is
+# read when a backend starts, so one planted later cannot reach a backend already checked. The
+# function returns the backend it ran on, the caller keeps it once the backend passed and
+# passes it back as `p_backend`, and the lookup is skipped while the same backend answers:
+# - `pid@start` (pid and start time, from pg_stat_get_activity: a pid is reused, the pair
+#   never is) names it exactly; reading it costs a copy of every backend's status (~80k
+#   instructions, more than the lookup it saves), so it is the form for connections whose
+#   backend can change under them (PgBouncer);
+# - a bare `pid` is what the caller passes instead when the libpq connection itself is that
+#   backend's (its BackendKeyData pid is the checked backend's pid: no pooler in between, so
+#   the backend cannot change for the connection's life); comparing it costs nothing.
+# Any other backend (a new connection, another one behind PgBouncer) is checked in full. A
+# caller that cannot vouch for the reset (a transaction joined to the application's) keeps
+# nothing. (The check reads the catalog as it is now: a setting planted, picked up by a new
+# backend and removed again before that backend's first tenant transaction goes unseen;
+# reading the backend's own settings, pg_settings, costs ~0.5 ms, too much for every backend
+# behind a transaction-mode PgBouncer. README: Known limits.)
 #
-# A PL/pgSQL function, not columns of the binding statement itself: that statement is sent
+# One scalar in the statement's select list, not a function in its FROM list with OUT columns:
+# a set-returning call with OUT parameters builds a tuple descriptor and a tuplestore in every
+# transaction (~70k server instructions more per transaction, measured with callgrind).
+#
+# A PL/pgSQL function, not expressions of the binding statement itself: that statement is sent
 # unnamed on purpose (a prepared one could be replaced by SQL of the tenant's), so PostgreSQL
 # parses and plans it in every transaction, ~0.1-0.2 ms for these catalog subqueries; the
 # function's plans are cached per backend, and the statement that calls it plans in
@@ -136,62 +147,110 @@ PLANTED_SQL = """
 #
 # With `true` it first resets the session (RESET_SQL): the fallback, where the binding is a
 # statement of its own inside the transaction, so the reset costs no statement (no round trip
-# on drivers without a pipeline, such as asyncpg). The binding's set_config() calls are in the
-# calling statement's select list, evaluated after the function scan: after the reset.
-CHECK_FUNCTION = f"{SCHEMA}.session_check"
+# on drivers without a pipeline, such as asyncpg). There the call is in the statement's FROM
+# list, so it runs before the select list's set_config() calls: after the reset.
+CHECK_FUNCTION = f"{SCHEMA}.session_state"
 CHECK_SIGNATURE = f"{CHECK_FUNCTION}(boolean, text)"
-OLD_CHECK_SIGNATURE = f"{CHECK_FUNCTION}(boolean)"  # before revision 0005 (dropped: ambiguous)
+# Before revision 0006 (dropped; session_state replaces them).
+OLD_CHECK_SIGNATURES = (f"{SCHEMA}.session_check(boolean)", f"{SCHEMA}.session_check(boolean, text)")
+_TAINTED_STATE = "!tainted"
+_PLANTED_STATE = "!planted:"
 _RESETS = "\n".join(f"    EXECUTE '{sql}';" for sql in RESET_SQL)
 _CHECK_SQL = f"""
 CREATE OR REPLACE FUNCTION {CHECK_FUNCTION}(
-  p_reset pg_catalog.bool DEFAULT false, p_backend pg_catalog.text DEFAULT NULL,
-  OUT backend pg_catalog.text, OUT planted pg_catalog.text, OUT clean pg_catalog.bool)
+  p_reset pg_catalog.bool DEFAULT false, p_backend pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.text
 LANGUAGE plpgsql VOLATILE
 AS $tenancy$
+DECLARE
+  v_pid pg_catalog.text := pg_catalog.pg_backend_pid()::pg_catalog.text;
+  v_backend pg_catalog.text;
+  planted pg_catalog.text;
 BEGIN
   IF p_reset THEN
 {_RESETS}
   END IF;
   PERFORM pg_catalog.pg_advisory_unlock_all();
-  SELECT pg_catalog.pg_backend_pid()::pg_catalog.text OPERATOR(pg_catalog.||) '@'
-         OPERATOR(pg_catalog.||)
-         pg_catalog.date_part('epoch', a.backend_start)::pg_catalog.numeric::pg_catalog.text
-    INTO backend FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a;
-  IF backend IS NULL OR p_backend IS NULL OR p_backend OPERATOR(pg_catalog.<>) backend THEN
+  IF p_backend OPERATOR(pg_catalog.=) v_pid THEN
+    v_backend := v_pid;
+  ELSE
+    SELECT v_pid OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||)
+           pg_catalog.date_part('epoch', a.backend_start)::pg_catalog.numeric::pg_catalog.text
+      INTO v_backend FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a;
+    IF v_backend IS NULL OR p_backend IS NULL OR p_backend OPERATOR(pg_catalog.<>) v_backend THEN
 {PLANTED_SQL}
+      IF planted IS NOT NULL THEN
+        RETURN '{_PLANTED_STATE}' OPERATOR(pg_catalog.||) planted;
+      END IF;
+    END IF;
   END IF;
-  clean := NOT EXISTS (SELECT FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql)
-           AND NOT EXISTS (SELECT FROM pg_catalog.pg_listening_channels());
+  IF EXISTS (SELECT FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql)
+     OR EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN
+    RETURN '{_TAINTED_STATE}';
+  END IF;
+  RETURN COALESCE(v_backend, '');
 END
 $tenancy$
 """
 
-# The last three columns of every check statement are `backend`, `planted`, `clean` (the fast
-# path reads them by position). $3 (or the literal in clean_sql) is the backend the caller
-# already checked, or NULL.
-CLEAN_COLUMNS = "c.backend, c.planted, c.clean"
-_BACKEND = re.compile(r"[0-9]{1,10}@[0-9]{1,12}(\.[0-9]{1,6})?")
+_PID = re.compile(r"[0-9]{1,10}")
+_BACKEND = re.compile(r"([0-9]{1,10})@[0-9]{1,12}(\.[0-9]{1,6})?")
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """What the session check (:data:`CHECK_FUNCTION`) answered, read by :func:`session_state`."""
+
+    backend: str | None  # pass back as p_backend next time (None: check in full)
+    planted: str | None  # names of planted role settings: refuse, discard the connection
+    tainted: bool  # SQL left state on the connection: refuse, discard it
+
+
+def session_state(value: str | bytes | None, client_pid: int | None) -> SessionState:
+    """Read the check's answer; *client_pid*: the pid the driver's connection got from the
+    server when it connected (libpq's BackendKeyData), or None when unknown.
+
+    Anything but the function's own forms is taken as tainted (fail closed)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if value is None:
+        return SessionState(None, None, True)
+    if value.startswith(_PLANTED_STATE):
+        return SessionState(None, value[len(_PLANTED_STATE) :] or "?", False)
+    if value == "":
+        return SessionState(None, None, False)
+    if _PID.fullmatch(value):
+        return SessionState(value, None, False)
+    exact = _BACKEND.fullmatch(value)
+    if exact is None:
+        return SessionState(None, None, True)
+    # The libpq connection is this backend's own (no pooler between): its backend cannot
+    # change, and the bare pid is as good as the exact name, at no cost to compare.
+    if client_pid is not None and exact.group(1) == str(client_pid):
+        return SessionState(exact.group(1), None, False)
+    return SessionState(value, None, False)
 
 
 def clean_sql(backend: str | None) -> bytes:
     """The check alone, for a transport whose statements take no parameters (Citus sends it
-    after its two ``SET LOCAL``): *backend* (a ``backend`` value the check returned) inlined."""
-    if backend is not None and not _BACKEND.fullmatch(backend):
+    after its two ``SET LOCAL``): *backend* (a :class:`SessionState` ``backend``) inlined."""
+    if backend is not None and not (_PID.fullmatch(backend) or _BACKEND.fullmatch(backend)):
         backend = None  # never inline anything else; NULL only means a full check
     argument = "NULL" if backend is None else f"'{backend}'"
-    return f"SELECT {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}(false, {argument}) c".encode("ascii")
+    return f"SELECT {CHECK_FUNCTION}(false, {argument})".encode("ascii")
 
 
 CLEAN_SQL = clean_sql(None)
 
 # Bound parameters, never text: other backends of the role read query text in pg_stat_activity.
-# The binding and the check in one statement (BIND_RESET_SQL: and the reset first, the fallback).
-_BIND = (
+# The binding and the check in one statement, the check's answer last (BIND_RESET_SQL: and the
+# reset first, the fallback; its call is in FROM so that it runs before the set_config calls).
+_SET = (
     "SELECT pg_catalog.set_config('tenancy.instance_id', $1, true), "
-    f"pg_catalog.set_config('tenancy.seal', $2, true), {CLEAN_COLUMNS} FROM {CHECK_FUNCTION}"
+    "pg_catalog.set_config('tenancy.seal', $2, true)"
 )
-BIND_SQL = f"{_BIND}(false, $3) c"
-BIND_RESET_SQL = f"{_BIND}(true, $3) c"
+BIND_SQL = f"{_SET}, {CHECK_FUNCTION}(false, $3)"
+BIND_RESET_SQL = f"{_SET}, s FROM {CHECK_FUNCTION}(true, $3) s"
 TAINTED = (
     "tenancy: SQL on this connection left state that a later checkout could use (prepared "
     "statements made by PREPARE, or LISTEN channels); the connection was discarded"
@@ -426,9 +485,8 @@ def binding_objects_sql(*, tenants_schema: str | None = None) -> list[str]:
         f"REVOKE ALL ON TABLE {SCHEMA}.binding_keys FROM PUBLIC",
         _VERIFY_SQL,
         f"REVOKE ALL ON FUNCTION {FUNCTION}() FROM PUBLIC",
-        # Before revision 0005 the check took one argument; both would make session_check(true)
-        # ambiguous.
-        f"DROP FUNCTION IF EXISTS {OLD_CHECK_SIGNATURE}",
+        # Before revision 0006 the check was session_check (returning OUT columns).
+        *(f"DROP FUNCTION IF EXISTS {old}" for old in OLD_CHECK_SIGNATURES),
         _CHECK_SQL,
         f"REVOKE ALL ON FUNCTION {CHECK_SIGNATURE} FROM PUBLIC",
     ]

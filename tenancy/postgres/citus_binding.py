@@ -68,10 +68,10 @@ def seal(key: BindingKey, tenant: uuid.UUID, gpid: int, *, now: float | None = N
 def binding_commands(
     tenant: uuid.UUID, tenant_seal: str, backend: str | None = None
 ) -> tuple[bytes, bytes, bytes]:
-    """The two ``SET LOCAL`` statements that carry the binding to the shards, then the check
-    that the connection is clean (last column ``True`` when SQL left no prepared statement or
-    LISTEN channel; it also releases session advisory locks: :data:`~tenancy.postgres.binding.CLEAN_COLUMNS`);
-    *backend*: the one already found clean of role settings (:func:`~tenancy.postgres.binding.clean_sql`).
+    """The two ``SET LOCAL`` statements that carry the binding to the shards, then the session
+    check (its answer: :func:`~tenancy.postgres.binding.session_state`; it also releases session
+    advisory locks); *backend*: the one already found clean of role settings
+    (:func:`~tenancy.postgres.binding.clean_sql`).
 
     Both values are checked against their exact shape before they are put into SQL text.
     """

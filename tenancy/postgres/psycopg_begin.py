@@ -10,8 +10,7 @@ whatever the connection's previous transactions left at session level::
     BEGIN; RESET ALL; RESET ROLE; CLOSE ALL; DISCARD SEQUENCES; COMMIT   -- binding.RESET_SQL
     BEGIN                                             -- psycopg's own, with its clauses
     SELECT set_config('tenancy.instance_id', $1, true), set_config('tenancy.seal', $2, true),
-           c.backend, c.planted, c.clean FROM tenancy.session_check(false, $3) c
-                                                      -- one Sync: one round trip for all
+           tenancy.session_state(false, $3)           -- one Sync: one round trip for all
 
 The reset commits in a transaction of its own before psycopg's ``BEGIN``: the tenant's
 transaction then starts from the reset ``default_transaction_*`` values, and its ``ROLLBACK``
@@ -21,7 +20,7 @@ transaction and keeps the server connection for all of it.
 The values are bound parameters: they never appear in query text, which other backends of
 the role can read in ``pg_stat_activity`` (and ``pg_stat_statements`` keeps). ``$3`` names the
 backend whose role settings this connection already checked (``_tenancy_backend``, from the
-last binding's ``backend`` column; see :data:`~tenancy.postgres.binding.CHECK_FUNCTION`). The same
+last binding's answer; see :data:`~tenancy.postgres.binding.CHECK_FUNCTION`). The same
 statement reports whether SQL left state that cannot be reset cheaply: a prepared statement
 made by SQL (``PREPARE``; psycopg prepares through the protocol, so such a statement can only
 be an attempt to take over a ``_pg3_N`` name that this checkout would execute) or a ``LISTEN``
@@ -67,7 +66,14 @@ except ImportError:  # a psycopg that moved it: no fast path (SUPPORTED is False
     _HAS_BASE = False
 from sqlalchemy import Engine, event
 
-from tenancy.postgres.binding import BIND_SQL, RESET_SQL, TAINTED, bind_parameters, planted_message
+from tenancy.postgres.binding import (
+    BIND_SQL,
+    RESET_SQL,
+    TAINTED,
+    bind_parameters,
+    planted_message,
+    session_state,
+)
 
 __all__ = [
     "SUPPORTED",
@@ -164,21 +170,20 @@ def _start_query(self: Any) -> Any:  # PQGen[None]
             if result.status == _FATAL_ERROR:
                 raise e.error_from_result(result, encoding=self.pgconn._encoding)
         raise e.InternalError("tenancy: unexpected results from BEGIN and the tenant binding")
-    # The binding's last statement ends with the `backend`, `planted` and `clean` columns
-    # (binding.CLEAN_COLUMNS).
+    # The binding's last statement ends with the session check's answer (binding.session_state).
     last = results[-1]
-    planted = last.get_value(0, last.nfields - 2)
-    if planted is not None:
+    state = session_state(last.get_value(0, last.nfields - 1), self.pgconn.backend_pid)
+    if state.planted is not None:
         # This backend may have started with the settings: never use it again (as below).
         self.pgconn.finish()
-        raise PlantedRoleSettings(planted_message(planted.decode("utf-8", "replace")))
-    if last.get_value(0, last.nfields - 1) != b"t":
+        raise PlantedRoleSettings(planted_message(state.planted))
+    if state.tainted:
         # Never run anything on it: close it; translate.py discards this connection only.
         self.pgconn.finish()
         raise TaintedConnection(TAINTED)
     # This backend passed the role-settings check right after the reset: the next binding names
     # it, and the check skips that part while the same backend answers (binding.CHECK_FUNCTION).
-    self._tenancy_backend = last.get_value(0, last.nfields - 3)
+    self._tenancy_backend = None if state.backend is None else state.backend.encode("ascii")
     return None
 
 

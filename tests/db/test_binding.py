@@ -8,7 +8,16 @@ import pytest
 from sqlalchemy import Engine, text
 
 import tenancy
-from tenancy.postgres.binding import BindingKey, KeySource, parse_binding_key, registration_proof, seal
+from tenancy.postgres.binding import (
+    BindingKey,
+    KeySource,
+    SessionState,
+    clean_sql,
+    parse_binding_key,
+    registration_proof,
+    seal,
+    session_state,
+)
 
 T = uuid.UUID("12345678-1234-4234-8234-123456789abc")
 SECRET = bytes(range(32))
@@ -59,3 +68,33 @@ def test_an_admin_engine_that_cannot_read_the_key_is_a_configuration_error(runti
     with pytest.raises(tenancy.ConfigurationError, match="TENANCY_BINDING_KEY") as err:
         sessions.for_instance(T)
     assert "InsufficientPrivilege" in str(err.value)
+
+
+def test_the_session_checks_answer_is_read_strictly() -> None:
+    """The check's answer: the backend to name next time, planted settings, or taint. A bare
+    pid is kept only when the libpq connection got that pid itself (no pooler between); any
+    other answer (the OUT-column record of the check before revision 0006, garbage, NULL)
+    counts as tainted: the connection is discarded, never trusted."""
+    assert session_state("4242@1765000000.123456", 4242) == SessionState("4242", None, False)
+    assert session_state(b"4242@1765000000.123456", 777) == SessionState(
+        "4242@1765000000.123456", None, False
+    )
+    assert session_state("4242@1765000000.123456", None) == SessionState(
+        "4242@1765000000.123456", None, False
+    )
+    assert session_state("4242", 4242) == SessionState("4242", None, False)
+    assert session_state("", 4242) == SessionState(None, None, False)
+    assert session_state("!planted:TimeZone, search_path", 1) == SessionState(
+        None, "TimeZone, search_path", False
+    )
+    assert session_state("!tainted", 1).tainted
+    for answer in ("(4242@1765000000.1,,t)", "4242@x", " 4242", "ok", None, "!other"):
+        assert session_state(answer, 4242).tainted, answer
+
+
+def test_the_citus_check_inlines_only_a_backend_name() -> None:
+    """The Citus check has no parameters: only the two shapes of a backend name reach its text."""
+    assert clean_sql("4242") == b"SELECT tenancy.session_state(false, '4242')"
+    assert clean_sql("4242@1765000000.5") == b"SELECT tenancy.session_state(false, '4242@1765000000.5')"
+    for bad in ("4242'); DROP TABLE x; --", "4242@", "", None):
+        assert clean_sql(bad) == b"SELECT tenancy.session_state(false, NULL)"

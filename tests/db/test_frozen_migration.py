@@ -107,7 +107,7 @@ def test_the_migrated_schema_equals_what_the_library_creates(
     assert [row[0] for row in found["functions"]] == [
         "current_instance_id",
         "register_tenant",
-        "session_check",
+        "session_state",
     ]
     assert found["keys"] == [(1, 32, 64, 64, True)]
 

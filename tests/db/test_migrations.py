@@ -121,3 +121,47 @@ def test_tenancy_runtime_role_is_granted_by_any_env_py_that_calls_run_migrations
     with runtime.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM tenants")).scalar_one() == 0
     runtime.dispose()
+
+
+@pytest.mark.postgres
+def test_upgrading_past_0006_keeps_the_runtime_roles_right_to_the_session_check(
+    empty_pg_database: Database,
+) -> None:
+    """0006 replaces ``session_check`` by ``session_state``: a runtime role granted before the
+    upgrade can still run tenant transactions after it (and after a downgrade back)."""
+    db = empty_pg_database
+    engine = create_engine(db.admin_url)
+    migrate(engine, "0005", runtime_role=db.runtime)
+    with engine.begin() as conn:  # what `tenancy grant` of a release before 0006 granted
+        conn.execute(
+            text(f'GRANT EXECUTE ON FUNCTION tenancy.session_check(boolean, text) TO "{db.runtime}"')
+        )
+    runtime = create_engine(db.runtime_url)
+
+    def can_execute(signature: str) -> bool | None:
+        with runtime.connect() as conn:
+            return conn.execute(
+                text(
+                    "SELECT CASE WHEN to_regprocedure(:f) IS NOT NULL"
+                    " THEN has_function_privilege(to_regprocedure(:f), 'EXECUTE') END"
+                ),
+                {"f": signature},
+            ).scalar_one()
+
+    try:
+        assert can_execute("tenancy.session_check(boolean, text)") is True
+        migrate(engine, "heads")
+        assert can_execute("tenancy.session_state(boolean, text)") is True
+        assert can_execute("tenancy.session_check(boolean, text)") is None  # dropped
+        with runtime.connect() as conn:
+            answer = conn.execute(text("SELECT tenancy.session_state()")).scalar_one()
+            assert re.fullmatch(r"[0-9]+@[0-9.]+", answer)
+        cfg = alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0005")
+        assert can_execute("tenancy.session_check(boolean, text)") is True
+        assert can_execute("tenancy.session_state(boolean, text)") is None
+    finally:
+        runtime.dispose()
+        engine.dispose()

@@ -8,12 +8,15 @@ transaction always gets the server connection A used.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from tenancy import ConfigurationError, CrossTenantAccess, TenantSessionFactory
+from tenancy.postgres import psycopg_begin
 from tenancy.postgres.timeouts import DEFAULT_TIMEOUTS
 from tenancy.testing.postgres import Database
 from tests.isolation.raw_sql import Runner
@@ -247,6 +250,31 @@ def test_a_planted_role_setting_refuses_tenant_transactions(
             conn.execute(text(f"ALTER ROLE CURRENT_USER {undo}"))
         fresh.dispose()
     assert tenants.run(B, lambda s: s.execute(text("SELECT 1")).scalar_one()) == 1
+
+
+def test_the_role_settings_check_is_skipped_only_for_the_backend_it_vouched_for(
+    tenants: Runner, request: pytest.FixtureRequest
+) -> None:
+    """Once a backend passed the role-settings check, the next binding names it and the check
+    skips the lookup while that backend answers. By its bare pid only where the connection is
+    the backend's own (direct: the backend cannot change); behind PgBouncer, where the client's
+    connection is the pooler's, by its exact name (pid and start time), so a new server backend
+    that happens to reuse the pid is checked in full."""
+    route = request.node.callspec.params["tenants"][0]
+
+    def seen(s: Session) -> tuple[int, int, str | None]:
+        driver = s.connection().connection.driver_connection
+        pid = s.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        return pid, driver.pgconn.backend_pid, psycopg_begin.checked_backend(driver)
+
+    tenants.run(B, lambda s: s.execute(text("SELECT 1")))
+    for _ in range(2):  # the first names the backend as found, the second as passed back
+        pid, client_pid, backend = tenants.run(B, seen)
+        if route == "direct":
+            assert (client_pid, backend) == (pid, str(pid))
+        else:
+            assert client_pid != pid
+            assert backend is not None and re.fullmatch(rf"{pid}@[0-9]+(\.[0-9]+)?", backend)
 
 
 @pytest.mark.xfail(

@@ -1,0 +1,113 @@
+"""The session check as one scalar: ``tenancy.session_state(boolean, text) RETURNS text``.
+
+``tenancy.session_check`` (0005) returned ``backend``, ``planted`` and ``clean`` as OUT columns,
+called in the binding statement's FROM list: a set-returning call that builds a tuple
+descriptor and a tuplestore in every transaction (~70k server instructions of a point
+transaction's ~690k, callgrind). ``session_state`` returns one text value (the backend it ran
+on, ``!planted:<names>`` or ``!tainted``) and is called in the select list. It also takes a
+bare pid as ``p_backend``: the caller passes it when its libpq connection is that backend's own
+(no pooler), and the comparison skips ``pg_stat_get_activity``, which copies every backend's
+status (~80k instructions). Roles that could execute ``session_check(boolean, text)`` are
+granted ``session_state``; the old function is dropped. Frozen SQL text (no tenancy imports).
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-12-06
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from alembic import op
+from sqlalchemy import text
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+GRANTEES = """
+SELECT pg_catalog.quote_ident(r.rolname)
+  FROM pg_catalog.pg_proc p CROSS JOIN pg_catalog.aclexplode(p.proacl) a
+  JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
+ WHERE p.oid = pg_catalog.to_regprocedure(:f) AND a.grantee <> p.proowner
+   AND a.privilege_type = 'EXECUTE'
+ ORDER BY 1
+"""
+
+SESSION_STATE = r"""CREATE OR REPLACE FUNCTION tenancy.session_state(
+  p_reset pg_catalog.bool DEFAULT false, p_backend pg_catalog.text DEFAULT NULL)
+RETURNS pg_catalog.text
+LANGUAGE plpgsql VOLATILE
+AS $tenancy$
+DECLARE
+  v_pid pg_catalog.text := pg_catalog.pg_backend_pid()::pg_catalog.text;
+  v_backend pg_catalog.text;
+  planted pg_catalog.text;
+BEGIN
+  IF p_reset THEN
+    EXECUTE 'RESET ALL';
+    EXECUTE 'RESET ROLE';
+    EXECUTE 'CLOSE ALL';
+    EXECUTE 'DISCARD SEQUENCES';
+  END IF;
+  PERFORM pg_catalog.pg_advisory_unlock_all();
+  IF p_backend OPERATOR(pg_catalog.=) v_pid THEN
+    v_backend := v_pid;
+  ELSE
+    SELECT v_pid OPERATOR(pg_catalog.||) '@' OPERATOR(pg_catalog.||)
+           pg_catalog.date_part('epoch', a.backend_start)::pg_catalog.numeric::pg_catalog.text
+      INTO v_backend FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid()) a;
+    IF v_backend IS NULL OR p_backend IS NULL OR p_backend OPERATOR(pg_catalog.<>) v_backend THEN
+
+  SELECT pg_catalog.string_agg(DISTINCT pg_catalog.split_part(c, '=', 1), ', ') INTO planted
+    FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) c
+   WHERE s.setrole OPERATOR(pg_catalog.=)
+         pg_catalog.to_regrole(pg_catalog.quote_ident(session_user::pg_catalog.text))::pg_catalog.oid
+     AND s.setdatabase OPERATOR(pg_catalog.=) ANY (ARRAY[0::pg_catalog.oid, (SELECT d.oid
+         FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())])
+     AND NOT ((pg_catalog.split_part(c, '=', 1) OPERATOR(pg_catalog.=) ANY (ARRAY['lock_timeout',
+              'statement_timeout', 'idle_in_transaction_session_timeout'])
+              AND pg_catalog.split_part(c, '=', 2) OPERATOR(pg_catalog.!~) '^[0.]*[a-z]*$')
+          OR c OPERATOR(pg_catalog.=) 'citus.propagate_set_commands=local'
+          OR c OPERATOR(pg_catalog.=) ANY (ARRAY['track_activities=off',
+             'pg_stat_statements.track_utility=off']));
+      IF planted IS NOT NULL THEN
+        RETURN '!planted:' OPERATOR(pg_catalog.||) planted;
+      END IF;
+    END IF;
+  END IF;
+  IF EXISTS (SELECT FROM pg_catalog.pg_prepared_statements p WHERE p.from_sql)
+     OR EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN
+    RETURN '!tainted';
+  END IF;
+  RETURN COALESCE(v_backend, '');
+END
+$tenancy$
+"""
+
+
+def _move(old: str, new: str, create: str) -> None:
+    grantees = op.get_bind().execute(text(GRANTEES), {"f": old}).scalars().all()
+    op.execute(create)
+    op.execute(f"REVOKE ALL ON FUNCTION {new} FROM PUBLIC")
+    for grantee in grantees:
+        op.execute(f"GRANT EXECUTE ON FUNCTION {new} TO {grantee}")
+    op.execute(f"DROP FUNCTION IF EXISTS {old}")
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    _move("tenancy.session_check(boolean, text)", "tenancy.session_state(boolean, text)", SESSION_STATE)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    from importlib import import_module
+
+    previous = import_module("tenancy.migrations.versions.0005_backend_check")
+    old, new = "tenancy.session_state(boolean, text)", "tenancy.session_check(boolean, text)"
+    _move(old, new, previous.SESSION_CHECK)
