@@ -9,8 +9,7 @@ whatever the connection's previous transactions left at session level::
 
     BEGIN; RESET ALL; RESET ROLE; CLOSE ALL; DISCARD SEQUENCES; COMMIT   -- binding.RESET_SQL
     BEGIN                                             -- psycopg's own, with its clauses
-    SELECT set_config('tenancy.instance_id', $1, true), set_config('tenancy.seal', $2, true),
-           tenancy.session_state(false, $3)           -- one Sync: one round trip for all
+    SELECT tenancy.session_state(false, $3, $1, $2)   -- one Sync: one round trip for all
 
 The reset commits in a transaction of its own before psycopg's ``BEGIN``: the tenant's
 transaction then starts from the reset ``default_transaction_*`` values, and its ``ROLLBACK``

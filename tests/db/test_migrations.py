@@ -151,7 +151,7 @@ def test_upgrading_past_0006_keeps_the_runtime_roles_right_to_the_session_check(
     try:
         assert can_execute("tenancy.session_check(boolean, text)") is True
         migrate(engine, "heads")
-        assert can_execute("tenancy.session_state(boolean, text)") is True
+        assert can_execute("tenancy.session_state(boolean, text, text, text)") is True
         assert can_execute("tenancy.session_check(boolean, text)") is None  # dropped
         with runtime.connect() as conn:
             answer = conn.execute(text("SELECT tenancy.session_state()")).scalar_one()
@@ -161,7 +161,7 @@ def test_upgrading_past_0006_keeps_the_runtime_roles_right_to_the_session_check(
             cfg.attributes["connection"] = conn
             command.downgrade(cfg, "0005")
         assert can_execute("tenancy.session_check(boolean, text)") is True
-        assert can_execute("tenancy.session_state(boolean, text)") is None
+        assert can_execute("tenancy.session_state(boolean, text, text, text)") is None
     finally:
         runtime.dispose()
         engine.dispose()

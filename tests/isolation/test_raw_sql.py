@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 
 from tenancy import ConfigurationError, CrossTenantAccess, CrossTenantWrite, TenantSessionFactory
 from tenancy.postgres.audit import audit
-from tenancy.postgres.binding import BIND_SQL
+from tenancy.postgres.binding import BIND_SQL, CHECK_FUNCTION
 from tenancy.postgres.roles import grant_runtime_role
 from tenancy.testing.postgres import Database
 from tests.isolation.models import Note
@@ -177,7 +177,7 @@ def test_s63_query_text_never_shows_an_instance_id_or_seal(pg: Env, tenants: Run
         thread.join()
     assert seen, "the observer saw no query at all"
     assert not [q for q in seen if any(secret in q for secret in secrets)]
-    assert "$1" in BIND_SQL and "$2" in BIND_SQL and "tenancy.seal" in BIND_SQL
+    assert "$1" in BIND_SQL and "$2" in BIND_SQL and CHECK_FUNCTION in BIND_SQL
 
 
 def test_s63_the_binding_statement_shows_only_placeholders(pg: Env, iso_database: Database, observer) -> None:
@@ -198,7 +198,7 @@ def test_s63_the_binding_statement_shows_only_placeholders(pg: Env, iso_database
                 last = conn.execute(
                     text("SELECT query FROM pg_stat_activity WHERE pid = :p"), {"p": pid}
                 ).scalar()
-            assert last is not None and "tenancy.seal" in last and "$2" in last
+            assert last is not None and CHECK_FUNCTION in last and "$2" in last
             assert str(B) not in last and pg.seal(B).split(".", 1)[1] not in last
             assert _instances(session) == {B}
     finally:

@@ -1,14 +1,16 @@
-"""The session check as one scalar: ``tenancy.session_state(boolean, text) RETURNS text``.
+"""The binding as one call: ``tenancy.session_state(p_reset, p_backend, p_instance_id, p_seal)
+RETURNS text``.
 
 ``tenancy.session_check`` (0005) returned ``backend``, ``planted`` and ``clean`` as OUT columns,
-called in the binding statement's FROM list: a set-returning call that builds a tuple
-descriptor and a tuplestore in every transaction (~70k server instructions of a point
-transaction's ~690k, callgrind). ``session_state`` returns one text value (the backend it ran
-on, ``!planted:<names>`` or ``!tainted``) and is called in the select list. It also takes a
-bare pid as ``p_backend``: the caller passes it when its libpq connection is that backend's own
-(no pooler), and the comparison skips ``pg_stat_get_activity``, which copies every backend's
-status (~80k instructions). Roles that could execute ``session_check(boolean, text)`` are
-granted ``session_state``; the old function is dropped. Frozen SQL text (no tenancy imports).
+called in the binding statement's FROM list beside two ``set_config()`` calls: a set-returning
+call that builds a tuple descriptor and a tuplestore in every transaction, in an unnamed
+statement parsed and planned every time (~170k server instructions of a point transaction's
+~690k, callgrind). ``session_state`` makes the two settings itself, after its checks, and
+returns one text value (the backend it ran on, ``!planted:<names>`` or ``!tainted``). It also
+takes a bare pid as ``p_backend``: the caller passes it when its libpq connection is that
+backend's own (no pooler), and the comparison skips ``pg_stat_get_activity``, which copies every
+backend's status (~80k instructions). Roles that could execute ``session_check(boolean, text)``
+are granted ``session_state``; the old function is dropped. Frozen SQL text (no tenancy imports).
 
 Revision ID: 0006
 Revises: 0005
@@ -37,7 +39,8 @@ SELECT pg_catalog.quote_ident(r.rolname)
 """
 
 SESSION_STATE = r"""CREATE OR REPLACE FUNCTION tenancy.session_state(
-  p_reset pg_catalog.bool DEFAULT false, p_backend pg_catalog.text DEFAULT NULL)
+  p_reset pg_catalog.bool DEFAULT false, p_backend pg_catalog.text DEFAULT NULL,
+  p_instance_id pg_catalog.text DEFAULT NULL, p_seal pg_catalog.text DEFAULT NULL)
 RETURNS pg_catalog.text
 LANGUAGE plpgsql VOLATILE
 AS $tenancy$
@@ -45,6 +48,7 @@ DECLARE
   v_pid pg_catalog.text := pg_catalog.pg_backend_pid()::pg_catalog.text;
   v_backend pg_catalog.text;
   planted pg_catalog.text;
+  v_set pg_catalog.text;
 BEGIN
   IF p_reset THEN
     EXECUTE 'RESET ALL';
@@ -82,6 +86,12 @@ BEGIN
      OR EXISTS (SELECT FROM pg_catalog.pg_listening_channels()) THEN
     RETURN '!tainted';
   END IF;
+  IF p_instance_id IS NOT NULL THEN
+    v_set := pg_catalog.set_config('tenancy.instance_id', p_instance_id, true);
+  END IF;
+  IF p_seal IS NOT NULL THEN
+    v_set := pg_catalog.set_config('tenancy.seal', p_seal, true);
+  END IF;
   RETURN COALESCE(v_backend, '');
 END
 $tenancy$
@@ -100,7 +110,11 @@ def _move(old: str, new: str, create: str) -> None:
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    _move("tenancy.session_check(boolean, text)", "tenancy.session_state(boolean, text)", SESSION_STATE)
+    _move(
+        "tenancy.session_check(boolean, text)",
+        "tenancy.session_state(boolean, text, text, text)",
+        SESSION_STATE,
+    )
 
 
 def downgrade() -> None:
@@ -109,5 +123,5 @@ def downgrade() -> None:
     from importlib import import_module
 
     previous = import_module("tenancy.migrations.versions.0005_backend_check")
-    old, new = "tenancy.session_state(boolean, text)", "tenancy.session_check(boolean, text)"
+    old, new = "tenancy.session_state(boolean, text, text, text)", "tenancy.session_check(boolean, text)"
     _move(old, new, previous.SESSION_CHECK)
