@@ -30,8 +30,6 @@ approach sends it:
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -49,6 +47,7 @@ from psycopg import generators, pq, waiting
 from tenancy.postgres.binding import BIND_SQL, RESET_SQL, seal, session_state
 from tenancy.testing.postgres import fresh_database
 from tests.citus.cluster import _free_port, _pg_bindir
+from tests.perf import callgrind
 from tests.perf.bench_tenant_txn import libpq, load
 from tests.perf.harness import machine
 
@@ -153,9 +152,7 @@ def _count(work: Path, pid: int) -> int:
     path = work / f"cg.{pid}"
     for _ in range(600):  # written when the backend exits
         if path.exists():
-            for line in path.read_text().splitlines():
-                if line.startswith(("summary:", "totals:")):
-                    return int(line.split()[1])
+            return callgrind.total(path)
         time.sleep(0.1)
     raise RuntimeError(f"no callgrind count for backend {pid}")
 
@@ -217,12 +214,7 @@ def variants(setup: Any) -> dict[str, Txn]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--txns", type=int, default=300, help="measured transactions per variant")
-    parser.add_argument("--warmup", type=int, default=30)
-    parser.add_argument("--json", dest="json_path")
+    parser = callgrind.arguments(__doc__, warmup=30)
     args = parser.parse_args(argv)
     meta = {**machine(), "txns": args.txns, "warmup": args.warmup, "tenants": 100, "rows_per_tenant": 100}
     figures: dict[str, float] = {}
@@ -247,18 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                 counts.append(_count(work, pid))
             figures[name] = (counts[1] - counts[0]) / args.txns
             print(f"  {name}: {figures[name] / 1000:.1f}k", file=sys.stderr, flush=True)
-    base = figures["none"]
-    lines = [
-        "| variant | server instructions per transaction | x none |",
-        "|---|---|---|",
-        *(f"| {name} | {value / 1000:,.1f}k | {value / base:.2f} |" for name, value in figures.items()),
-    ]
-    print(f"{meta['date']} · {meta['platform']} · PostgreSQL {meta['server_version']} under callgrind")
-    print("\n".join(lines))
-    if args.json_path:
-        with open(args.json_path, "w", encoding="utf-8") as f:
-            json.dump({"meta": meta, "instructions_per_txn": figures}, f, indent=2)
-            f.write("\n")
+    headline = f"{meta['date']} · {meta['platform']} · PostgreSQL {meta['server_version']} under callgrind"
+    callgrind.report(figures, "server instructions per transaction", headline, meta, args.json_path)
     return 0
 
 
