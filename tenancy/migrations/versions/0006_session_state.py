@@ -20,23 +20,15 @@ Create Date: 2026-12-06
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import import_module
+from types import ModuleType
 
 from alembic import op
-from sqlalchemy import text
 
 revision: str = "0006"
 down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
-
-GRANTEES = """
-SELECT pg_catalog.quote_ident(r.rolname)
-  FROM pg_catalog.pg_proc p CROSS JOIN pg_catalog.aclexplode(p.proacl) a
-  JOIN pg_catalog.pg_roles r ON r.oid = a.grantee
- WHERE p.oid = pg_catalog.to_regprocedure(:f) AND a.grantee <> p.proowner
-   AND a.privilege_type = 'EXECUTE'
- ORDER BY 1
-"""
 
 SESSION_STATE = r"""CREATE OR REPLACE FUNCTION tenancy.session_state(
   p_reset pg_catalog.bool DEFAULT false, p_backend pg_catalog.text DEFAULT NULL,
@@ -98,19 +90,16 @@ $tenancy$
 """
 
 
-def _move(old: str, new: str, create: str) -> None:
-    grantees = op.get_bind().execute(text(GRANTEES), {"f": old}).scalars().all()
-    op.execute(create)
-    op.execute(f"REVOKE ALL ON FUNCTION {new} FROM PUBLIC")
-    for grantee in grantees:
-        op.execute(f"GRANT EXECUTE ON FUNCTION {new} TO {grantee}")
-    op.execute(f"DROP FUNCTION IF EXISTS {old}")
+def _previous() -> ModuleType:
+    # 0005 (frozen too): its SESSION_CHECK, and its _move, which reads the old function's
+    # grantees, drops it, creates the new one and grants it to them.
+    return import_module("tenancy.migrations.versions.0005_backend_check")
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    _move(
+    _previous()._move(
         "tenancy.session_check(boolean, text)",
         "tenancy.session_state(boolean, text, text, text)",
         SESSION_STATE,
@@ -120,8 +109,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    from importlib import import_module
-
-    previous = import_module("tenancy.migrations.versions.0005_backend_check")
+    previous = _previous()
     old, new = "tenancy.session_state(boolean, text, text, text)", "tenancy.session_check(boolean, text)"
-    _move(old, new, previous.SESSION_CHECK)
+    previous._move(old, new, previous.SESSION_CHECK)
