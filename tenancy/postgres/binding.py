@@ -201,8 +201,8 @@ END
 $tenancy$
 """
 
-_PID = re.compile(r"[0-9]{1,10}")
-_BACKEND = re.compile(r"([0-9]{1,10})@[0-9]{1,12}(\.[0-9]{1,6})?")
+# A backend's name: its pid, then (the exact form) `@` and its start time.
+_BACKEND = re.compile(r"([0-9]{1,10})(@[0-9]{1,12}(\.[0-9]{1,6})?)?")
 
 
 @dataclass(frozen=True)
@@ -227,22 +227,20 @@ def session_state(value: str | bytes | None, client_pid: int | None) -> SessionS
         return SessionState(None, value[len(_PLANTED_STATE) :] or "?", False)
     if value == "":
         return SessionState(None, None, False)
-    if _PID.fullmatch(value):
-        return SessionState(value, None, False)
-    exact = _BACKEND.fullmatch(value)
-    if exact is None:
+    name = _BACKEND.fullmatch(value)
+    if name is None:
         return SessionState(None, None, True)
     # The libpq connection is this backend's own (no pooler between): its backend cannot
     # change, and the bare pid is as good as the exact name, at no cost to compare.
-    if client_pid is not None and exact.group(1) == str(client_pid):
-        return SessionState(exact.group(1), None, False)
+    if name.group(2) is not None and client_pid is not None and name.group(1) == str(client_pid):
+        return SessionState(name.group(1), None, False)
     return SessionState(value, None, False)
 
 
 def clean_sql(backend: str | None) -> bytes:
     """The check alone, for a transport whose statements take no parameters (Citus sends it
     after its two ``SET LOCAL``): *backend* (a :class:`SessionState` ``backend``) inlined."""
-    if backend is not None and not (_PID.fullmatch(backend) or _BACKEND.fullmatch(backend)):
+    if backend is not None and not _BACKEND.fullmatch(backend):
         backend = None  # never inline anything else; NULL only means a full check
     argument = "NULL" if backend is None else f"'{backend}'"
     return f"SELECT {CHECK_FUNCTION}(false, {argument})".encode("ascii")
